@@ -23,7 +23,9 @@ pub fn parse_count(text: &str) -> Result<u64, CountError> {
     if let Some((base, exp)) = cleaned.split_once('^') {
         let base: u64 = base.parse().map_err(|_| bad())?;
         let exp: u32 = exp.parse().map_err(|_| bad())?;
-        return base.checked_pow(exp).ok_or_else(|| CountError::TooLarge(text.to_string()));
+        return base
+            .checked_pow(exp)
+            .ok_or_else(|| CountError::TooLarge(text.to_string()));
     }
     if let Ok(n) = cleaned.parse::<u64>() {
         return Ok(n);
@@ -36,7 +38,10 @@ pub fn parse_count(text: &str) -> Result<u64, CountError> {
     };
     let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     let all_digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
-    if (int_part.is_empty() && frac_part.is_empty()) || !all_digits(int_part) || !all_digits(frac_part) {
+    if (int_part.is_empty() && frac_part.is_empty())
+        || !all_digits(int_part)
+        || !all_digits(frac_part)
+    {
         return Err(bad());
     }
     // value = digits · 10^(exp − len(frac)), computed exactly in u128.
@@ -45,11 +50,15 @@ pub fn parse_count(text: &str) -> Result<u64, CountError> {
     let mut value: u128 = if digits.is_empty() {
         0
     } else {
-        digits.parse().map_err(|_| CountError::TooLarge(text.to_string()))?
+        digits
+            .parse()
+            .map_err(|_| CountError::TooLarge(text.to_string()))?
     };
     let mut shift = exp - frac_part.len() as i32;
     while shift > 0 {
-        value = value.checked_mul(10).ok_or_else(|| CountError::TooLarge(text.to_string()))?;
+        value = value
+            .checked_mul(10)
+            .ok_or_else(|| CountError::TooLarge(text.to_string()))?;
         if value > u128::from(u64::MAX) {
             return Err(CountError::TooLarge(text.to_string()));
         }
@@ -71,7 +80,15 @@ mod tests {
 
     #[test]
     fn accepted_forms() {
-        for t in ["1000000000", "1e9", "1E9", "10^9", "1_000_000_000", "1.0e9", "0.001e12"] {
+        for t in [
+            "1000000000",
+            "1e9",
+            "1E9",
+            "10^9",
+            "1_000_000_000",
+            "1.0e9",
+            "0.001e12",
+        ] {
             assert_eq!(parse_count(t), Ok(1_000_000_000), "{t}");
         }
         assert_eq!(parse_count("2.5e6"), Ok(2_500_000));
@@ -81,9 +98,14 @@ mod tests {
 
     #[test]
     fn refused_forms() {
-        for t in ["banana", "", "-5", "1e", "e9", "1.5", "10^", "1e400", "1..2", "1e-3"] {
+        for t in [
+            "banana", "", "-5", "1e", "e9", "1.5", "10^", "1e400", "1..2", "1e-3",
+        ] {
             assert!(parse_count(t).is_err(), "{t}");
         }
-        assert!(matches!(parse_count("99999999999999999999999"), Err(CountError::TooLarge(_))));
+        assert!(matches!(
+            parse_count("99999999999999999999999"),
+            Err(CountError::TooLarge(_))
+        ));
     }
 }

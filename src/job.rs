@@ -112,11 +112,19 @@ mod tests {
     fn grid() {
         let job = Job::new(Some(2500), Some(1000)).unwrap();
         assert_eq!(job.intervals(), Some(3));
-        let ivs: Vec<_> = (0..4).map(|k| job.interval(IntervalId(k)).map(|i| (i.a, i.b))).collect();
-        assert_eq!(ivs, vec![Some((0, 999)), Some((1000, 1999)), Some((2000, 2499)), None]);
+        let ivs: Vec<_> = (0..4)
+            .map(|k| job.interval(IntervalId(k)).map(|i| (i.a, i.b)))
+            .collect();
+        assert_eq!(
+            ivs,
+            vec![Some((0, 999)), Some((1000, 1999)), Some((2000, 2499)), None]
+        );
         let open = Job::new(None, None).unwrap();
         assert_eq!(open.chunk, 1000);
-        assert_eq!(open.interval(IntervalId(7)).map(|i| (i.a, i.b)), Some((7000, 7999)));
+        assert_eq!(
+            open.interval(IntervalId(7)).map(|i| (i.a, i.b)),
+            Some((7000, 7999))
+        );
         assert!(open.interval(IntervalId(u64::MAX)).is_none());
     }
 

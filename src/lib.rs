@@ -1,9 +1,20 @@
 //! piswarm: a distributed computation of the Leibniz series over TCP, done properly.
 //!
 //! See ARCHITECTURE.md for the map. In short: [`maths`] is the pure core, [`protocol`] the wire
-//! format, [`coordinator`] owns a run's state, [`server`] accepts workers, [`worker`] computes.
+//! format, [`coordinator`] owns a run's state and [`scheduler`] its intervals, [`server`] accepts
+//! workers, [`worker`] computes, [`run`] and [`serve`] are the commands of the same names.
 
+pub mod cli;
+pub mod connection;
+pub mod coordinator;
 pub mod count;
 pub mod job;
 pub mod maths;
 pub mod protocol;
+pub mod report;
+pub mod run;
+pub mod scheduler;
+pub mod serve;
+pub mod server;
+pub mod verify;
+pub mod worker;

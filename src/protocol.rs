@@ -39,18 +39,26 @@ where
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Dec<T>, E> {
                 if v.is_empty() || v.len() > 40 || !v.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(E::custom(format!("'{v}' is not a non-negative decimal integer")));
+                    return Err(E::custom(format!(
+                        "'{v}' is not a non-negative decimal integer"
+                    )));
                 }
-                v.parse().map(Dec).map_err(|_| E::custom(format!("'{v}' is out of range")))
+                v.parse()
+                    .map(Dec)
+                    .map_err(|_| E::custom(format!("'{v}' is out of range")))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dec<T>, E> {
-                T::try_from(v).map(Dec).map_err(|_| E::custom("integer out of range"))
+                T::try_from(v)
+                    .map(Dec)
+                    .map_err(|_| E::custom("integer out of range"))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dec<T>, E> {
                 Err(E::custom(format!("{v} is negative")))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dec<T>, E> {
-                Err(E::custom(format!("{v} is not an integer; send integers as decimal strings")))
+                Err(E::custom(format!(
+                    "{v} is not an integer; send integers as decimal strings"
+                )))
             }
         }
         d.deserialize_any(V(std::marker::PhantomData))
@@ -185,7 +193,11 @@ pub enum ErrorCode {
 
 impl ServerMessage {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
-        ServerMessage::Error { code, message: message.into(), id: None }
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+            id: None,
+        }
     }
 }
 
@@ -211,7 +223,10 @@ fn decode<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Result<T, DecodeError> {
     if line.len() > MAX_LINE {
         return Err(DecodeError {
             code: ErrorCode::LineTooLong,
-            message: format!("line of {} bytes exceeds the limit of {MAX_LINE}", line.len()),
+            message: format!(
+                "line of {} bytes exceeds the limit of {MAX_LINE}",
+                line.len()
+            ),
         });
     }
     let line = trim_cr(line);
@@ -230,7 +245,10 @@ fn classify(line: &[u8], err: serde_json::Error) -> DecodeError {
     let value: serde_json::Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(_) => {
-            return DecodeError { code: ErrorCode::BadJson, message: format!("invalid JSON: {err}") }
+            return DecodeError {
+                code: ErrorCode::BadJson,
+                message: format!("invalid JSON: {err}"),
+            }
         }
     };
     match value.get("type") {
@@ -239,13 +257,30 @@ fn classify(line: &[u8], err: serde_json::Error) -> DecodeError {
             message: "a message must be a JSON object with a \"type\" field".into(),
         },
         Some(serde_json::Value::String(t))
-            if !["hello", "request", "result", "heartbeat", "bye", "welcome", "assign", "ack", "error", "done"]
-                .contains(&t.as_str()) =>
+            if ![
+                "hello",
+                "request",
+                "result",
+                "heartbeat",
+                "bye",
+                "welcome",
+                "assign",
+                "ack",
+                "error",
+                "done",
+            ]
+            .contains(&t.as_str()) =>
         {
             let shown: String = t.chars().take(40).collect();
-            DecodeError { code: ErrorCode::UnknownType, message: format!("unknown message type '{shown}'") }
+            DecodeError {
+                code: ErrorCode::UnknownType,
+                message: format!("unknown message type '{shown}'"),
+            }
         }
-        _ => DecodeError { code: ErrorCode::BadMessage, message: format!("malformed message: {err}") },
+        _ => DecodeError {
+            code: ErrorCode::BadMessage,
+            message: format!("malformed message: {err}"),
+        },
     }
 }
 
@@ -271,7 +306,11 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        round_trip_client(ClientMessage::Hello { version: 1, worker: "w".into(), token: None });
+        round_trip_client(ClientMessage::Hello {
+            version: 1,
+            worker: "w".into(),
+            token: None,
+        });
         round_trip_client(ClientMessage::Request { count: 4 });
         round_trip_client(ClientMessage::Result(WorkResult {
             id: Dec(3),
@@ -302,13 +341,19 @@ mod tests {
     fn hand_typed_messages() {
         let m = decode_client(br#"{"type":"hello","version":1,"worker":"nc"}"#).unwrap();
         assert!(matches!(m, ClientMessage::Hello { .. }));
-        assert_eq!(decode_client(br#"{"type":"request","count":2}"#).unwrap(), ClientMessage::Request { count: 2 });
+        assert_eq!(
+            decode_client(br#"{"type":"request","count":2}"#).unwrap(),
+            ClientMessage::Request { count: 2 }
+        );
         // Plain integers are accepted for ids and sums; CRLF from terminals too.
         let r = decode_client(
             b"{\"type\":\"result\",\"id\":0,\"a\":0,\"b\":999,\"even_sum\":249500,\"odd_sum\":\"250000\",\"pi\":3.14}\r",
         )
         .unwrap();
-        assert!(matches!(r, ClientMessage::Result(WorkResult { b: Dec(999), .. })));
+        assert!(matches!(
+            r,
+            ClientMessage::Result(WorkResult { b: Dec(999), .. })
+        ));
     }
 
     #[test]
@@ -319,12 +364,18 @@ mod tests {
         assert_eq!(code(br#"{"type":"launch"}"#), ErrorCode::UnknownType);
         assert_eq!(code(br#"[1,2]"#), ErrorCode::BadMessage);
         assert_eq!(code(br#"{"type":"request"}"#), ErrorCode::BadMessage);
-        assert_eq!(code(br#"{"type":"request","count":-1}"#), ErrorCode::BadMessage);
-        let neg = br#"{"type":"result","id":"-1","a":"0","b":"1","even_sum":"0","odd_sum":"1","pi":1}"#;
+        assert_eq!(
+            code(br#"{"type":"request","count":-1}"#),
+            ErrorCode::BadMessage
+        );
+        let neg =
+            br#"{"type":"result","id":"-1","a":"0","b":"1","even_sum":"0","odd_sum":"1","pi":1}"#;
         assert_eq!(code(neg), ErrorCode::BadMessage);
-        let float = br#"{"type":"result","id":1.5,"a":"0","b":"1","even_sum":"0","odd_sum":"1","pi":1}"#;
+        let float =
+            br#"{"type":"result","id":1.5,"a":"0","b":"1","even_sum":"0","odd_sum":"1","pi":1}"#;
         assert_eq!(code(float), ErrorCode::BadMessage);
-        let nan = br#"{"type":"result","id":"1","a":"0","b":"1","even_sum":"0","odd_sum":"1","pi":NaN}"#;
+        let nan =
+            br#"{"type":"result","id":"1","a":"0","b":"1","even_sum":"0","odd_sum":"1","pi":NaN}"#;
         assert_eq!(code(nan), ErrorCode::BadJson);
         let huge = vec![b' '; MAX_LINE + 1];
         assert_eq!(code(&huge), ErrorCode::LineTooLong);

@@ -25,7 +25,10 @@ pub struct ExactSum {
 
 impl Default for ExactSum {
     fn default() -> Self {
-        ExactSum { limbs: [0; LIMBS], pending: 0 }
+        ExactSum {
+            limbs: [0; LIMBS],
+            pending: 0,
+        }
     }
 }
 
@@ -118,7 +121,13 @@ impl ExactSum {
         let Some(top) = n.limbs.iter().rposition(|&l| l != 0) else {
             return 0.0;
         };
-        let limb = |i: isize| if i < 0 { 0u128 } else { n.limbs[i as usize] as u128 };
+        let limb = |i: isize| {
+            if i < 0 {
+                0u128
+            } else {
+                n.limbs[i as usize] as u128
+            }
+        };
         let top = top as isize;
         let window = (limb(top) << 64) | (limb(top - 1) << 32) | limb(top - 2);
         let lower_nonzero = (0..(top - 2).max(0) as usize).any(|i| n.limbs[i] != 0);
@@ -211,7 +220,11 @@ mod tests {
         let bits = x.to_bits();
         let e = ((bits >> 52) & 0x7ff) as i64;
         let f = bits & ((1u64 << 52) - 1);
-        let (m, exp) = if e == 0 { (f, 0) } else { (f | (1 << 52), e - 1) };
+        let (m, exp) = if e == 0 {
+            (f, 0)
+        } else {
+            (f | (1 << 52), e - 1)
+        };
         let v = BigInt::from(m) << exp as usize;
         if x < 0.0 {
             -v
@@ -231,7 +244,10 @@ mod tests {
         let err = (units(r) - &exact).abs();
         for neighbour in [next_up(r), next_down(r)] {
             let other = (units(neighbour) - &exact).abs();
-            assert!(err <= other, "{r:e} is not the nearest double to the exact sum of {values:?}");
+            assert!(
+                err <= other,
+                "{r:e} is not the nearest double to the exact sum of {values:?}"
+            );
         }
     }
 

@@ -216,8 +216,16 @@ mod tests {
     #[test]
     fn every_isa_gives_the_same_bits() {
         let isas = [Isa::Avx512, Isa::Avx2, Isa::Baseline];
-        for (a, b) in [(0, 999), (1, 100_000), (12_345, 1_012_344), (1 << 40, (1 << 40) + 77_777)] {
-            let bits: Vec<u64> = isas.iter().map(|&i| pi_partial_with(i, a, b).to_bits()).collect();
+        for (a, b) in [
+            (0, 999),
+            (1, 100_000),
+            (12_345, 1_012_344),
+            (1 << 40, (1 << 40) + 77_777),
+        ] {
+            let bits: Vec<u64> = isas
+                .iter()
+                .map(|&i| pi_partial_with(i, a, b).to_bits())
+                .collect();
             assert!(bits.iter().all(|&x| x == bits[0]), "[{a}, {b}]: {bits:x?}");
         }
     }

@@ -63,7 +63,11 @@ mod tests {
     fn matches_the_plain_loop_on_small_intervals() {
         for a in 0..60 {
             for b in a..80 {
-                assert_eq!((even_sum(a, b), odd_sum(a, b)), loop_sums(a, b), "[{a}, {b}]");
+                assert_eq!(
+                    (even_sum(a, b), odd_sum(a, b)),
+                    loop_sums(a, b),
+                    "[{a}, {b}]"
+                );
             }
         }
     }
@@ -88,7 +92,7 @@ mod tests {
         assert_eq!(odd_sum(top, top), u128::from(top));
         // Even the whole u64 range does not overflow.
         let m = u128::from(u64::MAX);
-        assert_eq!(odd_sum(0, u64::MAX), ((m + 1) / 2) * ((m + 1) / 2));
+        assert_eq!(odd_sum(0, u64::MAX), m.div_ceil(2) * m.div_ceil(2));
         assert_eq!(even_sum(u64::MAX, u64::MAX), 0);
     }
 

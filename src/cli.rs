@@ -1,0 +1,303 @@
+//! The command line: flags, parsing of counts and durations, and the exit codes.
+//!
+//! The binary's `main` only calls [`main`]. Exit codes: 0 success, 1 failure at run time (e.g. the
+//! coordinator is unreachable), 2 bad usage (e.g. `--terms 0`).
+
+use crate::count::parse_count;
+use crate::job::Job;
+use crate::server::{ServerConfig, MAX_PREFETCH_CAP};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "piswarm",
+    version,
+    about = "Distributed computation of the Leibniz series for π over TCP: exact, fast, one binary."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the coordinator: hand out intervals to workers, check and aggregate their results.
+    Serve(ServeArgs),
+    /// Connect to a coordinator and compute intervals until there is no more work.
+    Worker(WorkerArgs),
+    /// Run a whole job on this machine: a coordinator and local workers over loopback TCP.
+    Run(RunArgs),
+}
+
+fn count(s: &str) -> Result<u64, String> {
+    parse_count(s).map_err(|e| e.to_string())
+}
+
+fn count_u32(s: &str) -> Result<u32, String> {
+    let n = count(s)?;
+    u32::try_from(n).map_err(|_| format!("'{s}' is too large"))
+}
+
+fn count_usize(s: &str) -> Result<usize, String> {
+    let n = count(s)?;
+    usize::try_from(n).map_err(|_| format!("'{s}' is too large"))
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration (e.g. 30s, 2m): {e}"))
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TCP address for workers.
+    #[arg(long, default_value = "127.0.0.1:5050")]
+    pub listen: String,
+    /// Total terms of the job (absent: open-ended, as in the original).
+    #[arg(long, value_parser = count)]
+    pub terms: Option<u64>,
+    /// Terms per interval (default: 1000 open-ended; about N/1000, at least 10^7, for bounded jobs).
+    #[arg(long, value_parser = count)]
+    pub chunk: Option<u64>,
+    /// Directory for results.json and final.json.
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+    /// Print only start, stop and the final result (no line per result).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Exit once a bounded job is complete.
+    #[arg(long)]
+    pub exit_when_done: bool,
+    /// The most assignments one worker may hold at once.
+    #[arg(long, default_value = "64", value_parser = count_u32)]
+    pub max_prefetch: u32,
+    /// A fixed lease for every assignment (default: derived from the chunk and the worker's speed, at least 30s).
+    #[arg(long, value_parser = duration)]
+    pub lease: Option<Duration>,
+    /// Maximum simultaneous connections; more are refused with an error line.
+    #[arg(long, default_value = "10000", value_parser = count_usize)]
+    pub max_connections: usize,
+    /// Time a new connection has to send its hello.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub handshake_timeout: Duration,
+    /// A connection that sends no complete line for this long is closed.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// Shared secret workers must present (also PISWARM_TOKEN).
+    #[arg(long, env = "PISWARM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The coordinator's address, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:5050")]
+    pub connect: String,
+    /// Compute threads (default: all cores).
+    #[arg(long, value_parser = count_usize)]
+    pub threads: Option<usize>,
+    /// Name shown in results (default: host name and pid).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Take one interval, report it and leave (the original's client).
+    #[arg(long)]
+    pub once: bool,
+    /// Keep retrying to reach the coordinator for this long (e.g. 60s), with backoff.
+    #[arg(long, value_parser = duration)]
+    pub retry_for: Option<Duration>,
+    /// Assignments to hold at once (default: two per thread; capped by the server).
+    #[arg(long, value_parser = count_u32)]
+    pub prefetch: Option<u32>,
+    /// Shared secret of the coordinator (also PISWARM_TOKEN).
+    #[arg(long, env = "PISWARM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Total terms, e.g. 1e9, 10^9, 1_000_000_000.
+    #[arg(long, value_parser = count)]
+    pub terms: u64,
+    /// Local workers (default: number of cores), one compute thread each.
+    #[arg(long, value_parser = count_usize)]
+    pub workers: Option<usize>,
+    /// Terms per interval (default: about N/1000, at least 10^7).
+    #[arg(long, value_parser = count)]
+    pub chunk: Option<u64>,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Parses the command line, runs the command, and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet = matches!(&cli.command, Some(Command::Run(_)));
+    init_logging(if quiet { "warn" } else { "info" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("piswarm: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(dispatch(cli.command));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("piswarm: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PISWARM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("piswarm: {message}");
+    ExitCode::from(2)
+}
+
+/// Cancelled on Ctrl-C or SIGTERM.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = match signal(SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    t.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        t.cancel();
+    });
+    token
+}
+
+async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
+    let command = command.unwrap_or_else(|| Command::Serve(ServeArgs::parse_defaults()));
+    match command {
+        Command::Serve(args) => {
+            let job = match Job::new(args.terms, args.chunk) {
+                Ok(job) => job,
+                Err(e) => return Ok(usage_error(e)),
+            };
+            if args.max_prefetch == 0 || args.max_prefetch > MAX_PREFETCH_CAP {
+                return Ok(usage_error(format!(
+                    "--max-prefetch must be between 1 and {MAX_PREFETCH_CAP}"
+                )));
+            }
+            let listener = tokio::net::TcpListener::bind(&args.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+            let options = crate::serve::ServeOptions {
+                job,
+                out: args.out,
+                quiet: args.quiet,
+                max_prefetch: args.max_prefetch,
+                lease: args.lease,
+                server: ServerConfig {
+                    max_connections: args.max_connections,
+                    handshake_timeout: args.handshake_timeout,
+                    idle_timeout: args.idle_timeout,
+                    token: args.token,
+                    ..ServerConfig::default()
+                },
+                exit_when_done: args.exit_when_done,
+            };
+            crate::serve::serve(listener, options, shutdown_on_signals()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker(args) => {
+            let mut config = crate::worker::WorkerConfig::new(args.connect);
+            config.threads = args.threads.unwrap_or_else(cores).max(1);
+            if let Some(name) = args.name {
+                config.name = name;
+            }
+            config.once = args.once;
+            config.retry_for = args.retry_for;
+            config.token = args.token;
+            config.prefetch = args.prefetch;
+            match crate::worker::run_worker(config, shutdown_on_signals()).await {
+                Ok(summary) => {
+                    tracing::info!(
+                        accepted = summary.accepted,
+                        duplicates = summary.duplicates,
+                        terms = summary.terms,
+                        "worker finished"
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("piswarm worker: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Run(args) => {
+            let job = match Job::new(Some(args.terms), args.chunk) {
+                Ok(job) => job,
+                Err(e) => return Ok(usage_error(e)),
+            };
+            let workers = args.workers.unwrap_or_else(cores);
+            if workers == 0 {
+                return Ok(usage_error("--workers must be at least 1"));
+            }
+            let options = crate::run::RunOptions {
+                job,
+                workers,
+                threads_per_worker: 1,
+                progress: !args.json,
+            };
+            let report = crate::run::run_local(options).await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.human());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+impl ServeArgs {
+    fn parse_defaults() -> ServeArgs {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        Defaults::parse_from(["piswarm"]).serve
+    }
+}

@@ -1,0 +1,694 @@
+//! The coordinator: the one task that owns a run's state.
+//!
+//! Sessions (see `server`) never touch the schedule or the totals: they send [`Event`]s over a
+//! bounded channel and receive [`Outbound`] messages on their own bounded outbox. The coordinator
+//! applies events one at a time, so there are no locks and no races: an interval is issued to one
+//! holder at a time and counted at most once (see `scheduler`). It publishes a [`Snapshot`] on a
+//! `watch` channel for progress bars and the dashboard.
+//!
+//! The coordinator never waits on a session: it writes to outboxes with `try_send`, and a session
+//! whose outbox is full (its peer stopped reading) is dropped and its intervals given back.
+
+use crate::job::{Interval, IntervalId, Job};
+use crate::maths::exact::ExactSum;
+use crate::protocol::{
+    AckStatus, Dec, DoneReason, ErrorCode, ServerMessage, WorkResult, PROTOCOL_VERSION,
+};
+use crate::report::{now_iso8601, write_json_atomically, FinalReport, ResultRecord, Totals};
+use crate::scheduler::{Completion, Scheduler};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub type SessionId = u64;
+
+/// Capacity of the coordinator's event queue. Senders wait when it is full: backpressure.
+const EVENT_QUEUE: usize = 4096;
+/// How often leases are checked and snapshots published.
+const TICK: Duration = Duration::from_millis(100);
+/// The shortest lease the coordinator grants when it derives one.
+pub const LEASE_FLOOR: Duration = Duration::from_secs(30);
+/// The longest derived lease.
+const LEASE_CEILING: Duration = Duration::from_secs(3600);
+/// Speed assumed for a worker before it has reported anything (a slow, Python-like client).
+const ASSUMED_TERMS_PER_S: f64 = 2e6;
+
+/// Settings of a coordinator.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub job: Job,
+    pub run_id: u64,
+    /// The most assignments one worker may hold.
+    pub max_prefetch: u32,
+    /// A fixed lease for every assignment; `None` derives it from the chunk and the worker's speed.
+    pub lease: Option<Duration>,
+    /// How often workers must send something.
+    pub heartbeat: Duration,
+    /// Bad results a worker may send before it is refused for the rest of the run.
+    pub max_bad_results: u32,
+    /// Print one line per accepted result to stdout.
+    pub print_results: bool,
+    /// Keep every accepted result (for results.json); off for `run`, which needs only totals.
+    pub keep_results: bool,
+    /// Where results.json and final.json are written on completion and on stop.
+    pub out_dir: Option<PathBuf>,
+}
+
+impl CoordinatorConfig {
+    pub fn new(job: Job) -> CoordinatorConfig {
+        CoordinatorConfig {
+            job,
+            run_id: 1,
+            max_prefetch: 64,
+            lease: None,
+            heartbeat: Duration::from_secs(10),
+            max_bad_results: 3,
+            print_results: false,
+            keep_results: false,
+            out_dir: None,
+        }
+    }
+}
+
+/// A message for a session to write to its peer, or an order to close.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    Message(ServerMessage),
+    /// Close the connection after writing everything before this.
+    Close,
+}
+
+/// Everything that can happen to the coordinator.
+#[derive(Debug)]
+pub enum Event {
+    /// A worker completed the hello; the reply is its welcome or an error message.
+    Join {
+        name: String,
+        peer: String,
+        outbox: mpsc::Sender<Outbound>,
+        reply: oneshot::Sender<Result<(SessionId, ServerMessage), ServerMessage>>,
+    },
+    /// The worker asks for `count` more assignments.
+    Request { session: SessionId, count: u32 },
+    /// A result that the session has already verified (bounds, sums, π).
+    Result {
+        session: SessionId,
+        result: WorkResult,
+    },
+    /// A result that failed verification: the interval goes back, the worker gets a strike.
+    Rejected {
+        session: SessionId,
+        id: IntervalId,
+        code: ErrorCode,
+        message: String,
+    },
+    /// The session ended (the peer left, timed out or broke the protocol).
+    Leave { session: SessionId },
+    /// Stop serving: every session is told there is no more work and every held interval goes
+    /// back to the queue. The run's state is kept; new joins are welcomed again afterwards.
+    Drain { reply: oneshot::Sender<()> },
+    /// The final report as of now (and the files written, if an output directory is set).
+    Report { reply: oneshot::Sender<FinalReport> },
+}
+
+/// What the coordinator publishes for observers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub run_id: u64,
+    pub job: Job,
+    pub clients: usize,
+    pub intervals_done: u64,
+    pub terms_done: u64,
+    pub in_flight: usize,
+    pub even_sum: u128,
+    pub odd_sum: u128,
+    pub pi: f64,
+    pub complete: bool,
+    pub workers_seen: u64,
+}
+
+/// The handle through which sessions and the program talk to the coordinator.
+#[derive(Debug, Clone)]
+pub struct CoordinatorHandle {
+    events: mpsc::Sender<Event>,
+    snapshot: watch::Receiver<Snapshot>,
+    job: Job,
+}
+
+/// The coordinator's task has ended (the program is shutting down).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the coordinator has stopped")]
+pub struct CoordinatorGone;
+
+impl CoordinatorHandle {
+    pub fn job(&self) -> Job {
+        self.job
+    }
+
+    pub async fn send(&self, event: Event) -> Result<(), CoordinatorGone> {
+        self.events.send(event).await.map_err(|_| CoordinatorGone)
+    }
+
+    pub fn snapshot(&self) -> watch::Receiver<Snapshot> {
+        self.snapshot.clone()
+    }
+
+    /// Tells every worker to leave and takes their intervals back; the run stays resumable.
+    pub async fn drain(&self) -> Result<(), CoordinatorGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Event::Drain { reply }).await?;
+        rx.await.map_err(|_| CoordinatorGone)
+    }
+
+    pub async fn report(&self) -> Result<FinalReport, CoordinatorGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Event::Report { reply }).await?;
+        rx.await.map_err(|_| CoordinatorGone)
+    }
+
+    /// Waits until the bounded job is complete.
+    pub async fn wait_complete(&self) -> Result<(), CoordinatorGone> {
+        let mut rx = self.snapshot.clone();
+        rx.wait_for(|s| s.complete)
+            .await
+            .map(|_| ())
+            .map_err(|_| CoordinatorGone)
+    }
+}
+
+struct Session {
+    name: String,
+    peer: String,
+    outbox: mpsc::Sender<Outbound>,
+    /// Assignments the peer asked for and has not received yet.
+    credit: u32,
+    /// Held intervals and their lease deadlines.
+    held: HashMap<u64, Instant>,
+    /// Intervals whose lease ran out while this session held them: a late result still counts
+    /// if nobody else's counted first.
+    expired: HashSet<u64>,
+    bad_results: u32,
+    /// Measured speed (terms per second), to size leases.
+    terms_per_s: Option<f64>,
+}
+
+/// Spawns a coordinator task; returns its handle and the task (which ends when every handle is
+/// dropped).
+pub fn spawn(config: CoordinatorConfig) -> (CoordinatorHandle, tokio::task::JoinHandle<()>) {
+    spawn_with(config, Scheduler::new, ExactSum::new(), (0, 0), 0)
+}
+
+/// Spawns a coordinator that continues from earlier state (done intervals and their totals).
+pub fn spawn_with(
+    config: CoordinatorConfig,
+    scheduler: impl FnOnce(Job) -> Scheduler,
+    pi: ExactSum,
+    sums: (u128, u128),
+    terms_done: u64,
+) -> (CoordinatorHandle, tokio::task::JoinHandle<()>) {
+    let (events, rx) = mpsc::channel(EVENT_QUEUE);
+    let job = config.job;
+    let schedule = scheduler(job);
+    let first = Snapshot {
+        run_id: config.run_id,
+        job,
+        clients: 0,
+        intervals_done: schedule.done(),
+        terms_done,
+        in_flight: 0,
+        even_sum: sums.0,
+        odd_sum: sums.1,
+        pi: pi.value(),
+        complete: schedule.is_complete(),
+        workers_seen: 0,
+    };
+    let (snap_tx, snapshot) = watch::channel(first);
+    let state = Coordinator {
+        config,
+        schedule,
+        sessions: HashMap::new(),
+        hungry: BTreeSet::new(),
+        next_session: 1,
+        banned: HashSet::new(),
+        pi,
+        even_sum: sums.0,
+        odd_sum: sums.1,
+        terms_done,
+        workers_seen: 0,
+        results: Vec::new(),
+        started: Instant::now(),
+        snapshot: snap_tx,
+        dirty: true,
+        announced_complete: false,
+    };
+    let task = tokio::spawn(state.run(rx));
+    (
+        CoordinatorHandle {
+            events,
+            snapshot,
+            job,
+        },
+        task,
+    )
+}
+
+struct Coordinator {
+    config: CoordinatorConfig,
+    schedule: Scheduler,
+    sessions: HashMap<SessionId, Session>,
+    /// Sessions with credit that could not be fed (no interval available).
+    hungry: BTreeSet<SessionId>,
+    next_session: SessionId,
+    banned: HashSet<String>,
+    pi: ExactSum,
+    even_sum: u128,
+    odd_sum: u128,
+    terms_done: u64,
+    workers_seen: u64,
+    results: Vec<ResultRecord>,
+    started: Instant,
+    snapshot: watch::Sender<Snapshot>,
+    dirty: bool,
+    announced_complete: bool,
+}
+
+impl Coordinator {
+    async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => self.handle(event),
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    self.expire_leases(Instant::now());
+                    self.publish();
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Join {
+                name,
+                peer,
+                outbox,
+                reply,
+            } => self.join(name, peer, outbox, reply),
+            Event::Request { session, count } => {
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.credit = s.credit.saturating_add(count).min(self.config.max_prefetch);
+                    self.feed(session);
+                }
+            }
+            Event::Result { session, result } => self.result(session, result),
+            Event::Rejected {
+                session,
+                id,
+                code,
+                message,
+            } => self.rejected(session, id, code, message),
+            Event::Leave { session } => self.leave(session),
+            Event::Drain { reply } => {
+                self.drain();
+                let _ = reply.send(());
+            }
+            Event::Report { reply } => {
+                let report = self.report();
+                self.write_files(&report);
+                let _ = reply.send(report);
+            }
+        }
+        self.dirty = true;
+        if !self.announced_complete && self.schedule.is_complete() {
+            self.announced_complete = true;
+            self.complete();
+        }
+    }
+
+    fn join(
+        &mut self,
+        name: String,
+        peer: String,
+        outbox: mpsc::Sender<Outbound>,
+        reply: oneshot::Sender<Result<(SessionId, ServerMessage), ServerMessage>>,
+    ) {
+        if self.banned.contains(&name) {
+            let msg = format!(
+                "worker '{name}' sent too many bad results and is refused for the rest of the run"
+            );
+            let _ = reply.send(Err(ServerMessage::error(ErrorCode::Refused, msg)));
+            return;
+        }
+        let id = self.next_session;
+        self.next_session += 1;
+        let job = self.config.job;
+        let welcome = ServerMessage::Welcome {
+            version: PROTOCOL_VERSION,
+            server: format!("piswarm {}", env!("CARGO_PKG_VERSION")),
+            run: self.config.run_id,
+            terms: job.terms.map(Dec),
+            chunk: Dec(job.chunk),
+            max_prefetch: self.config.max_prefetch,
+            heartbeat_s: self.config.heartbeat.as_secs_f64(),
+        };
+        if reply.send(Ok((id, welcome))).is_err() {
+            return; // the session gave up waiting
+        }
+        tracing::debug!(session = id, worker = %name, %peer, "worker joined");
+        self.workers_seen += 1;
+        if self.schedule.is_complete() {
+            let _ = outbox.try_send(Outbound::Message(ServerMessage::Done {
+                reason: DoneReason::JobComplete,
+            }));
+        }
+        self.sessions.insert(
+            id,
+            Session {
+                name,
+                peer,
+                outbox,
+                credit: 0,
+                held: HashMap::new(),
+                expired: HashSet::new(),
+                bad_results: 0,
+                terms_per_s: None,
+            },
+        );
+    }
+
+    /// Sends the session as many assignments as its credit allows.
+    fn feed(&mut self, id: SessionId) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let mut broken = false;
+        while session.credit > 0 && session.held.len() < self.config.max_prefetch as usize {
+            let Some(interval) = self.schedule.issue(id) else {
+                self.hungry.insert(id);
+                return;
+            };
+            let lease = lease_for(&self.config, session, &interval);
+            let msg = ServerMessage::Assign {
+                id: Dec(interval.id.0),
+                a: Dec(interval.a),
+                b: Dec(interval.b),
+                lease_s: lease.as_secs_f64(),
+            };
+            if session.outbox.try_send(Outbound::Message(msg)).is_err() {
+                self.schedule.give_back(interval.id);
+                broken = true;
+                break;
+            }
+            session.held.insert(interval.id.0, Instant::now() + lease);
+            session.credit -= 1;
+        }
+        self.hungry.remove(&id);
+        if broken {
+            tracing::warn!(
+                session = id,
+                "worker is not reading its messages; dropping it"
+            );
+            self.leave(id);
+        }
+    }
+
+    /// Feeds hungry sessions after intervals came back.
+    fn feed_hungry(&mut self) {
+        let hungry: Vec<SessionId> = self.hungry.iter().copied().collect();
+        for id in hungry {
+            self.feed(id);
+            if self.hungry.contains(&id) {
+                break; // nothing left to hand out
+            }
+        }
+    }
+
+    fn result(&mut self, session_id: SessionId, result: WorkResult) {
+        let id = IntervalId(result.id.0);
+        let Some(session) = self.sessions.get_mut(&session_id) else {
+            return;
+        };
+        let held = session.held.remove(&id.0).is_some();
+        let expired = session.expired.remove(&id.0);
+        if !held && !expired {
+            let msg = format!("interval {id} is not assigned to you");
+            send(session, error_for(ErrorCode::NotAssigned, msg, id));
+            self.strike(session_id);
+            return;
+        }
+        if held && self.schedule.holder(id) != Some(session_id) {
+            // Our lease had expired and the interval went to someone else, or back to the queue.
+        }
+        if result.duration_s > 0.0 && result.duration_s.is_finite() {
+            let speed = (result.b.0 - result.a.0 + 1) as f64 / result.duration_s;
+            session.terms_per_s =
+                Some(session.terms_per_s.map_or(speed, |s| 0.7 * s + 0.3 * speed));
+        }
+        let status = match self.schedule.complete(id) {
+            Completion::Accepted => AckStatus::Accepted,
+            Completion::Duplicate | Completion::NeverIssued => AckStatus::Duplicate,
+        };
+        send(
+            session,
+            ServerMessage::Ack {
+                id: result.id,
+                status,
+            },
+        );
+        if status == AckStatus::Accepted {
+            let (name, peer) = (session.name.clone(), session.peer.clone());
+            self.accept(name, peer, result);
+        }
+    }
+
+    fn accept(&mut self, worker: String, peer: String, r: WorkResult) {
+        // The session checked that pi is finite, so this cannot fail.
+        let _ = self.pi.add(r.pi);
+        self.even_sum += r.even_sum.0;
+        self.odd_sum += r.odd_sum.0;
+        self.terms_done += r.b.0 - r.a.0 + 1;
+        if self.config.print_results {
+            println!(
+                "[{:>6}] {worker} {peer} [{}, {}] evens={} odds={} pi={:e} {:.3}s | total: {} intervals, {} terms, π≈{:.15}",
+                r.id.0,
+                r.a.0,
+                r.b.0,
+                r.even_sum.0,
+                r.odd_sum.0,
+                r.pi,
+                r.duration_s,
+                self.schedule.done(),
+                self.terms_done,
+                self.pi.value(),
+            );
+        }
+        if self.config.keep_results {
+            self.results.push(ResultRecord {
+                id: r.id,
+                a: r.a,
+                b: r.b,
+                worker,
+                peer,
+                even_sum: r.even_sum,
+                odd_sum: r.odd_sum,
+                pi: r.pi,
+                duration_s: r.duration_s,
+                timestamp: now_iso8601(),
+            });
+        }
+    }
+
+    fn rejected(
+        &mut self,
+        session_id: SessionId,
+        id: IntervalId,
+        code: ErrorCode,
+        message: String,
+    ) {
+        let Some(session) = self.sessions.get_mut(&session_id) else {
+            return;
+        };
+        tracing::warn!(worker = %session.name, peer = %session.peer, interval = %id, ?code, "rejected result: {message}");
+        if session.held.remove(&id.0).is_some() && self.schedule.holder(id) == Some(session_id) {
+            self.schedule.give_back(id);
+        }
+        session.expired.remove(&id.0);
+        send(session, error_for(code, message, id));
+        self.strike(session_id);
+        self.feed_hungry();
+    }
+
+    /// Counts a bad result; past the limit the worker is refused for the rest of the run.
+    fn strike(&mut self, session_id: SessionId) {
+        let Some(session) = self.sessions.get_mut(&session_id) else {
+            return;
+        };
+        session.bad_results += 1;
+        if session.bad_results >= self.config.max_bad_results {
+            tracing::warn!(worker = %session.name, peer = %session.peer, "too many bad results: worker refused for the rest of the run");
+            self.banned.insert(session.name.clone());
+            send(
+                session,
+                ServerMessage::error(
+                    ErrorCode::Refused,
+                    "too many bad results: refused for the rest of the run",
+                ),
+            );
+            let _ = session.outbox.try_send(Outbound::Close);
+            self.leave(session_id);
+        }
+    }
+
+    fn leave(&mut self, session_id: SessionId) {
+        let Some(session) = self.sessions.remove(&session_id) else {
+            return;
+        };
+        self.hungry.remove(&session_id);
+        let mut returned = 0;
+        for id in session.held.keys() {
+            if self.schedule.holder(IntervalId(*id)) == Some(session_id)
+                && self.schedule.give_back(IntervalId(*id))
+            {
+                returned += 1;
+            }
+        }
+        if returned > 0 {
+            tracing::info!(worker = %session.name, peer = %session.peer, returned, "worker left; its intervals go back to the queue");
+            self.feed_hungry();
+        }
+    }
+
+    fn expire_leases(&mut self, now: Instant) {
+        let mut any = false;
+        for (&sid, session) in self.sessions.iter_mut() {
+            let expired: Vec<u64> = session
+                .held
+                .iter()
+                .filter(|(_, &d)| d <= now)
+                .map(|(&id, _)| id)
+                .collect();
+            for id in expired {
+                session.held.remove(&id);
+                session.expired.insert(id);
+                if self.schedule.holder(IntervalId(id)) == Some(sid) {
+                    self.schedule.give_back(IntervalId(id));
+                    any = true;
+                    tracing::info!(worker = %session.name, interval = id, "lease expired; interval reissued");
+                }
+            }
+        }
+        if any {
+            self.feed_hungry();
+        }
+    }
+
+    fn drain(&mut self) {
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            if let Some(session) = self.sessions.get(&id) {
+                let _ = session
+                    .outbox
+                    .try_send(Outbound::Message(ServerMessage::Done {
+                        reason: DoneReason::ServerStopping,
+                    }));
+                let _ = session.outbox.try_send(Outbound::Close);
+            }
+            self.leave(id);
+        }
+    }
+
+    fn complete(&mut self) {
+        for session in self.sessions.values() {
+            let _ = session
+                .outbox
+                .try_send(Outbound::Message(ServerMessage::Done {
+                    reason: DoneReason::JobComplete,
+                }));
+        }
+        let report = self.report();
+        self.write_files(&report);
+        self.publish();
+    }
+
+    fn report(&self) -> FinalReport {
+        FinalReport::from_totals(Totals {
+            terms_done: self.terms_done,
+            job_terms: self.config.job.terms,
+            chunk: self.config.job.chunk,
+            intervals: self.schedule.done(),
+            even_sum: self.even_sum,
+            odd_sum: self.odd_sum,
+            pi: self.pi.value(),
+            done_is_prefix: self.schedule.done_is_prefix(),
+            workers: self.workers_seen,
+            elapsed_s: self.started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn write_files(&self, report: &FinalReport) {
+        let Some(dir) = &self.config.out_dir else {
+            return;
+        };
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            write_json_atomically(&dir.join("results.json"), &self.results)?;
+            write_json_atomically(&dir.join("final.json"), report)
+        };
+        match write() {
+            Ok(()) => tracing::info!(dir = %dir.display(), "wrote results.json and final.json"),
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), "could not write the result files: {e}")
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let snap = Snapshot {
+            run_id: self.config.run_id,
+            job: self.config.job,
+            clients: self.sessions.len(),
+            intervals_done: self.schedule.done(),
+            terms_done: self.terms_done,
+            in_flight: self.schedule.in_flight(),
+            even_sum: self.even_sum,
+            odd_sum: self.odd_sum,
+            pi: self.pi.value(),
+            complete: self.schedule.is_complete(),
+            workers_seen: self.workers_seen,
+        };
+        self.snapshot.send_replace(snap);
+    }
+}
+
+fn send(session: &Session, msg: ServerMessage) {
+    let _ = session.outbox.try_send(Outbound::Message(msg));
+}
+
+fn error_for(code: ErrorCode, message: String, id: IntervalId) -> ServerMessage {
+    ServerMessage::Error {
+        code,
+        message,
+        id: Some(Dec(id.0)),
+    }
+}
+
+/// The lease of a new assignment: fixed by configuration, or long enough for this worker to get
+/// through everything it holds at its measured speed, four times over, and never below the floor.
+fn lease_for(config: &CoordinatorConfig, session: &Session, interval: &Interval) -> Duration {
+    if let Some(lease) = config.lease {
+        return lease;
+    }
+    let speed = session.terms_per_s.unwrap_or(ASSUMED_TERMS_PER_S).max(1.0);
+    let queue = (session.held.len() + 1) as f64;
+    let secs = 4.0 * queue * interval.terms() as f64 / speed;
+    Duration::from_secs_f64(secs.min(LEASE_CEILING.as_secs_f64())).max(LEASE_FLOOR)
+}

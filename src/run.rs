@@ -1,0 +1,94 @@
+//! `piswarm run`: the whole job on this machine — a coordinator on an ephemeral loopback port and
+//! `W` workers that connect to it over real TCP — with a progress bar and the final report.
+
+use crate::coordinator::{self, CoordinatorConfig};
+use crate::job::Job;
+use crate::report::FinalReport;
+use crate::server::{self, ServerConfig};
+use crate::worker::{self, WorkerConfig};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Options of a local run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub job: Job,
+    pub workers: usize,
+    /// Compute threads per worker.
+    pub threads_per_worker: usize,
+    pub progress: bool,
+}
+
+/// Runs the job to completion and returns its report.
+pub async fn run_local(options: RunOptions) -> anyhow::Result<FinalReport> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let mut config = CoordinatorConfig::new(options.job);
+    config.max_prefetch = 64;
+    let (coordinator, _task) = coordinator::spawn(config);
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let server = tokio::spawn(server::serve(
+        listener,
+        coordinator.clone(),
+        ServerConfig::default(),
+        shutdown.clone(),
+        tracker.clone(),
+    ));
+
+    let mut workers = Vec::new();
+    for i in 0..options.workers.max(1) {
+        let mut wc = WorkerConfig::new(addr.to_string());
+        wc.threads = options.threads_per_worker.max(1);
+        wc.name = format!("local-{}", i + 1);
+        workers.push(tokio::spawn(worker::run_worker(wc, shutdown.clone())));
+    }
+
+    let bar = options
+        .progress
+        .then(|| progress_bar(options.job.terms.unwrap_or(0)));
+    let mut snapshots = coordinator.snapshot();
+    loop {
+        let snap = snapshots.borrow_and_update().clone();
+        if let Some(bar) = &bar {
+            bar.set_position(snap.terms_done);
+        }
+        if snap.complete {
+            break;
+        }
+        tokio::select! {
+            changed = snapshots.changed() => changed?,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    let report = coordinator.report().await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    for w in workers {
+        if let Ok(Err(e)) = w.await {
+            tracing::warn!("a local worker ended with an error: {e}");
+        }
+    }
+    shutdown.cancel();
+    let _ = server.await;
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    Ok(report)
+}
+
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {human_pos}/{human_len} terms  {per_sec}  ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}

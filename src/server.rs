@@ -1,0 +1,353 @@
+//! The TCP side of the coordinator: the accept loop and one task per connection (a session).
+//!
+//! A session owns its socket and nothing else. It enforces the limits (line length, handshake and
+//! idle timeouts), decodes messages, verifies results (see `verify`), forwards events to the
+//! coordinator and writes the coordinator's answers back. A broken or hostile peer only ever ends
+//! its own session; the server goes on.
+
+use crate::connection::{read_line, LineError};
+use crate::coordinator::{CoordinatorHandle, Event, Outbound};
+use crate::job::IntervalId;
+use crate::protocol::{self, ClientMessage, ErrorCode, ServerMessage, MAX_LINE, PROTOCOL_VERSION};
+use crate::verify::{check_result, constant_time_eq};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Limits and secrets of the TCP server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Protocol errors (bad lines) a session may send before it is closed.
+    pub max_protocol_errors: u32,
+    pub token: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_protocol_errors: 16,
+            token: None,
+        }
+    }
+}
+
+/// How long a session may take to write one batch of messages before it is considered stuck.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Messages queued from the coordinator to one session: assignments (at most the prefetch cap,
+/// itself at most [`MAX_PREFETCH_CAP`]) plus acks and errors in flight.
+const OUTBOX_CAPACITY: usize = 2 * MAX_PREFETCH_CAP as usize + 256;
+/// The largest prefetch cap a server may be configured with.
+pub const MAX_PREFETCH_CAP: u32 = 1024;
+/// After the coordinator says `done`, how long the session waits for the worker to leave.
+const GOODBYE_GRACE: Duration = Duration::from_secs(5);
+
+/// Accepts connections until `shutdown` is cancelled. Sessions are tracked by `tracker`, so the
+/// caller can wait for them after draining the coordinator.
+pub async fn serve(
+    listener: TcpListener,
+    coordinator: CoordinatorHandle,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let config = Arc::new(config);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Typically EMFILE: wait a little rather than spin.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let coordinator = coordinator.clone();
+                let config = config.clone();
+                let shutdown = shutdown.clone();
+                tracker.spawn(async move {
+                    let (read, write) = stream.into_split();
+                    run_session(read, write, peer, coordinator, &config, shutdown).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "refused: the server holds its maximum of {} connections", config.max_connections);
+                tracker.spawn(async move {
+                    let mut stream = stream;
+                    let msg = ServerMessage::error(
+                        ErrorCode::TooManyConnections,
+                        "the server is full; try again later",
+                    );
+                    let mut buf = Vec::new();
+                    protocol::encode(&msg, &mut buf);
+                    let _ = timeout(Duration::from_secs(1), stream.write_all(&buf)).await;
+                });
+            }
+        }
+    }
+}
+
+/// Runs one session to its end: handshake, then messages both ways.
+pub async fn run_session<R, W>(
+    read: R,
+    mut write: W,
+    peer: SocketAddr,
+    coordinator: CoordinatorHandle,
+    config: &ServerConfig,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut reader = BufReader::with_capacity(16 * 1024, read);
+    let mut line = Vec::new();
+    let mut complete = false;
+    let mut out = Vec::new();
+
+    // Handshake: one hello within the handshake timeout.
+    let first = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        r = timeout(config.handshake_timeout, read_line(&mut reader, &mut line, &mut complete, MAX_LINE)) => r,
+    };
+    let hello = match first {
+        Err(_) => {
+            tracing::info!(%peer, "handshake timeout");
+            return refuse(
+                &mut write,
+                ErrorCode::HandshakeTimeout,
+                "no hello within the handshake timeout",
+            )
+            .await;
+        }
+        Ok(Ok(true)) => protocol::decode_client(&line),
+        Ok(Ok(false)) | Ok(Err(LineError::Truncated)) | Ok(Err(LineError::Io(_))) => return,
+        Ok(Err(LineError::TooLong(max))) => {
+            tracing::warn!(%peer, "line too long during handshake");
+            return refuse(
+                &mut write,
+                ErrorCode::LineTooLong,
+                &format!("lines are limited to {max} bytes"),
+            )
+            .await;
+        }
+    };
+    let (name, token) = match hello {
+        Ok(ClientMessage::Hello {
+            version,
+            worker,
+            token,
+        }) => {
+            if version != PROTOCOL_VERSION {
+                tracing::warn!(%peer, version, "unsupported protocol version");
+                let msg = format!("protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}");
+                return refuse(&mut write, ErrorCode::UnsupportedVersion, &msg).await;
+            }
+            (worker, token)
+        }
+        Ok(_) => {
+            tracing::warn!(%peer, "message before hello");
+            return refuse(
+                &mut write,
+                ErrorCode::OutOfOrder,
+                "the first message must be a hello",
+            )
+            .await;
+        }
+        Err(e) => {
+            tracing::warn!(%peer, "bad hello: {}", e.message);
+            return refuse(&mut write, e.code, &e.message).await;
+        }
+    };
+    if let Some(expected) = &config.token {
+        let given = token.as_deref().unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            tracing::warn!(%peer, worker = %printable(&name), "unauthorized: missing or wrong token");
+            return refuse(
+                &mut write,
+                ErrorCode::Unauthorized,
+                "missing or wrong token",
+            )
+            .await;
+        }
+    }
+    let name = printable(&name);
+    let (outbox, mut inbox) = mpsc::channel(OUTBOX_CAPACITY);
+    let (reply, joined) = oneshot::channel();
+    let join = Event::Join {
+        name: name.clone(),
+        peer: peer.to_string(),
+        outbox,
+        reply,
+    };
+    if coordinator.send(join).await.is_err() {
+        return refuse(
+            &mut write,
+            ErrorCode::Internal,
+            "the server is shutting down",
+        )
+        .await;
+    }
+    let session = match joined.await {
+        Ok(Ok((session, welcome))) => {
+            protocol::encode(&welcome, &mut out);
+            session
+        }
+        Ok(Err(msg)) => {
+            protocol::encode(&msg, &mut out);
+            let _ = timeout(WRITE_TIMEOUT, write.write_all(&out)).await;
+            return;
+        }
+        Err(_) => return,
+    };
+    if timeout(WRITE_TIMEOUT, write.write_all(&out))
+        .await
+        .map_or(true, |r| r.is_err())
+    {
+        let _ = coordinator.send(Event::Leave { session }).await;
+        return;
+    }
+    out.clear();
+
+    let job = coordinator.job();
+    let mut idle_deadline = Instant::now() + config.idle_timeout;
+    let mut goodbye_deadline: Option<Instant> = None;
+    let mut protocol_errors = 0;
+    let end = loop {
+        let deadline = goodbye_deadline.map_or(idle_deadline, |g| g.min(idle_deadline));
+        tokio::select! {
+            biased;
+            msg = inbox.recv() => {
+                let mut close = false;
+                let mut next = msg;
+                // Batch everything already queued into one write.
+                loop {
+                    match next {
+                        Some(Outbound::Message(m)) => {
+                            if matches!(m, ServerMessage::Done { .. }) {
+                                goodbye_deadline = Some(Instant::now() + GOODBYE_GRACE);
+                            }
+                            protocol::encode(&m, &mut out);
+                        }
+                        Some(Outbound::Close) | None => { close = true; break; }
+                    }
+                    match inbox.try_recv() {
+                        Ok(m) => next = Some(m),
+                        Err(_) => break,
+                    }
+                }
+                if timeout(WRITE_TIMEOUT, write.write_all(&out)).await.map_or(true, |r| r.is_err()) {
+                    break "write failed or timed out";
+                }
+                out.clear();
+                if close {
+                    break "closed by the coordinator";
+                }
+            }
+            r = read_line(&mut reader, &mut line, &mut complete, MAX_LINE) => {
+                match r {
+                    Ok(true) => {}
+                    Ok(false) => break "peer closed the connection",
+                    Err(LineError::TooLong(max)) => {
+                        tracing::warn!(%peer, worker = %name, "line too long");
+                        send_now(&mut write, ServerMessage::error(ErrorCode::LineTooLong, format!("lines are limited to {max} bytes"))).await;
+                        break "line too long";
+                    }
+                    Err(LineError::Truncated) => break "connection cut mid-line",
+                    Err(LineError::Io(_)) => break "read error",
+                }
+                idle_deadline = Instant::now() + config.idle_timeout;
+                match protocol::decode_client(&line) {
+                    Ok(ClientMessage::Request { count }) => {
+                        if coordinator.send(Event::Request { session, count }).await.is_err() { break "coordinator gone"; }
+                    }
+                    Ok(ClientMessage::Result(result)) => {
+                        let event = match check_result(&job, &result) {
+                            Ok(()) => Event::Result { session, result },
+                            Err(refusal) => Event::Rejected { session, id: IntervalId(result.id.0), code: refusal.code, message: refusal.message },
+                        };
+                        if coordinator.send(event).await.is_err() { break "coordinator gone"; }
+                    }
+                    Ok(ClientMessage::Heartbeat {}) => {}
+                    Ok(ClientMessage::Bye {}) => break "worker said bye",
+                    Ok(ClientMessage::Hello { .. }) => {
+                        protocol_errors += 1;
+                        protocol::encode(&ServerMessage::error(ErrorCode::OutOfOrder, "hello was already received"), &mut out);
+                    }
+                    Err(e) => {
+                        protocol_errors += 1;
+                        tracing::warn!(%peer, worker = %name, code = ?e.code, "bad message: {}", e.message);
+                        protocol::encode(&ServerMessage::error(e.code, e.message), &mut out);
+                    }
+                }
+                if !out.is_empty() {
+                    if protocol_errors >= config.max_protocol_errors {
+                        protocol::encode(&ServerMessage::error(ErrorCode::BadMessage, "too many bad messages; closing"), &mut out);
+                    }
+                    if timeout(WRITE_TIMEOUT, write.write_all(&out)).await.map_or(true, |r| r.is_err()) {
+                        break "write failed or timed out";
+                    }
+                    out.clear();
+                    if protocol_errors >= config.max_protocol_errors {
+                        break "too many bad messages";
+                    }
+                }
+            }
+            _ = sleep_until(deadline) => {
+                if goodbye_deadline.is_some_and(|g| g <= Instant::now()) {
+                    break "worker did not leave after done";
+                }
+                tracing::info!(%peer, worker = %name, "idle timeout");
+                send_now(&mut write, ServerMessage::error(ErrorCode::IdleTimeout, "nothing received within the idle timeout")).await;
+                break "idle timeout";
+            }
+        }
+    };
+    tracing::debug!(%peer, worker = %name, "session ended: {end}");
+    let _ = coordinator.send(Event::Leave { session }).await;
+    let _ = write.shutdown().await;
+}
+
+async fn send_now<W: AsyncWrite + Unpin>(write: &mut W, msg: ServerMessage) {
+    let mut buf = Vec::new();
+    protocol::encode(&msg, &mut buf);
+    let _ = timeout(Duration::from_secs(1), write.write_all(&buf)).await;
+}
+
+async fn refuse<W: AsyncWrite + Unpin>(write: &mut W, code: ErrorCode, message: &str) {
+    send_now(write, ServerMessage::error(code, message)).await;
+    let _ = write.shutdown().await;
+}
+
+/// A worker name safe to print and store: control characters replaced, at most 64 characters.
+pub fn printable(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if cleaned.is_empty() {
+        "anonymous".to_string()
+    } else {
+        cleaned
+    }
+}
