@@ -292,6 +292,8 @@ impl Coordinator {
     }
 
     fn handle(&mut self, event: Event) {
+        // Frequent events are published with the next tick; the rest at once.
+        let publish_now = !matches!(event, Event::Result { .. } | Event::Request { .. });
         match event {
             Event::Join {
                 name,
@@ -327,6 +329,9 @@ impl Coordinator {
         if !self.announced_complete && self.schedule.is_complete() {
             self.announced_complete = true;
             self.complete();
+        }
+        if publish_now {
+            self.publish();
         }
     }
 

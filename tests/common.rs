@@ -1,0 +1,134 @@
+//! Shared helpers for the integration tests: a real coordinator on a loopback port, raw protocol
+//! clients, and independent oracles.
+#![allow(dead_code)]
+
+use piswarm::coordinator::{self, CoordinatorConfig, CoordinatorHandle};
+use piswarm::job::Job;
+use piswarm::server::{self, ServerConfig};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub coordinator: CoordinatorHandle,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+impl TestServer {
+    pub async fn start(job: Job) -> TestServer {
+        Self::start_with(CoordinatorConfig::new(job), ServerConfig::default()).await
+    }
+
+    pub async fn start_with(config: CoordinatorConfig, server_config: ServerConfig) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (coordinator, _task) = coordinator::spawn(config);
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tokio::spawn(server::serve(
+            listener,
+            coordinator.clone(),
+            server_config,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+        TestServer {
+            addr,
+            coordinator,
+            shutdown,
+            tracker,
+        }
+    }
+
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        self.coordinator.drain().await.unwrap();
+        self.tracker.close();
+        tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())
+            .await
+            .unwrap();
+    }
+}
+
+/// A hand-driven protocol client, as one would type into `nc`.
+pub struct RawClient {
+    pub reader: BufReader<OwnedReadHalf>,
+    pub writer: OwnedWriteHalf,
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (r, w) = stream.into_split();
+        RawClient {
+            reader: BufReader::new(r),
+            writer: w,
+        }
+    }
+
+    pub async fn send(&mut self, line: &str) {
+        self.writer.write_all(line.as_bytes()).await.unwrap();
+        self.writer.write_all(b"\n").await.unwrap();
+    }
+
+    /// The next line as JSON, or None at end of stream. Fails the test after 10 s.
+    pub async fn recv(&mut self) -> Option<serde_json::Value> {
+        let mut line = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
+            .await
+            .expect("no answer within 10 s")
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        Some(
+            serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("server sent invalid JSON {line:?}: {e}")),
+        )
+    }
+
+    pub async fn hello(&mut self, name: &str) -> serde_json::Value {
+        self.send(&format!(
+            r#"{{"type":"hello","version":1,"worker":"{name}"}}"#
+        ))
+        .await;
+        self.recv().await.unwrap()
+    }
+}
+
+/// Sum of the even integers of [a, b], by Gauss's formula on the halves (independent of the library).
+pub fn evens(a: u64, b: u64) -> u128 {
+    // Evens in [0, m]: 2·(0 + 1 + ... + ⌊m/2⌋).
+    let upto = |m: u64| -> u128 {
+        let k = u128::from(m / 2);
+        k * (k + 1)
+    };
+    upto(b) - if a == 0 { 0 } else { upto(a - 1) }
+}
+
+/// Sum of the odd integers of [a, b].
+pub fn odds(a: u64, b: u64) -> u128 {
+    let all = |m: u64| -> u128 { u128::from(m) * (u128::from(m) + 1) / 2 };
+    let total = all(b) - if a == 0 { 0 } else { all(a - 1) };
+    total - evens(a, b)
+}
+
+/// `4·Σₙ₌₀ᴺ⁻¹ (−1)ⁿ/(2n+1)` for large N from π and the tail's Euler-number expansion, written out
+/// here independently of the library: π − 2·Σₖ E₂ₖ/(2N)^(2k+1) (N even), accurate to ~5e-16.
+pub fn prefix_pi(n: u64) -> f64 {
+    assert!(n >= 100_000 && n % 2 == 0);
+    let x = 2.0 * n as f64;
+    let tail = 2.0 * (1.0 / x - 1.0 / x.powi(3) + 5.0 / x.powi(5));
+    // π = 3.141592653589793 + 1.2246467991473532e-16
+    (std::f64::consts::PI - tail) + 1.2246467991473532e-16
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_piswarm")
+}
