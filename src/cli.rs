@@ -31,6 +31,44 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Run a whole job on this machine: a coordinator and local workers over loopback TCP.
     Run(RunArgs),
+    /// Measure the kernel, the coordinator, or idle connections (see docs/performance.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// π terms per second per core, on all cores, with the instruction set in use.
+    Kernel {
+        #[arg(long, default_value = "3")]
+        seconds: f64,
+        /// Threads (default: all cores).
+        #[arg(long, value_parser = count_usize)]
+        threads: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Results per second through a real coordinator, from many clients over loopback.
+    Coordinator {
+        #[arg(long, default_value = "64", value_parser = count_usize)]
+        clients: usize,
+        #[arg(long, default_value = "1000", value_parser = count)]
+        chunk: u64,
+        #[arg(long, default_value = "5")]
+        seconds: f64,
+        /// Assignments each client holds.
+        #[arg(long, default_value = "64", value_parser = count_u32)]
+        prefetch: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resident memory of a `piswarm serve` process holding N idle connections.
+    Connections {
+        #[arg(long, default_value = "10000", value_parser = count_usize)]
+        count: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn count(s: &str) -> Result<u64, String> {
@@ -89,6 +127,9 @@ pub struct ServeArgs {
     /// Shared secret workers must present (also PISWARM_TOKEN).
     #[arg(long, env = "PISWARM_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Also serve the original's unchanged Python clients, in their own wire format, on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub legacy_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -139,8 +180,12 @@ fn cores() -> usize {
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(&cli.command, Some(Command::Run(_)));
-    init_logging(if quiet { "warn" } else { "info" });
+    let level = match &cli.command {
+        Some(Command::Run(_)) => "warn",
+        Some(Command::Bench(_)) => "error",
+        _ => "info",
+    };
+    init_logging(level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -168,6 +213,7 @@ fn init_logging(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -208,6 +254,7 @@ fn shutdown_on_signals() -> CancellationToken {
 async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
     let command = command.unwrap_or_else(|| Command::Serve(ServeArgs::parse_defaults()));
     match command {
+        Command::Bench(what) => bench(what).await,
         Command::Serve(args) => {
             let job = match Job::new(args.terms, args.chunk) {
                 Ok(job) => job,
@@ -235,6 +282,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
                     ..ServerConfig::default()
                 },
                 exit_when_done: args.exit_when_done,
+                legacy_listen: args.legacy_listen,
             };
             crate::serve::serve(listener, options, shutdown_on_signals()).await?;
             Ok(ExitCode::SUCCESS)
@@ -299,5 +347,44 @@ impl ServeArgs {
             serve: ServeArgs,
         }
         Defaults::parse_from(["piswarm"]).serve
+    }
+}
+
+async fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
+    fn show<T: serde::Serialize + std::fmt::Debug>(
+        json: bool,
+        report: &T,
+    ) -> anyhow::Result<ExitCode> {
+        if json {
+            println!("{}", serde_json::to_string(report)?);
+        } else {
+            println!("{}", serde_json::to_string_pretty(report)?);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+    match what {
+        BenchCommand::Kernel {
+            seconds,
+            threads,
+            json,
+        } => {
+            let threads = threads.unwrap_or_else(cores);
+            let report =
+                tokio::task::spawn_blocking(move || crate::bench::kernel(seconds, threads)).await?;
+            show(json, &report)
+        }
+        BenchCommand::Coordinator {
+            clients,
+            chunk,
+            seconds,
+            prefetch,
+            json,
+        } => show(
+            json,
+            &crate::bench::coordinator(clients, chunk, seconds, prefetch).await?,
+        ),
+        BenchCommand::Connections { count, json } => {
+            show(json, &crate::bench::connections(count).await?)
+        }
     }
 }

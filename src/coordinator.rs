@@ -188,7 +188,6 @@ struct Session {
     /// Intervals whose lease ran out while this session held them: a late result still counts
     /// if nobody else's counted first.
     expired: HashSet<u64>,
-    bad_results: u32,
     /// Measured speed (terms per second), to size leases.
     terms_per_s: Option<f64>,
 }
@@ -231,6 +230,7 @@ pub fn spawn_with(
         hungry: BTreeSet::new(),
         next_session: 1,
         banned: HashSet::new(),
+        strikes: HashMap::new(),
         pi,
         even_sum: sums.0,
         odd_sum: sums.1,
@@ -241,6 +241,7 @@ pub fn spawn_with(
         snapshot: snap_tx,
         dirty: true,
         announced_complete: false,
+        draining: false,
     };
     let task = tokio::spawn(state.run(rx));
     (
@@ -261,6 +262,8 @@ struct Coordinator {
     hungry: BTreeSet<SessionId>,
     next_session: SessionId,
     banned: HashSet<String>,
+    /// Bad results per worker name.
+    strikes: HashMap<String, u32>,
     pi: ExactSum,
     even_sum: u128,
     odd_sum: u128,
@@ -271,6 +274,7 @@ struct Coordinator {
     snapshot: watch::Sender<Snapshot>,
     dirty: bool,
     announced_complete: bool,
+    draining: bool,
 }
 
 impl Coordinator {
@@ -380,7 +384,6 @@ impl Coordinator {
                 credit: 0,
                 held: HashMap::new(),
                 expired: HashSet::new(),
-                bad_results: 0,
                 terms_per_s: None,
             },
         );
@@ -388,6 +391,9 @@ impl Coordinator {
 
     /// Sends the session as many assignments as its credit allows.
     fn feed(&mut self, id: SessionId) {
+        if self.draining {
+            return;
+        }
         let Some(session) = self.sessions.get_mut(&id) else {
             return;
         };
@@ -446,9 +452,6 @@ impl Coordinator {
             self.strike(session_id);
             return;
         }
-        if held && self.schedule.holder(id) != Some(session_id) {
-            // Our lease had expired and the interval went to someone else, or back to the queue.
-        }
         if result.duration_s > 0.0 && result.duration_s.is_finite() {
             let speed = (result.b.0 - result.a.0 + 1) as f64 / result.duration_s;
             session.terms_per_s =
@@ -458,7 +461,7 @@ impl Coordinator {
             Completion::Accepted => AckStatus::Accepted,
             Completion::Duplicate | Completion::NeverIssued => AckStatus::Duplicate,
         };
-        send(
+        let delivered = send(
             session,
             ServerMessage::Ack {
                 id: result.id,
@@ -469,9 +472,20 @@ impl Coordinator {
             let (name, peer) = (session.name.clone(), session.peer.clone());
             self.accept(name, peer, result);
         }
+        if !delivered {
+            tracing::warn!(
+                session = session_id,
+                "worker is not reading its messages; dropping it"
+            );
+            self.leave(session_id);
+        }
     }
 
-    fn accept(&mut self, worker: String, peer: String, r: WorkResult) {
+    fn accept(&mut self, worker: String, peer: String, mut r: WorkResult) {
+        // The duration is the worker's word, for display only.
+        if !(r.duration_s.is_finite() && r.duration_s >= 0.0) {
+            r.duration_s = 0.0;
+        }
         // The session checked that pi is finite, so this cannot fail.
         let _ = self.pi.add(r.pi);
         self.even_sum += r.even_sum.0;
@@ -479,14 +493,14 @@ impl Coordinator {
         self.terms_done += r.b.0 - r.a.0 + 1;
         if self.config.print_results {
             println!(
-                "[{:>6}] {worker} {peer} [{}, {}] evens={} odds={} pi={:e} {:.3}s | total: {} intervals, {} terms, π≈{:.15}",
+                "[{:>6}] {worker} {peer} [{}, {}] evens={} odds={} pi={:e} {:.3}ms | total: {} intervals, {} terms, π≈{:.15}",
                 r.id.0,
                 r.a.0,
                 r.b.0,
                 r.even_sum.0,
                 r.odd_sum.0,
                 r.pi,
-                r.duration_s,
+                r.duration_s * 1e3,
                 self.schedule.done(),
                 self.terms_done,
                 self.pi.value(),
@@ -533,8 +547,10 @@ impl Coordinator {
         let Some(session) = self.sessions.get_mut(&session_id) else {
             return;
         };
-        session.bad_results += 1;
-        if session.bad_results >= self.config.max_bad_results {
+        // Strikes follow the worker's name, not the connection: reconnecting does not reset them.
+        let strikes = self.strikes.entry(session.name.clone()).or_default();
+        *strikes += 1;
+        if *strikes >= self.config.max_bad_results {
             tracing::warn!(worker = %session.name, peer = %session.peer, "too many bad results: worker refused for the rest of the run");
             self.banned.insert(session.name.clone());
             send(
@@ -593,6 +609,8 @@ impl Coordinator {
     }
 
     fn drain(&mut self) {
+        // Nobody is fed while everybody leaves: the intervals stay in the queue.
+        self.draining = true;
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in ids {
             if let Some(session) = self.sessions.get(&id) {
@@ -605,6 +623,7 @@ impl Coordinator {
             }
             self.leave(id);
         }
+        self.draining = false;
     }
 
     fn complete(&mut self) {
@@ -674,8 +693,9 @@ impl Coordinator {
     }
 }
 
-fn send(session: &Session, msg: ServerMessage) {
-    let _ = session.outbox.try_send(Outbound::Message(msg));
+/// Queues a message for a session; false if its outbox is full (the peer is not reading) or gone.
+fn send(session: &Session, msg: ServerMessage) -> bool {
+    session.outbox.try_send(Outbound::Message(msg)).is_ok()
 }
 
 fn error_for(code: ErrorCode, message: String, id: IntervalId) -> ServerMessage {

@@ -4,11 +4,13 @@
 //! format, [`coordinator`] owns a run's state and [`scheduler`] its intervals, [`server`] accepts
 //! workers, [`worker`] computes, [`run`] and [`serve`] are the commands of the same names.
 
+pub mod bench;
 pub mod cli;
 pub mod connection;
 pub mod coordinator;
 pub mod count;
 pub mod job;
+pub mod legacy;
 pub mod maths;
 pub mod protocol;
 pub mod report;

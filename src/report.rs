@@ -90,12 +90,13 @@ impl FinalReport {
     /// A few lines for people.
     pub fn human(&self) -> String {
         let mut s = format!(
-            "{} terms in {} intervals of {}, {} workers, {:.3} s ({:.3e} terms/s)\n\
+            "{} terms in {} intervals of {}, {} worker{}, {:.3} s ({:.3e} terms/s)\n\
              sum of evens  {}\nsum of odds   {}\nπ estimate    {:.17} (error {:.2e}, {} correct digits)\n",
             self.terms,
             self.intervals,
             self.chunk,
             self.workers,
+            if self.workers == 1 { "" } else { "s" },
             self.elapsed_s,
             self.terms_per_s,
             self.even_sum.0,

@@ -2,6 +2,7 @@
 
 use crate::coordinator::{self, CoordinatorConfig};
 use crate::job::Job;
+use crate::legacy;
 use crate::report::FinalReport;
 use crate::server::{self, ServerConfig};
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ pub struct ServeOptions {
     pub server: ServerConfig,
     /// Stop by itself once a bounded job is complete.
     pub exit_when_done: bool,
+    /// Also serve the original's Python clients, in their own wire format, on this address.
+    pub legacy_listen: Option<String>,
 }
 
 /// How long stopping waits for sessions to say goodbye.
@@ -35,9 +38,17 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<FinalReport> {
     let addr = listener.local_addr()?;
+    let legacy_listener = match &options.legacy_listen {
+        Some(legacy_addr) => Some(TcpListener::bind(legacy_addr).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen on {legacy_addr} (legacy clients): {e}")
+        })?),
+        None => None,
+    };
     let mut config = CoordinatorConfig::new(options.job);
     config.max_prefetch = options.max_prefetch;
     config.lease = options.lease;
+    // Workers are asked to speak three times per idle timeout, so a live one is never cut off.
+    config.heartbeat = options.server.idle_timeout / 3;
     config.print_results = !options.quiet;
     config.keep_results = true;
     config.out_dir = Some(options.out.clone());
@@ -58,6 +69,22 @@ pub async fn serve(
         accept_stop.clone(),
         tracker.clone(),
     ));
+    let legacy_server = match legacy_listener {
+        Some(legacy_listener) => {
+            println!(
+                "piswarm: legacy clients (the original's wire format) on {}",
+                legacy_listener.local_addr()?
+            );
+            Some(tokio::spawn(legacy::serve_legacy(
+                legacy_listener,
+                coordinator.clone(),
+                options.server.clone(),
+                accept_stop.clone(),
+                tracker.clone(),
+            )))
+        }
+        None => None,
+    };
     if options.exit_when_done {
         tokio::select! {
             _ = shutdown.cancelled() => {}
@@ -69,6 +96,9 @@ pub async fn serve(
     println!("piswarm: stopping — telling workers, writing results");
     accept_stop.cancel();
     let _ = server.await;
+    if let Some(legacy_server) = legacy_server {
+        let _ = legacy_server.await;
+    }
     coordinator.drain().await?;
     tracker.close();
     if tokio::time::timeout(STOP_GRACE, tracker.wait())

@@ -43,6 +43,9 @@ impl Default for ServerConfig {
     }
 }
 
+/// Read buffer per connection: small, because idle connections are many and lines are short
+/// (a longer line is still read whole, up to the line limit, into its own growing buffer).
+const READ_BUFFER: usize = 2048;
 /// How long a session may take to write one batch of messages before it is considered stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Messages queued from the coordinator to one session: assignments (at most the prefetch cap,
@@ -119,7 +122,7 @@ pub async fn run_session<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut reader = BufReader::with_capacity(16 * 1024, read);
+    let mut reader = BufReader::with_capacity(READ_BUFFER, read);
     let mut line = Vec::new();
     let mut complete = false;
     let mut out = Vec::new();

@@ -148,6 +148,7 @@ async fn three_hundred_once_clients_are_all_served_with_distinct_intervals() {
         lease: None,
         server: ServerConfig::default(),
         exit_when_done: false,
+        legacy_listen: None,
     };
     let shutdown = CancellationToken::new();
     let serving = tokio::spawn(piswarm::serve::serve(listener, options, shutdown.clone()));

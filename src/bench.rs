@@ -1,0 +1,325 @@
+//! `piswarm bench`: the measurements behind docs/performance.md, runnable by anyone.
+//!
+//! * `kernel`: π terms per second on every core, with the instruction set in use.
+//! * `coordinator`: results per second accepted, verified and aggregated by a real coordinator,
+//!   fed by many lightweight clients over loopback TCP.
+//! * `connections`: resident memory of a `piswarm serve` process holding N idle, handshaken
+//!   connections.
+
+use crate::connection::read_line;
+use crate::coordinator::{self, CoordinatorConfig};
+use crate::job::Job;
+use crate::maths::kernel::{self, Isa};
+use crate::protocol::{self, ClientMessage, ServerMessage, MAX_LINE, PROTOCOL_VERSION};
+use crate::server::{self, ServerConfig};
+use crate::worker;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelReport {
+    pub terms_per_s_per_core: f64,
+    pub threads: usize,
+    pub terms_per_s: f64,
+    pub isa: &'static str,
+}
+
+/// Runs the kernel on `threads` threads for about `seconds` and reports the rate.
+pub fn kernel(seconds: f64, threads: usize) -> KernelReport {
+    const BLOCK: u64 = 1 << 26;
+    let isa = Isa::detect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let terms = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads.max(1))
+        .map(|t| {
+            let (stop, terms) = (stop.clone(), terms.clone());
+            std::thread::spawn(move || {
+                let mut a = (t as u64) << 40;
+                let mut sink = 0.0;
+                while !stop.load(Ordering::Relaxed) {
+                    sink += kernel::pi_partial_with(isa, a, a + BLOCK - 1);
+                    a += BLOCK;
+                    terms.fetch_add(BLOCK, Ordering::Relaxed);
+                }
+                std::hint::black_box(sink);
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let rate = terms.load(Ordering::Relaxed) as f64 / elapsed;
+    KernelReport {
+        terms_per_s_per_core: rate / threads.max(1) as f64,
+        threads: threads.max(1),
+        terms_per_s: rate,
+        isa: isa.name(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CoordinatorReport {
+    pub results_per_s: f64,
+    pub clients: usize,
+    pub chunk: u64,
+    pub results: u64,
+    pub seconds: f64,
+}
+
+/// A real coordinator and TCP server on loopback, fed by `clients` protocol clients that compute
+/// each interval (sums and π) and report it at once, each keeping `prefetch` assignments in hand.
+pub async fn coordinator(
+    clients: usize,
+    chunk: u64,
+    seconds: f64,
+    prefetch: u32,
+) -> anyhow::Result<CoordinatorReport> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let mut config = CoordinatorConfig::new(Job::new(None, Some(chunk))?);
+    config.max_prefetch = prefetch.max(1);
+    let (handle, _task) = coordinator::spawn(config);
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tokio::spawn(server::serve(
+        listener,
+        handle.clone(),
+        ServerConfig::default(),
+        shutdown.clone(),
+        tracker.clone(),
+    ));
+    let client_stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let stop = client_stop.clone();
+        tasks.push(tokio::spawn(light_client(addr, prefetch, stop)));
+    }
+    let snap = handle.snapshot();
+    // Warm up, then measure.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (d0, t0) = (snap.borrow().intervals_done, Instant::now());
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    let (d1, t1) = (snap.borrow().intervals_done, Instant::now());
+    client_stop.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    shutdown.cancel();
+    let _ = handle.drain().await;
+    let elapsed = (t1 - t0).as_secs_f64();
+    Ok(CoordinatorReport {
+        results_per_s: (d1 - d0) as f64 / elapsed,
+        clients,
+        chunk,
+        results: d1 - d0,
+        seconds: elapsed,
+    })
+}
+
+/// A minimal in-process client: one task, computing inline (intervals of the bench are short).
+async fn light_client(
+    addr: std::net::SocketAddr,
+    prefetch: u32,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, read);
+    let (mut line, mut complete, mut out) = (Vec::new(), false, Vec::new());
+    protocol::encode(
+        &ClientMessage::Hello {
+            version: PROTOCOL_VERSION,
+            worker: "bench".into(),
+            token: None,
+        },
+        &mut out,
+    );
+    protocol::encode(&ClientMessage::Request { count: prefetch }, &mut out);
+    write.write_all(&out).await?;
+    out.clear();
+    loop {
+        let got = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = read_line(&mut reader, &mut line, &mut complete, MAX_LINE) => r?,
+        };
+        if !got {
+            break;
+        }
+        let mut fresh = 0;
+        loop {
+            match protocol::decode_server(&line)? {
+                ServerMessage::Assign { id, a, b, .. } => {
+                    protocol::encode(
+                        &ClientMessage::Result(worker::compute(id.0, a.0, b.0)),
+                        &mut out,
+                    );
+                    fresh += 1;
+                }
+                ServerMessage::Done { .. } => return Ok(()),
+                _ => {}
+            }
+            // Answer everything already buffered in one write.
+            if reader.buffer().contains(&b'\n') {
+                read_line(&mut reader, &mut line, &mut complete, MAX_LINE).await?;
+            } else {
+                break;
+            }
+        }
+        if fresh > 0 {
+            protocol::encode(&ClientMessage::Request { count: fresh }, &mut out);
+        }
+        if !out.is_empty() {
+            write.write_all(&out).await?;
+            out.clear();
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionsReport {
+    pub connections: usize,
+    pub rss_bytes: u64,
+    pub bytes_per_connection: f64,
+    /// RSS of the idle server before the connections.
+    pub baseline_rss_bytes: u64,
+    /// CPU used by the server while the connections wait, as a percentage of one core.
+    pub idle_cpu_percent: f64,
+}
+
+/// Starts `piswarm serve` as a child process, opens `count` connections that complete the
+/// handshake and then wait, and reads the server's resident memory from /proc.
+pub async fn connections(count: usize) -> anyhow::Result<ConnectionsReport> {
+    use tokio::io::AsyncBufReadExt;
+    let exe = std::env::current_exe()?;
+    let dir = tempdir_path();
+    std::fs::create_dir_all(&dir)?;
+    let mut child = tokio::process::Command::new(exe)
+        .args([
+            "serve",
+            "--quiet",
+            "--listen",
+            "127.0.0.1:0",
+            "--idle-timeout",
+            "10m",
+            "--max-connections",
+        ])
+        .arg((count + 16).to_string())
+        .arg("--out")
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child
+        .id()
+        .ok_or_else(|| anyhow::anyhow!("the server exited at once"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = lines.next_line().await?.unwrap_or_default();
+    let addr: std::net::SocketAddr = first
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .ok_or_else(|| anyhow::anyhow!("unexpected first line from the server: {first}"))?
+        .parse()?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let baseline = rss_bytes(pid)?;
+    raise_fd_limit();
+    let mut held = Vec::with_capacity(count);
+    let mut hello = Vec::new();
+    protocol::encode(
+        &ClientMessage::Hello {
+            version: PROTOCOL_VERSION,
+            worker: "idle".into(),
+            token: None,
+        },
+        &mut hello,
+    );
+    for chunk_start in (0..count).step_by(500) {
+        let mut batch = Vec::new();
+        for _ in chunk_start..(chunk_start + 500).min(count) {
+            let hello = hello.clone();
+            batch.push(tokio::spawn(async move {
+                let stream = TcpStream::connect(addr).await?;
+                let (read, mut write) = stream.into_split();
+                write.write_all(&hello).await?;
+                let mut reader = BufReader::new(read);
+                let (mut line, mut complete) = (Vec::new(), false);
+                read_line(&mut reader, &mut line, &mut complete, MAX_LINE).await?;
+                match protocol::decode_server(&line)? {
+                    ServerMessage::Welcome { .. } => Ok::<_, anyhow::Error>((reader, write)),
+                    other => Err(anyhow::anyhow!("expected welcome, got {other:?}")),
+                }
+            }));
+        }
+        for b in batch {
+            held.push(b.await??);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu0 = cpu_ticks(pid)?;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_cpu_percent =
+        (cpu_ticks(pid)? - cpu0) as f64 / clock_ticks_per_s() / t0.elapsed().as_secs_f64() * 100.0;
+    let rss = rss_bytes(pid)?;
+    drop(held);
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ConnectionsReport {
+        connections: count,
+        rss_bytes: rss,
+        bytes_per_connection: rss.saturating_sub(baseline) as f64 / count.max(1) as f64,
+        baseline_rss_bytes: baseline,
+        idle_cpu_percent,
+    })
+}
+
+fn tempdir_path() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("piswarm-bench-{}", std::process::id()))
+}
+
+fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/{pid}/status"))?;
+    Ok(kb * 1024)
+}
+
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let stime: u64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Ok(utime + stime)
+}
+
+fn clock_ticks_per_s() -> f64 {
+    100.0
+}
+
+/// Raises this process's soft file-descriptor limit to its hard limit (best effort).
+pub fn raise_fd_limit() -> u64 {
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)
+}
