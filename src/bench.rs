@@ -218,6 +218,8 @@ pub async fn connections(count: usize) -> anyhow::Result<ConnectionsReport> {
         .arg((count + 16).to_string())
         .arg("--out")
         .arg(&dir)
+        .arg("--db")
+        .arg(dir.join("piswarm.db"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -319,7 +321,8 @@ fn clock_ticks_per_s() -> f64 {
     100.0
 }
 
-/// Raises this process's soft file-descriptor limit to its hard limit (best effort).
+/// Raises this process's soft file-descriptor limit to its hard limit (best effort); see
+/// [`crate::server::raise_fd_limit`].
 pub fn raise_fd_limit() -> u64 {
-    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)
+    crate::server::raise_fd_limit().unwrap_or(0)
 }

@@ -5,6 +5,7 @@
 
 use crate::count::parse_count;
 use crate::job::Job;
+use crate::secret::Secret;
 use crate::server::{ServerConfig, MAX_PREFETCH_CAP};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -31,6 +32,8 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Run a whole job on this machine: a coordinator and local workers over loopback TCP.
     Run(RunArgs),
+    /// Export a stored run: results as JSON (results.json) or CSV, or its final.json.
+    Export(ExportArgs),
     /// Measure the kernel, the coordinator, or idle connections (see docs/performance.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -103,6 +106,9 @@ pub struct ServeArgs {
     /// Directory for results.json and final.json.
     #[arg(long, default_value = ".")]
     pub out: PathBuf,
+    /// SQLite store of runs and results; an unfinished run with the same job is resumed.
+    #[arg(long, default_value = "piswarm.db")]
+    pub db: PathBuf,
     /// Print only start, stop and the final result (no line per result).
     #[arg(long)]
     pub quiet: bool,
@@ -115,18 +121,26 @@ pub struct ServeArgs {
     /// A fixed lease for every assignment (default: derived from the chunk and the worker's speed, at least 30s).
     #[arg(long, value_parser = duration)]
     pub lease: Option<Duration>,
-    /// Maximum simultaneous connections; more are refused with an error line.
-    #[arg(long, default_value = "10000", value_parser = count_usize)]
-    pub max_connections: usize,
+    /// Maximum simultaneous connections; more are refused with an error line [default: the
+    /// open-file limit, which serve raises to its hard limit at start, minus 100 kept for files
+    /// and listeners]
+    #[arg(long, value_parser = count_usize)]
+    pub max_connections: Option<usize>,
     /// Time a new connection has to send its hello.
     #[arg(long, default_value = "10s", value_parser = duration)]
     pub handshake_timeout: Duration,
     /// A connection that sends no complete line for this long is closed.
     #[arg(long, default_value = "60s", value_parser = duration)]
     pub idle_timeout: Duration,
-    /// Shared secret workers must present (also PISWARM_TOKEN).
-    #[arg(long, env = "PISWARM_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// Shared secret workers must present (also PISWARM_TOKEN); never printed or logged.
+    #[arg(long, env = "PISWARM_TOKEN", hide_env_values = true, value_parser = Secret::parse_arg)]
+    pub token: Option<Secret>,
+    /// Serve TLS only, with this certificate chain (PEM; needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Also serve the original's unchanged Python clients, in their own wire format, on this address.
     #[arg(long, value_name = "ADDR")]
     pub legacy_listen: Option<String>,
@@ -152,9 +166,16 @@ pub struct WorkerArgs {
     /// Assignments to hold at once (default: two per thread; capped by the server).
     #[arg(long, value_parser = count_u32)]
     pub prefetch: Option<u32>,
-    /// Shared secret of the coordinator (also PISWARM_TOKEN).
-    #[arg(long, env = "PISWARM_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// Shared secret of the coordinator (also PISWARM_TOKEN); never printed or logged.
+    #[arg(long, env = "PISWARM_TOKEN", hide_env_values = true, value_parser = Secret::parse_arg)]
+    pub token: Option<Secret>,
+    /// Connect with TLS, trusting the certificate authority (or self-signed certificate) in this
+    /// PEM file.
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the coordinator's certificate must carry (default: the host part of --connect).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    pub tls_server_name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +192,27 @@ pub struct RunArgs {
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Keep the run in this SQLite store (default: an in-memory store).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The SQLite store.
+    #[arg(long, default_value = "piswarm.db")]
+    pub db: PathBuf,
+    /// The run (default: the latest).
+    #[arg(long)]
+    pub run: Option<i64>,
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: crate::export::Format,
+    /// Write the run's final.json instead of its results.
+    #[arg(long)]
+    pub r#final: bool,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
 }
 
 fn cores() -> usize {
@@ -255,6 +297,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
     let command = command.unwrap_or_else(|| Command::Serve(ServeArgs::parse_defaults()));
     match command {
         Command::Bench(what) => bench(what).await,
+        Command::Export(args) => export(args),
         Command::Serve(args) => {
             let job = match Job::new(args.terms, args.chunk) {
                 Ok(job) => job,
@@ -265,20 +308,57 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
                     "--max-prefetch must be between 1 and {MAX_PREFETCH_CAP}"
                 )));
             }
+            let tls = match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => match crate::tls::TlsServer::from_pem_files(cert, key) {
+                    Ok(tls) => Some(tls),
+                    Err(e) => return Ok(usage_error(e)),
+                },
+                _ => None,
+            };
+            let fd_limit = crate::server::raise_fd_limit();
+            let max_connections = args
+                .max_connections
+                .unwrap_or_else(|| crate::server::default_max_connections(fd_limit));
             let listener = tokio::net::TcpListener::bind(&args.listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+            tracing::info!(
+                open_file_limit = fd_limit,
+                max_connections,
+                tls = tls.is_some(),
+                "limits"
+            );
+            if let Some(warning) = crate::server::exposure_warning(
+                listener.local_addr()?,
+                args.token.is_some(),
+                tls.is_some(),
+            ) {
+                eprintln!("{warning}");
+            }
+            if let Some(legacy) = args
+                .legacy_listen
+                .as_deref()
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                .filter(|a| !a.ip().is_loopback())
+            {
+                eprintln!(
+                    "piswarm: warning: the legacy listener on {legacy} has no authentication (the \
+                     original's wire format has no token): anyone who can reach it can take part"
+                );
+            }
             let options = crate::serve::ServeOptions {
                 job,
+                db: args.db,
                 out: args.out,
                 quiet: args.quiet,
                 max_prefetch: args.max_prefetch,
                 lease: args.lease,
                 server: ServerConfig {
-                    max_connections: args.max_connections,
+                    max_connections,
                     handshake_timeout: args.handshake_timeout,
                     idle_timeout: args.idle_timeout,
                     token: args.token,
+                    tls,
                     ..ServerConfig::default()
                 },
                 exit_when_done: args.exit_when_done,
@@ -297,6 +377,13 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
             config.retry_for = args.retry_for;
             config.token = args.token;
             config.prefetch = args.prefetch;
+            if let Some(ca) = &args.tls_ca {
+                match crate::tls::TlsClient::from_ca_file(ca) {
+                    Ok(tls) => config.tls = Some(tls),
+                    Err(e) => return Ok(usage_error(e)),
+                }
+            }
+            config.tls_server_name = args.tls_server_name;
             match crate::worker::run_worker(config, shutdown_on_signals()).await {
                 Ok(summary) => {
                     tracing::info!(
@@ -327,6 +414,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
                 workers,
                 threads_per_worker: 1,
                 progress: !args.json,
+                db: args.db,
             };
             let report = crate::run::run_local(options).await?;
             if args.json {
@@ -387,4 +475,30 @@ async fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
             show(json, &crate::bench::connections(count).await?)
         }
     }
+}
+
+fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    use crate::store::{Location, Store};
+    if !args.db.exists() {
+        return Ok(usage_error(format!("no database at {}", args.db.display())));
+    }
+    let store = Store::open(&Location::File(args.db.clone()))?;
+    let run = match args.run {
+        Some(id) => store.run(id)?.id,
+        None => store.latest_run()?.id,
+    };
+    let mut out: Box<dyn std::io::Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    if args.r#final {
+        crate::export::final_json(&store, run, &mut out)?;
+    } else {
+        match args.format {
+            crate::export::Format::Json => crate::export::results_json(&store, run, &mut out)?,
+            crate::export::Format::Csv => crate::export::results_csv(&store, run, &mut out)?,
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -14,8 +14,9 @@ use crate::maths::exact::ExactSum;
 use crate::protocol::{
     AckStatus, Dec, DoneReason, ErrorCode, ServerMessage, WorkResult, PROTOCOL_VERSION,
 };
-use crate::report::{now_iso8601, write_json_atomically, FinalReport, ResultRecord, Totals};
+use crate::report::{now_iso8601, FinalReport, ResultRecord, Totals};
 use crate::scheduler::{Completion, Scheduler};
+use crate::store::{self, RunState, RunTotals, WriteFailure, WriteOp, Writer};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -31,6 +32,10 @@ const TICK: Duration = Duration::from_millis(100);
 pub const LEASE_FLOOR: Duration = Duration::from_secs(30);
 /// The longest derived lease.
 const LEASE_CEILING: Duration = Duration::from_secs(3600);
+/// How far past the highest issued interval a re-sent result may be (see
+/// `Scheduler::complete_resent`): enough for every interval that a crashed coordinator can have had
+/// in flight.
+const RESEND_WINDOW: u64 = 1 << 20;
 /// Speed assumed for a worker before it has reported anything (a slow, Python-like client).
 const ASSUMED_TERMS_PER_S: f64 = 2e6;
 
@@ -49,10 +54,8 @@ pub struct CoordinatorConfig {
     pub max_bad_results: u32,
     /// Print one line per accepted result to stdout.
     pub print_results: bool,
-    /// Keep every accepted result (for results.json); off for `run`, which needs only totals.
-    pub keep_results: bool,
-    /// Where results.json and final.json are written on completion and on stop.
-    pub out_dir: Option<PathBuf>,
+    /// Stop accepting results when the store's file system has less free space than this.
+    pub min_free_disk: u64,
 }
 
 impl CoordinatorConfig {
@@ -65,8 +68,7 @@ impl CoordinatorConfig {
             heartbeat: Duration::from_secs(10),
             max_bad_results: 3,
             print_results: false,
-            keep_results: false,
-            out_dir: None,
+            min_free_disk: 1 << 30,
         }
     }
 }
@@ -108,8 +110,10 @@ pub enum Event {
     /// Stop serving: every session is told there is no more work and every held interval goes
     /// back to the queue. The run's state is kept; new joins are welcomed again afterwards.
     Drain { reply: oneshot::Sender<()> },
-    /// The final report as of now (and the files written, if an output directory is set).
+    /// The final report as of now.
     Report { reply: oneshot::Sender<FinalReport> },
+    /// Replies once every result accepted so far is durable (immediately without a store).
+    Flush { reply: oneshot::Sender<()> },
 }
 
 /// What the coordinator publishes for observers.
@@ -126,6 +130,8 @@ pub struct Snapshot {
     pub pi: f64,
     pub complete: bool,
     pub workers_seen: u64,
+    /// Set when the store failed: the coordinator no longer accepts results.
+    pub store_failed: Option<String>,
 }
 
 /// The handle through which sessions and the program talk to the coordinator.
@@ -161,6 +167,13 @@ impl CoordinatorHandle {
         rx.await.map_err(|_| CoordinatorGone)
     }
 
+    /// Waits until every result accepted so far is durable.
+    pub async fn flush(&self) -> Result<(), CoordinatorGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Event::Flush { reply }).await?;
+        rx.await.map_err(|_| CoordinatorGone)
+    }
+
     pub async fn report(&self) -> Result<FinalReport, CoordinatorGone> {
         let (reply, rx) = oneshot::channel();
         self.send(Event::Report { reply }).await?;
@@ -192,23 +205,40 @@ struct Session {
     terms_per_s: Option<f64>,
 }
 
-/// Spawns a coordinator task; returns its handle and the task (which ends when every handle is
-/// dropped).
-pub fn spawn(config: CoordinatorConfig) -> (CoordinatorHandle, tokio::task::JoinHandle<()>) {
-    spawn_with(config, Scheduler::new, ExactSum::new(), (0, 0), 0)
+/// Where a coordinator makes its results durable: the writer of a store and the run's id there.
+pub struct StoreLink {
+    pub writer: Writer,
+    pub run: i64,
+    /// Told by the writer if a commit fails.
+    pub failures: mpsc::UnboundedReceiver<WriteFailure>,
+    /// The database file, to watch the free space of its file system.
+    pub path: Option<PathBuf>,
 }
 
-/// Spawns a coordinator that continues from earlier state (done intervals and their totals).
+/// Spawns a coordinator task for a fresh run without a store (tests, embedding); returns its
+/// handle and the task (which ends when every handle is dropped).
+pub fn spawn(config: CoordinatorConfig) -> (CoordinatorHandle, tokio::task::JoinHandle<()>) {
+    spawn_with(config, None, None)
+}
+
+/// Spawns a coordinator, optionally continuing a stored run and making results durable.
 pub fn spawn_with(
     config: CoordinatorConfig,
-    scheduler: impl FnOnce(Job) -> Scheduler,
-    pi: ExactSum,
-    sums: (u128, u128),
-    terms_done: u64,
+    resume: Option<store::Resume>,
+    store: Option<StoreLink>,
 ) -> (CoordinatorHandle, tokio::task::JoinHandle<()>) {
+    let (schedule, pi, sums, terms_done, workers_seen) = match resume {
+        Some(r) => (
+            Scheduler::resume(config.job, r.done_ids),
+            r.pi,
+            (r.run.even_sum.0, r.run.odd_sum.0),
+            r.run.terms_done,
+            r.run.workers,
+        ),
+        None => (Scheduler::new(config.job), ExactSum::new(), (0, 0), 0, 0),
+    };
     let (events, rx) = mpsc::channel(EVENT_QUEUE);
     let job = config.job;
-    let schedule = scheduler(job);
     let first = Snapshot {
         run_id: config.run_id,
         job,
@@ -220,7 +250,8 @@ pub fn spawn_with(
         odd_sum: sums.1,
         pi: pi.value(),
         complete: schedule.is_complete(),
-        workers_seen: 0,
+        workers_seen,
+        store_failed: None,
     };
     let (snap_tx, snapshot) = watch::channel(first);
     let state = Coordinator {
@@ -235,8 +266,11 @@ pub fn spawn_with(
         even_sum: sums.0,
         odd_sum: sums.1,
         terms_done,
-        workers_seen: 0,
-        results: Vec::new(),
+        workers_seen,
+        store,
+        totals_pending: false,
+        last_disk_check: Instant::now(),
+        store_failed: None,
         started: Instant::now(),
         snapshot: snap_tx,
         dirty: true,
@@ -269,7 +303,11 @@ struct Coordinator {
     odd_sum: u128,
     terms_done: u64,
     workers_seen: u64,
-    results: Vec<ResultRecord>,
+    store: Option<StoreLink>,
+    /// Results were queued to the store since the totals were last written.
+    totals_pending: bool,
+    last_disk_check: Instant,
+    store_failed: Option<String>,
     started: Instant,
     snapshot: watch::Sender<Snapshot>,
     dirty: bool,
@@ -282,20 +320,98 @@ impl Coordinator {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let failure = async {
+                match self.store.as_mut() {
+                    Some(link) => link.failures.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 event = events.recv() => match event {
-                    Some(event) => self.handle(event),
+                    Some(event) => self.handle(event).await,
                     None => break,
                 },
+                failed = failure => {
+                    let reason = failed.map_or_else(|| "the store's writer stopped".to_string(), |f| f.0);
+                    self.fail(reason);
+                }
                 _ = tick.tick() => {
                     self.expire_leases(Instant::now());
+                    self.write_totals(false).await;
+                    self.check_disk();
                     self.publish();
                 }
             }
         }
     }
 
-    fn handle(&mut self, event: Event) {
+    /// The store cannot make results durable any more: stop accepting them. Workers are told to
+    /// leave; what was acknowledged is safe, and the run can be resumed from the store.
+    fn fail(&mut self, reason: String) {
+        if self.store_failed.is_some() {
+            return;
+        }
+        tracing::error!(
+            "{reason}: no longer accepting results; the run can be resumed once this is fixed"
+        );
+        self.store_failed = Some(reason);
+        self.drain();
+        self.dirty = true;
+        self.publish();
+    }
+
+    fn check_disk(&mut self) {
+        if self.last_disk_check.elapsed() < Duration::from_secs(5) {
+            return;
+        }
+        self.last_disk_check = Instant::now();
+        let Some(path) = self.store.as_ref().and_then(|s| s.path.clone()) else {
+            return;
+        };
+        if let Some(free) = store::free_disk_bytes(&path) {
+            if free < self.config.min_free_disk {
+                self.fail(format!(
+                    "the disk holding {} has {} MiB free, below the minimum of {} MiB",
+                    path.display(),
+                    free >> 20,
+                    self.config.min_free_disk >> 20
+                ));
+            }
+        }
+    }
+
+    /// Queues the run's totals to the store (if anything changed, or always with `force`).
+    async fn write_totals(&mut self, force: bool) {
+        if !(self.totals_pending || force) {
+            return;
+        }
+        let Some(link) = &self.store else { return };
+        self.totals_pending = false;
+        let state = if self.schedule.is_complete() {
+            RunState::Complete
+        } else {
+            RunState::Running
+        };
+        let totals = RunTotals {
+            intervals_done: self.schedule.done(),
+            terms_done: self.terms_done,
+            even_sum: self.even_sum,
+            odd_sum: self.odd_sum,
+            pi: self.pi.clone(),
+            workers: self.workers_seen,
+            elapsed_s: self.started.elapsed().as_secs_f64(),
+            state,
+        };
+        let _ = link
+            .writer
+            .send(WriteOp::Totals {
+                run: link.run,
+                totals,
+            })
+            .await;
+    }
+
+    async fn handle(&mut self, event: Event) {
         // Frequent events are published with the next tick; the rest at once.
         let publish_now = !matches!(event, Event::Result { .. } | Event::Request { .. });
         match event {
@@ -311,7 +427,7 @@ impl Coordinator {
                     self.feed(session);
                 }
             }
-            Event::Result { session, result } => self.result(session, result),
+            Event::Result { session, result } => self.result(session, result).await,
             Event::Rejected {
                 session,
                 id,
@@ -324,14 +440,24 @@ impl Coordinator {
                 let _ = reply.send(());
             }
             Event::Report { reply } => {
-                let report = self.report();
-                self.write_files(&report);
-                let _ = reply.send(report);
+                let _ = reply.send(self.report());
+            }
+            Event::Flush { reply } => {
+                self.write_totals(true).await;
+                match &self.store {
+                    Some(link) => {
+                        let _ = link.writer.send(WriteOp::Flush(reply)).await;
+                    }
+                    None => {
+                        let _ = reply.send(());
+                    }
+                }
             }
         }
         self.dirty = true;
         if !self.announced_complete && self.schedule.is_complete() {
             self.announced_complete = true;
+            self.write_totals(true).await;
             self.complete();
         }
         if publish_now {
@@ -351,6 +477,11 @@ impl Coordinator {
                 "worker '{name}' sent too many bad results and is refused for the rest of the run"
             );
             let _ = reply.send(Err(ServerMessage::error(ErrorCode::Refused, msg)));
+            return;
+        }
+        if let Some(reason) = &self.store_failed {
+            let msg = format!("the server cannot store results ({reason}); try again later");
+            let _ = reply.send(Err(ServerMessage::error(ErrorCode::Internal, msg)));
             return;
         }
         let id = self.next_session;
@@ -439,15 +570,47 @@ impl Coordinator {
         }
     }
 
-    fn result(&mut self, session_id: SessionId, result: WorkResult) {
+    async fn result(&mut self, session_id: SessionId, result: WorkResult) {
+        if self.store_failed.is_some() {
+            return; // not acknowledged: the worker will send it again after a restart
+        }
         let id = IntervalId(result.id.0);
         let Some(session) = self.sessions.get_mut(&session_id) else {
             return;
         };
         let held = session.held.remove(&id.0).is_some();
         let expired = session.expired.remove(&id.0);
+        if !held && !expired && result.resend {
+            // Computed on an earlier connection (perhaps to an earlier coordinator process) and
+            // never acknowledged. It was verified like any result, so the first one counts.
+            let status = match self.schedule.complete_resent(id, RESEND_WINDOW) {
+                Completion::Accepted => AckStatus::Accepted,
+                Completion::Duplicate => AckStatus::Duplicate,
+                Completion::NeverIssued => {
+                    let msg = format!("interval {id} was never handed out in this run");
+                    send(session, error_for(ErrorCode::NotAssigned, msg, id));
+                    return;
+                }
+            };
+            let ack = ServerMessage::Ack {
+                id: result.id,
+                status,
+            };
+            if status == AckStatus::Accepted {
+                let (name, peer, outbox) = (
+                    session.name.clone(),
+                    session.peer.clone(),
+                    session.outbox.clone(),
+                );
+                self.accept(name, peer, result, outbox, ack).await;
+            } else {
+                send(session, ack);
+            }
+            return;
+        }
         if !held && !expired {
             let msg = format!("interval {id} is not assigned to you");
+            tracing::warn!(worker = %session.name, peer = %session.peer, interval = %id, "result for an interval not assigned to the sender");
             send(session, error_for(ErrorCode::NotAssigned, msg, id));
             self.strike(session_id);
             return;
@@ -461,18 +624,19 @@ impl Coordinator {
             Completion::Accepted => AckStatus::Accepted,
             Completion::Duplicate | Completion::NeverIssued => AckStatus::Duplicate,
         };
-        let delivered = send(
-            session,
-            ServerMessage::Ack {
-                id: result.id,
-                status,
-            },
-        );
+        let ack = ServerMessage::Ack {
+            id: result.id,
+            status,
+        };
         if status == AckStatus::Accepted {
-            let (name, peer) = (session.name.clone(), session.peer.clone());
-            self.accept(name, peer, result);
-        }
-        if !delivered {
+            // Accepted results are acknowledged by the store once they are durable.
+            let (name, peer, outbox) = (
+                session.name.clone(),
+                session.peer.clone(),
+                session.outbox.clone(),
+            );
+            self.accept(name, peer, result, outbox, ack).await;
+        } else if !send(session, ack) {
             tracing::warn!(
                 session = session_id,
                 "worker is not reading its messages; dropping it"
@@ -481,7 +645,14 @@ impl Coordinator {
         }
     }
 
-    fn accept(&mut self, worker: String, peer: String, mut r: WorkResult) {
+    async fn accept(
+        &mut self,
+        worker: String,
+        peer: String,
+        mut r: WorkResult,
+        outbox: mpsc::Sender<Outbound>,
+        ack: ServerMessage,
+    ) {
         // The duration is the worker's word, for display only.
         if !(r.duration_s.is_finite() && r.duration_s >= 0.0) {
             r.duration_s = 0.0;
@@ -506,19 +677,31 @@ impl Coordinator {
                 self.pi.value(),
             );
         }
-        if self.config.keep_results {
-            self.results.push(ResultRecord {
-                id: r.id,
-                a: r.a,
-                b: r.b,
-                worker,
-                peer,
-                even_sum: r.even_sum,
-                odd_sum: r.odd_sum,
-                pi: r.pi,
-                duration_s: r.duration_s,
-                timestamp: now_iso8601(),
-            });
+        let record = ResultRecord {
+            id: r.id,
+            a: r.a,
+            b: r.b,
+            worker,
+            peer,
+            even_sum: r.even_sum,
+            odd_sum: r.odd_sum,
+            pi: r.pi,
+            duration_s: r.duration_s,
+            timestamp: now_iso8601(),
+        };
+        match &self.store {
+            Some(link) => {
+                self.totals_pending = true;
+                let op = WriteOp::Result {
+                    run: link.run,
+                    record,
+                    ack: Some((outbox, ack)),
+                };
+                let _ = link.writer.send(op).await;
+            }
+            None => {
+                let _ = outbox.try_send(Outbound::Message(ack));
+            }
         }
     }
 
@@ -634,8 +817,6 @@ impl Coordinator {
                     reason: DoneReason::JobComplete,
                 }));
         }
-        let report = self.report();
-        self.write_files(&report);
         self.publish();
     }
 
@@ -652,23 +833,6 @@ impl Coordinator {
             workers: self.workers_seen,
             elapsed_s: self.started.elapsed().as_secs_f64(),
         })
-    }
-
-    fn write_files(&self, report: &FinalReport) {
-        let Some(dir) = &self.config.out_dir else {
-            return;
-        };
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(dir)?;
-            write_json_atomically(&dir.join("results.json"), &self.results)?;
-            write_json_atomically(&dir.join("final.json"), report)
-        };
-        match write() {
-            Ok(()) => tracing::info!(dir = %dir.display(), "wrote results.json and final.json"),
-            Err(e) => {
-                tracing::error!(dir = %dir.display(), "could not write the result files: {e}")
-            }
-        }
     }
 
     fn publish(&mut self) {
@@ -688,6 +852,7 @@ impl Coordinator {
             pi: self.pi.value(),
             complete: self.schedule.is_complete(),
             workers_seen: self.workers_seen,
+            store_failed: self.store_failed.clone(),
         };
         self.snapshot.send_replace(snap);
     }

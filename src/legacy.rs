@@ -495,6 +495,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             odd_sum: Dec(sent.odd_sum),
             pi: sent.pi,
             duration_s: duration.as_secs_f64(),
+            resend: false,
         };
         let job = self.coordinator.job();
         if let Err(refusal) = check_result(&job, &result) {

@@ -6,6 +6,7 @@
 //! Integers that may exceed 2^53 (term indexes, interval ids, sums) travel as decimal strings; on
 //! input, a plain JSON integer is accepted too (handy when typing messages into `nc`).
 
+use crate::secret::Secret;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
@@ -73,8 +74,9 @@ pub enum ClientMessage {
     Hello {
         version: u32,
         worker: String,
+        /// Never printed: `Secret`'s `Debug` is redacted.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        token: Option<String>,
+        token: Option<Secret>,
     },
     /// Asks for `count` more assignments (credit: the server sends at most that many `assign`s).
     Request { count: u32 },
@@ -100,6 +102,14 @@ pub struct WorkResult {
     /// Seconds spent computing.
     #[serde(default)]
     pub duration_s: f64,
+    /// Set when the worker sends a result again after a reconnect (it computed the interval on an
+    /// earlier connection and saw no acknowledgement).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resend: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Messages from the coordinator to a worker.
@@ -189,6 +199,8 @@ pub enum ErrorCode {
     IdleTimeout,
     /// The server could not handle the request (e.g. its store failed); try again later.
     Internal,
+    /// A plaintext client connected to a server that serves TLS only; the connection is closed.
+    TlsRequired,
 }
 
 impl ServerMessage {
@@ -320,6 +332,7 @@ mod tests {
             odd_sum: Dec(1),
             pi: 8.333332798032551e-05,
             duration_s: 0.25,
+            resend: false,
         }));
         round_trip_client(ClientMessage::Heartbeat {});
         round_trip_client(ClientMessage::Bye {});
@@ -399,6 +412,7 @@ mod tests {
         fn results_round_trip(id in any::<u64>(), a in any::<u64>(), even in any::<u128>(), pi in any::<f64>().prop_filter("finite", |x| x.is_finite())) {
             round_trip_client(ClientMessage::Result(WorkResult {
                 id: Dec(id), a: Dec(a), b: Dec(a), even_sum: Dec(even), odd_sum: Dec(0), pi, duration_s: 0.0,
+                resend: false,
             }));
         }
     }

@@ -1,10 +1,11 @@
 //! `piswarm run`: the whole job on this machine — a coordinator on an ephemeral loopback port and
 //! `W` workers that connect to it over real TCP — with a progress bar and the final report.
 
-use crate::coordinator::{self, CoordinatorConfig};
+use crate::coordinator::{self, CoordinatorConfig, StoreLink};
 use crate::job::Job;
 use crate::report::FinalReport;
 use crate::server::{self, ServerConfig};
+use crate::store::{Location, Store};
 use crate::worker::{self, WorkerConfig};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -19,6 +20,8 @@ pub struct RunOptions {
     /// Compute threads per worker.
     pub threads_per_worker: usize,
     pub progress: bool,
+    /// A SQLite file for the run; `None` keeps it in memory.
+    pub db: Option<std::path::PathBuf>,
 }
 
 /// Runs the job to completion and returns its report.
@@ -27,7 +30,20 @@ pub async fn run_local(options: RunOptions) -> anyhow::Result<FinalReport> {
     let addr = listener.local_addr()?;
     let mut config = CoordinatorConfig::new(options.job);
     config.max_prefetch = 64;
-    let (coordinator, _task) = coordinator::spawn(config);
+    // Results go through the store like in `serve` (group commit, acknowledged once durable).
+    let location = options.db.clone().map_or(Location::Memory, Location::File);
+    let store = Store::open(&location)?;
+    let run = store.create_run(options.job)?;
+    config.run_id = run as u64;
+    let (failures_tx, failures) = tokio::sync::mpsc::unbounded_channel();
+    let (writer, _writer_thread) = crate::store::Writer::start(store, failures_tx)?;
+    let link = StoreLink {
+        writer,
+        run,
+        failures,
+        path: options.db.clone(),
+    };
+    let (coordinator, _task) = coordinator::spawn_with(config, None, Some(link));
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let server = tokio::spawn(server::serve(
@@ -58,11 +74,15 @@ pub async fn run_local(options: RunOptions) -> anyhow::Result<FinalReport> {
         if snap.complete {
             break;
         }
+        if let Some(reason) = snap.store_failed {
+            anyhow::bail!("the store failed: {reason}");
+        }
         tokio::select! {
             changed = snapshots.changed() => changed?,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
+    coordinator.flush().await?;
     let report = coordinator.report().await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();

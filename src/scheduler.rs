@@ -113,6 +113,22 @@ impl Scheduler {
         }
     }
 
+    /// Records a valid result that a worker sends again after a reconnect: the interval may have
+    /// been issued by an earlier coordinator process, so it may be past `next_fresh` here — but
+    /// by at most `window` ids, so that a claim far ahead cannot make the queue grow without bound.
+    pub fn complete_resent(&mut self, id: IntervalId, window: u64) -> Completion {
+        if id.0 >= self.next_fresh {
+            if id.0 - self.next_fresh >= window || self.job.interval(id).is_none() {
+                return Completion::NeverIssued;
+            }
+            self.returned.extend(self.next_fresh..id.0);
+            self.next_fresh = id.0 + 1;
+            self.done += 1;
+            return Completion::Accepted;
+        }
+        self.complete(id)
+    }
+
     /// Number of done intervals.
     pub fn done(&self) -> u64 {
         self.done
@@ -194,6 +210,29 @@ mod tests {
             s.issue(2).unwrap().id.0 == 1,
             "the accepted interval is not reissued"
         );
+    }
+
+    #[test]
+    fn resent_results_count_once_within_the_window() {
+        let mut s = Scheduler::new(Job::new(Some(100_000), Some(1000)).unwrap());
+        assert_eq!(s.complete_resent(IntervalId(5), 16), Completion::Accepted);
+        assert_eq!(s.complete_resent(IntervalId(5), 16), Completion::Duplicate);
+        assert_eq!(
+            s.complete_resent(IntervalId(50), 16),
+            Completion::NeverIssued
+        );
+        assert_eq!(
+            s.complete_resent(IntervalId(100), 1000),
+            Completion::NeverIssued,
+            "past the grid"
+        );
+        let issued: Vec<u64> = (0..5).map(|_| s.issue(1).unwrap().id.0).collect();
+        assert_eq!(
+            issued,
+            vec![0, 1, 2, 3, 4],
+            "the gap before the resent interval is handed out"
+        );
+        assert_eq!(s.issue(1).unwrap().id.0, 6);
     }
 
     #[test]

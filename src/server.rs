@@ -9,26 +9,31 @@ use crate::connection::{read_line, LineError};
 use crate::coordinator::{CoordinatorHandle, Event, Outbound};
 use crate::job::IntervalId;
 use crate::protocol::{self, ClientMessage, ErrorCode, ServerMessage, MAX_LINE, PROTOCOL_VERSION};
-use crate::verify::{check_result, constant_time_eq};
+use crate::secret::Secret;
+use crate::tls::{TlsServer, TLS_HANDSHAKE_RECORD};
+use crate::verify::check_result;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Limits and secrets of the TCP server.
+/// Limits and secrets of the TCP server. Its `Debug` shows neither the token nor key material.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub max_connections: usize,
+    /// From accepting a connection to a complete `hello`, TLS handshake included.
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     /// Protocol errors (bad lines) a session may send before it is closed.
     pub max_protocol_errors: u32,
-    pub token: Option<String>,
+    pub token: Option<Secret>,
+    /// Serve TLS only (`--tls-cert`, `--tls-key`).
+    pub tls: Option<TlsServer>,
 }
 
 impl Default for ServerConfig {
@@ -39,8 +44,70 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             max_protocol_errors: 16,
             token: None,
+            tls: None,
         }
     }
+}
+
+/// File descriptors kept back from `--max-connections` for everything else: the listeners,
+/// results.json and final.json, a store, standard streams, the runtime.
+pub const FD_RESERVE: u64 = 100;
+/// The largest default connection limit, whatever the file-descriptor limit says.
+const MAX_DEFAULT_CONNECTIONS: u64 = 1 << 20;
+
+/// Raises this process's soft limit on open files (RLIMIT_NOFILE) to its hard limit, and returns
+/// the soft limit now in force (`None` where it cannot be known). Best effort: a failure to raise
+/// leaves the limit as it was.
+pub fn raise_fd_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Some(limit),
+        #[cfg(unix)]
+        Err(_) => rlimit::getrlimit(rlimit::Resource::NOFILE)
+            .ok()
+            .map(|(soft, _)| soft),
+        #[cfg(not(unix))]
+        Err(_) => None,
+    }
+}
+
+/// The default `--max-connections` for a file-descriptor limit: the limit less [`FD_RESERVE`]
+/// (less half the limit when it is tiny), so that connections alone can never exhaust the
+/// descriptors; 10 000 when the limit is unknown.
+pub fn default_max_connections(fd_limit: Option<u64>) -> usize {
+    let Some(limit) = fd_limit else {
+        return 10_000;
+    };
+    let reserve = FD_RESERVE.min(limit / 2);
+    let max = (limit - reserve).clamp(1, MAX_DEFAULT_CONNECTIONS);
+    usize::try_from(max).unwrap_or(usize::MAX)
+}
+
+/// The warning printed when workers can reach the server over a network without a token, or see
+/// the token in clear; `None` when there is nothing to warn about (a loopback address).
+pub fn exposure_warning(addr: SocketAddr, token: bool, tls: bool) -> Option<String> {
+    if addr.ip().is_loopback() {
+        return None;
+    }
+    if !token {
+        let rule = "=".repeat(78);
+        return Some(format!(
+            "{rule}\n\
+             WARNING: piswarm is serving on {addr}, which is not a loopback address, WITHOUT A TOKEN.\n\
+             Anyone who can reach this address can join the run as a worker. Results are still\n\
+             verified, so nobody can falsify the totals, but anybody can take work, hold\n\
+             connections and watch the job.\n\
+             Set a shared secret with --token or PISWARM_TOKEN (and give it to your workers),\n\
+             preferably with TLS (--tls-cert, --tls-key), or listen on 127.0.0.1.\n\
+             {rule}"
+        ));
+    }
+    if !tls {
+        return Some(format!(
+            "piswarm: warning: serving on {addr} without TLS: the token travels in clear; \
+             consider --tls-cert and --tls-key"
+        ));
+    }
+    None
 }
 
 /// Read buffer per connection: small, because idle connections are many and lines are short
@@ -88,8 +155,8 @@ pub async fn serve(
                 let config = config.clone();
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
-                    let (read, write) = stream.into_split();
-                    run_session(read, write, peer, coordinator, &config, shutdown).await;
+                    let deadline = Instant::now() + config.handshake_timeout;
+                    serve_connection(stream, peer, coordinator, &config, shutdown, deadline).await;
                     drop(permit);
                 });
             }
@@ -110,14 +177,103 @@ pub async fn serve(
     }
 }
 
-/// Runs one session to its end: handshake, then messages both ways.
+/// One accepted connection, in its own task: tells TLS from plaintext by the first byte, runs the
+/// TLS handshake if the server has TLS, then the session. Everything up to the `hello` must be done
+/// by `deadline` (the handshake timeout after accepting).
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    coordinator: CoordinatorHandle,
+    config: &ServerConfig,
+    shutdown: CancellationToken,
+    deadline: Instant,
+) {
+    let mut first = [0u8; 1];
+    let peeked = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        r = timeout_at(deadline, stream.peek(&mut first)) => r,
+    };
+    match peeked {
+        Err(_) => {
+            tracing::info!(%peer, "handshake timeout: nothing received");
+            if config.tls.is_none() {
+                refuse(
+                    &mut stream,
+                    ErrorCode::HandshakeTimeout,
+                    "no hello within the handshake timeout",
+                )
+                .await;
+            }
+            return;
+        }
+        Ok(Ok(0)) | Ok(Err(_)) => return,
+        Ok(Ok(_)) => {}
+    }
+    let tls_hello = first[0] == TLS_HANDSHAKE_RECORD;
+    match (&config.tls, tls_hello) {
+        (None, false) => {
+            let (read, write) = stream.into_split();
+            run_session_until(read, write, peer, coordinator, config, shutdown, deadline).await;
+        }
+        (None, true) => {
+            // A JSON error line would only confuse a TLS client: close, and say why in the log.
+            tracing::warn!(%peer, "a TLS client connected, but this server does not serve TLS (no --tls-cert); closing");
+            close_draining(stream).await;
+        }
+        (Some(_), false) => {
+            tracing::warn!(%peer, "a plaintext client connected, but this server serves TLS only; closing");
+            refuse(
+                &mut stream,
+                ErrorCode::TlsRequired,
+                "this server accepts TLS connections only (piswarm worker --tls-ca CA.pem)",
+            )
+            .await;
+            close_draining(stream).await;
+        }
+        (Some(tls), true) => {
+            let handshake = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = timeout_at(deadline, tls.acceptor().accept(stream)) => r,
+            };
+            match handshake {
+                Ok(Ok(tls_stream)) => {
+                    let (read, write) = tokio::io::split(tls_stream);
+                    run_session_until(read, write, peer, coordinator, config, shutdown, deadline)
+                        .await;
+                }
+                Ok(Err(e)) => tracing::warn!(%peer, "TLS handshake failed: {e}"),
+                Err(_) => tracing::info!(%peer, "handshake timeout during the TLS handshake"),
+            }
+        }
+    }
+}
+
+/// Runs one session to its end: handshake, then messages both ways. The `hello` must arrive
+/// within the handshake timeout.
 pub async fn run_session<R, W>(
+    read: R,
+    write: W,
+    peer: SocketAddr,
+    coordinator: CoordinatorHandle,
+    config: &ServerConfig,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let deadline = Instant::now() + config.handshake_timeout;
+    run_session_until(read, write, peer, coordinator, config, shutdown, deadline).await;
+}
+
+/// [`run_session`], with the `hello` due by `handshake_deadline`.
+async fn run_session_until<R, W>(
     read: R,
     mut write: W,
     peer: SocketAddr,
     coordinator: CoordinatorHandle,
     config: &ServerConfig,
     shutdown: CancellationToken,
+    handshake_deadline: Instant,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -127,10 +283,10 @@ pub async fn run_session<R, W>(
     let mut complete = false;
     let mut out = Vec::new();
 
-    // Handshake: one hello within the handshake timeout.
+    // Handshake: one complete hello line by the deadline. Bytes trickling in do not extend it.
     let first = tokio::select! {
         _ = shutdown.cancelled() => return,
-        r = timeout(config.handshake_timeout, read_line(&mut reader, &mut line, &mut complete, MAX_LINE)) => r,
+        r = timeout_at(handshake_deadline, read_line(&mut reader, &mut line, &mut complete, MAX_LINE)) => r,
     };
     let hello = match first {
         Err(_) => {
@@ -182,13 +338,19 @@ pub async fn run_session<R, W>(
         }
     };
     if let Some(expected) = &config.token {
-        let given = token.as_deref().unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-            tracing::warn!(%peer, worker = %printable(&name), "unauthorized: missing or wrong token");
+        let given = token.as_ref().map_or(&b""[..], |t| t.expose().as_bytes());
+        if !expected.matches(given) {
+            // Neither token is logged, not even the wrong one (it may be a near miss).
+            let why = if token.is_some() {
+                "wrong token"
+            } else {
+                "no token"
+            };
+            tracing::warn!(%peer, worker = %printable(&name), "unauthorized: {why}");
             return refuse(
                 &mut write,
                 ErrorCode::Unauthorized,
-                "missing or wrong token",
+                "missing or wrong token (give the coordinator's token with --token or PISWARM_TOKEN)",
             )
             .await;
         }
@@ -216,6 +378,9 @@ pub async fn run_session<R, W>(
             session
         }
         Ok(Err(msg)) => {
+            if let ServerMessage::Error { code, message, .. } = &msg {
+                tracing::warn!(%peer, worker = %name, ?code, "hello refused: {message}");
+            }
             protocol::encode(&msg, &mut out);
             let _ = timeout(WRITE_TIMEOUT, write.write_all(&out)).await;
             return;
@@ -278,6 +443,8 @@ pub async fn run_session<R, W>(
                     Err(LineError::Truncated) => break "connection cut mid-line",
                     Err(LineError::Io(_)) => break "read error",
                 }
+                // Only a complete line proves the peer alive: bytes of an unfinished line (a client
+                // trickling one byte a second) do not move the idle deadline.
                 idle_deadline = Instant::now() + config.idle_timeout;
                 match protocol::decode_client(&line) {
                     Ok(ClientMessage::Request { count }) => {
@@ -294,6 +461,7 @@ pub async fn run_session<R, W>(
                     Ok(ClientMessage::Bye {}) => break "worker said bye",
                     Ok(ClientMessage::Hello { .. }) => {
                         protocol_errors += 1;
+                        tracing::warn!(%peer, worker = %name, "out of order: hello was already received");
                         protocol::encode(&ServerMessage::error(ErrorCode::OutOfOrder, "hello was already received"), &mut out);
                     }
                     Err(e) => {
@@ -304,6 +472,7 @@ pub async fn run_session<R, W>(
                 }
                 if !out.is_empty() {
                     if protocol_errors >= config.max_protocol_errors {
+                        tracing::warn!(%peer, worker = %name, "too many bad messages ({protocol_errors}); closing");
                         protocol::encode(&ServerMessage::error(ErrorCode::BadMessage, "too many bad messages; closing"), &mut out);
                     }
                     if timeout(WRITE_TIMEOUT, write.write_all(&out)).await.map_or(true, |r| r.is_err()) {
@@ -328,6 +497,25 @@ pub async fn run_session<R, W>(
     tracing::debug!(%peer, worker = %name, "session ended: {end}");
     let _ = coordinator.send(Event::Leave { session }).await;
     let _ = write.shutdown().await;
+}
+
+/// Ends a connection whose peer has sent bytes that were not read (it is still talking): our side
+/// is already shut down or is now (FIN), then what the peer sends is read and dropped for a moment
+/// (at most 1 s and 64 KiB). Closing with unread input would make the kernel answer with a reset,
+/// which can destroy the error just written before the peer reads it.
+async fn close_draining(mut stream: TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut buf = [0u8; 4096];
+    let mut budget = 64 * 1024usize;
+    let _ = timeout(Duration::from_secs(1), async {
+        while budget > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => budget = budget.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 async fn send_now<W: AsyncWrite + Unpin>(write: &mut W, msg: ServerMessage) {

@@ -94,6 +94,7 @@ mod tests {
             odd_sum: Dec(sums::odd_sum(i.a, i.b)),
             pi: kernel::pi_partial(i.a, i.b).unwrap(),
             duration_s: 0.001,
+            resend: false,
         }
     }
 

@@ -1,9 +1,9 @@
 //! The worker: connects, pulls intervals, computes them on its threads, reports, and leaves when
 //! told there is no more work.
 //!
-//! One async task speaks the protocol; `threads` plain OS threads run the kernel. Results of an
-//! earlier connection (before a reconnect) are tagged with their epoch and never reported on a new
-//! one, where the server would not recognise them.
+//! One async task speaks the protocol; `threads` plain OS threads run the kernel. Results that
+//! were not acknowledged — because the connection or the coordinator went away — are kept and sent
+//! again, marked `resend`, on the next connection (with `--retry-for`).
 
 use crate::connection::read_line;
 use crate::maths::{kernel, sums};
@@ -11,15 +11,17 @@ use crate::protocol::{
     self, ClientMessage, Dec, DoneReason, ErrorCode, ServerMessage, WorkResult, MAX_LINE,
     PROTOCOL_VERSION,
 };
+use crate::secret::Secret;
+use crate::tls::TlsClient;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-/// Settings of a worker.
+/// Settings of a worker. Its `Debug` shows neither the token nor the TLS configuration.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub connect: String,
@@ -29,9 +31,13 @@ pub struct WorkerConfig {
     pub once: bool,
     /// Keep trying to (re)connect for this long when the coordinator is unreachable or goes away.
     pub retry_for: Option<Duration>,
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Assignments to hold at once (capped by the server); default two per thread.
     pub prefetch: Option<u32>,
+    /// Connect with TLS, trusting these certificate authorities (`--tls-ca`).
+    pub tls: Option<TlsClient>,
+    /// The name expected in the coordinator's certificate (default: the host part of `connect`).
+    pub tls_server_name: Option<String>,
 }
 
 impl WorkerConfig {
@@ -44,6 +50,8 @@ impl WorkerConfig {
             retry_for: None,
             token: None,
             prefetch: None,
+            tls: None,
+            tls_server_name: None,
         }
     }
 }
@@ -65,6 +73,9 @@ pub struct WorkerSummary {
     /// Results the server acknowledged as duplicates.
     pub duplicates: u64,
     pub terms: u64,
+    /// `error` messages the server sent (rejected results, refused lines). An honest worker on a
+    /// healthy server receives none.
+    pub errors: u64,
 }
 
 /// Why a worker stopped without finishing.
@@ -79,8 +90,10 @@ pub enum WorkerError {
         "the coordinator at {addr} closed the connection before saying there was no more work"
     )]
     Lost { addr: String },
-    #[error("the coordinator refused this worker ({code:?}): {message}")]
+    #[error("the coordinator refused this worker ({}): {message}", wire_name(.code))]
     Refused { code: ErrorCode, message: String },
+    #[error("TLS with the coordinator at {addr} failed: {reason}")]
+    Tls { addr: String, reason: String },
     #[error("protocol error: {0}")]
     Protocol(String),
 }
@@ -96,8 +109,35 @@ impl WorkerError {
                     ErrorCode::TooManyConnections | ErrorCode::IdleTimeout | ErrorCode::Internal
                 )
             }
-            WorkerError::Protocol(_) => false,
+            WorkerError::Protocol(_) | WorkerError::Tls { .. } => false,
         }
+    }
+}
+
+/// An error code as it is written on the wire (`unauthorized`, `tls_required`, …).
+fn wire_name(code: &ErrorCode) -> String {
+    serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{code:?}"))
+}
+
+/// A sentence for a failed TLS handshake, with a hint at the usual cause.
+fn tls_failure(e: &std::io::Error) -> String {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(rustls::Error::InvalidCertificate(why)) => format!(
+            "the coordinator's certificate is not trusted ({why:?}): check that --tls-ca is the \
+             certificate authority that signed it and that it names the host of --connect \
+             (or --tls-server-name)"
+        ),
+        Some(other) => other.to_string(),
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the coordinator closed the connection during the TLS handshake (does it serve TLS? \
+             it needs --tls-cert and --tls-key)"
+                .to_string()
+        }
+        None => e.to_string(),
     }
 }
 
@@ -117,6 +157,9 @@ struct Computed {
 struct Pool {
     tasks: std_mpsc::Sender<Task>,
     results: mpsc::Receiver<Computed>,
+    /// Results sent (or computed) but not acknowledged yet, across connections: after a
+    /// reconnect they are sent again, marked `resend`, so that no finished work is lost.
+    unacked: std::collections::BTreeMap<u64, WorkResult>,
 }
 
 impl Pool {
@@ -152,6 +195,7 @@ impl Pool {
         Pool {
             tasks: task_tx,
             results,
+            unacked: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -170,6 +214,7 @@ pub fn compute(id: u64, a: u64, b: u64) -> WorkResult {
         odd_sum: Dec(sums::odd_sum(a, b)),
         pi,
         duration_s: start.elapsed().as_secs_f64(),
+        resend: false,
     }
 }
 
@@ -230,7 +275,30 @@ async fn session(
         }
     };
     let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
+    type Read = Box<dyn AsyncRead + Unpin + Send>;
+    type Write = Box<dyn AsyncWrite + Unpin + Send>;
+    let (read, mut write): (Read, Write) = match &config.tls {
+        None => {
+            let (read, write) = stream.into_split();
+            (Box::new(read), Box::new(write))
+        }
+        Some(tls) => {
+            let tls_error = |reason: String| WorkerError::Tls {
+                addr: addr.clone(),
+                reason,
+            };
+            let name = crate::tls::server_name(&config.connect, config.tls_server_name.as_deref())
+                .map_err(tls_error)?;
+            match timeout(Duration::from_secs(10), tls.connect(name, stream)).await {
+                Ok(Ok(stream)) => {
+                    let (read, write) = tokio::io::split(stream);
+                    (Box::new(read), Box::new(write))
+                }
+                Ok(Err(e)) => return Err(tls_error(tls_failure(&e))),
+                Err(_) => return Err(tls_error("the TLS handshake timed out".into())),
+            }
+        }
+    };
     let mut reader = BufReader::with_capacity(16 * 1024, read);
     let (mut line, mut complete) = (Vec::new(), false);
     let lost = || WorkerError::Lost { addr: addr.clone() };
@@ -280,6 +348,14 @@ async fn session(
             .clamp(1, max_prefetch.max(1))
     };
     protocol::encode(&ClientMessage::Request { count: prefetch }, &mut out);
+    // Work finished on an earlier connection and never acknowledged.
+    for result in pool.unacked.values() {
+        let resent = WorkResult {
+            resend: true,
+            ..result.clone()
+        };
+        protocol::encode(&ClientMessage::Result(resent), &mut out);
+    }
     write.write_all(&out).await.map_err(|_| lost())?;
     out.clear();
 
@@ -306,7 +382,8 @@ async fn session(
                             break Err(WorkerError::Protocol("compute threads stopped".into()));
                         }
                     }
-                    ServerMessage::Ack { status, .. } => {
+                    ServerMessage::Ack { id, status } => {
+                        pool.unacked.remove(&id.0);
                         awaiting_ack = awaiting_ack.saturating_sub(1);
                         match status {
                             protocol::AckStatus::Accepted => summary.accepted += 1,
@@ -321,11 +398,13 @@ async fn session(
                         break Ok(());
                     }
                     ServerMessage::Error { code, message, id } => {
+                        summary.errors += 1;
                         tracing::warn!(?code, interval = ?id.map(|i| i.0), "server error: {message}");
-                        if matches!(code, ErrorCode::Refused | ErrorCode::Unauthorized | ErrorCode::UnsupportedVersion | ErrorCode::TooManyConnections | ErrorCode::IdleTimeout | ErrorCode::LineTooLong) {
+                        if matches!(code, ErrorCode::Refused | ErrorCode::Unauthorized | ErrorCode::UnsupportedVersion | ErrorCode::TooManyConnections | ErrorCode::IdleTimeout | ErrorCode::LineTooLong | ErrorCode::TlsRequired) {
                             break Err(WorkerError::Refused { code, message });
                         }
-                        if id.is_some() {
+                        if let Some(refused) = id {
+                            pool.unacked.remove(&refused.0);
                             awaiting_ack = awaiting_ack.saturating_sub(1);
                             if config.once { break Err(WorkerError::Refused { code, message }); }
                         }
@@ -337,9 +416,12 @@ async fn session(
                 let mut next = computed;
                 let mut fresh = 0;
                 while let Some(c) = next {
+                    summary.terms += c.result.b.0 - c.result.a.0 + 1;
+                    // A result of an earlier connection's assignment is sent as a resend.
+                    let result = WorkResult { resend: c.epoch != epoch, ..c.result };
+                    pool.unacked.insert(result.id.0, result.clone());
+                    protocol::encode(&ClientMessage::Result(result), &mut out);
                     if c.epoch == epoch {
-                        summary.terms += c.result.b.0 - c.result.a.0 + 1;
-                        protocol::encode(&ClientMessage::Result(c.result), &mut out);
                         fresh += 1;
                     }
                     next = pool.results.try_recv().ok();

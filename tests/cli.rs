@@ -104,6 +104,8 @@ fn serve_with_once_workers_then_sigterm_writes_both_files() {
             "--out",
         ])
         .arg(out_dir.path())
+        .arg("--db")
+        .arg(out_dir.path().join("piswarm.db"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -655,6 +655,8 @@ fn serve_with_a_legacy_listener() {
             "--out",
         ])
         .arg(out.path())
+        .arg("--db")
+        .arg(out.path().join("piswarm.db"))
         .env("PISWARM_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -140,16 +140,11 @@ async fn three_hundred_once_clients_are_all_served_with_distinct_intervals() {
     let out = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let options = piswarm::serve::ServeOptions {
-        job: Job::new(None, Some(1000)).unwrap(),
-        out: out.path().to_path_buf(),
-        quiet: true,
-        max_prefetch: 64,
-        lease: None,
-        server: ServerConfig::default(),
-        exit_when_done: false,
-        legacy_listen: None,
-    };
+    let options = piswarm::serve::ServeOptions::new(
+        Job::new(None, Some(1000)).unwrap(),
+        out.path().join("piswarm.db"),
+        out.path().to_path_buf(),
+    );
     let shutdown = CancellationToken::new();
     let serving = tokio::spawn(piswarm::serve::serve(listener, options, shutdown.clone()));
     let clients: Vec<_> = (0..300)

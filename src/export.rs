@@ -1,0 +1,96 @@
+//! Exports of a stored run: results.json (an array of result objects), CSV, and final.json.
+//!
+//! `piswarm export` and the files `serve` writes use these, so all three always agree with the
+//! store, which is the source of truth.
+
+use crate::report::{write_json_atomically, ResultRecord};
+use crate::store::{Store, StoreError};
+use std::io::Write;
+use std::path::Path;
+
+/// Output formats of `piswarm export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    Csv,
+}
+
+/// Writes a run's results, in interval order, as a JSON array (the shape of results.json).
+pub fn results_json(store: &Store, run: i64, out: &mut dyn Write) -> Result<(), StoreError> {
+    out.write_all(b"[")?;
+    let mut first = true;
+    store.for_each_result(run, |r| {
+        out.write_all(if first { b"\n  " } else { b",\n  " })?;
+        first = false;
+        serde_json::to_writer(&mut *out, &r).map_err(std::io::Error::other)
+    })?;
+    out.write_all(if first { b"]\n" } else { b"\n]\n" })?;
+    Ok(())
+}
+
+/// The CSV header; columns in the order of [`ResultRecord`]'s fields.
+pub const CSV_HEADER: &str = "id,a,b,worker,peer,even_sum,odd_sum,pi,duration_s,timestamp";
+
+/// Writes a run's results as CSV (RFC 4180 quoting for text fields).
+pub fn results_csv(store: &Store, run: i64, out: &mut dyn Write) -> Result<(), StoreError> {
+    writeln!(out, "{CSV_HEADER}")?;
+    store.for_each_result(run, |r| csv_row(&r, out))
+}
+
+fn csv_row(r: &ResultRecord, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{},{},{},{},{},{},{},{:?},{},{}",
+        r.id.0,
+        r.a.0,
+        r.b.0,
+        csv_text(&r.worker),
+        csv_text(&r.peer),
+        r.even_sum.0,
+        r.odd_sum.0,
+        r.pi,
+        r.duration_s,
+        r.timestamp
+    )
+}
+
+fn csv_text(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Writes a run's final.json.
+pub fn final_json(store: &Store, run: i64, out: &mut dyn Write) -> Result<(), StoreError> {
+    let report = store.final_report(run)?;
+    serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Writes results.json and final.json of a run into `dir` (each atomically).
+pub fn write_files(store: &Store, run: i64, dir: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join("results.json.tmp");
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        results_json(store, run, &mut w)?;
+        w.flush()?;
+        w.get_ref().sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join("results.json"))?;
+    write_json_atomically(&dir.join("final.json"), &store.final_report(run)?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn csv_quoting() {
+        assert_eq!(super::csv_text("plain"), "plain");
+        assert_eq!(super::csv_text("a,b"), "\"a,b\"");
+        assert_eq!(super::csv_text("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+}
