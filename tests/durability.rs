@@ -1,0 +1,225 @@
+//! Nothing lost, with real processes: coordinators and workers killed with SIGKILL mid-run, and
+//! connections cut mid-line. Each run must end with the same bits as a clean run, and the store
+//! must hold every interval exactly once.
+
+mod common;
+
+use common::*;
+use piswarm::store::{Location, Store};
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TERMS: &str = "2e10";
+const CHUNK: &str = "1e7";
+const INTERVALS: u64 = 2000;
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(port: u16, dir: &Path) -> Killed {
+    let child = Command::new(bin())
+        .args([
+            "serve",
+            "--quiet",
+            "--exit-when-done",
+            "--terms",
+            TERMS,
+            "--chunk",
+            CHUNK,
+            "--listen",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--db")
+        .arg(dir.join("piswarm.db"))
+        .arg("--out")
+        .arg(dir)
+        .env("PISWARM_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Ready when it accepts connections.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the coordinator did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Killed(child)
+}
+
+fn worker(port: u16, name: &str) -> Killed {
+    Killed(
+        Command::new(bin())
+            .args([
+                "worker",
+                "--threads",
+                "1",
+                "--retry-for",
+                "60s",
+                "--name",
+                name,
+                "--connect",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .env("PISWARM_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// (stored results, distinct intervals among them) of the first run.
+fn stored(dir: &Path) -> (u64, u64) {
+    match Store::open(&Location::File(dir.join("piswarm.db"))) {
+        Ok(store) => store.count_results(1).unwrap_or((0, 0)),
+        Err(_) => (0, 0),
+    }
+}
+
+fn wait_for_results(dir: &Path, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while stored(dir).0 < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "no progress past {} results",
+            stored(dir).0
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn final_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("final.json")).expect("final.json")).unwrap()
+}
+
+/// The clean reference: the same job, uninterrupted.
+fn reference() -> serde_json::Value {
+    let out = Command::new(bin())
+        .args([
+            "run",
+            "--terms",
+            TERMS,
+            "--chunk",
+            CHUNK,
+            "--workers",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn assert_same_result(got: &serde_json::Value, clean: &serde_json::Value) {
+    for field in [
+        "terms",
+        "chunk",
+        "intervals",
+        "even_sum",
+        "odd_sum",
+        "pi",
+        "pi_corrected",
+    ] {
+        assert_eq!(
+            got[field], clean[field],
+            "{field} differs from the clean run"
+        );
+    }
+    let n = 20_000_000_000u64;
+    assert_eq!(got["even_sum"], evens(0, n - 1).to_string());
+    assert_eq!(got["odd_sum"], odds(0, n - 1).to_string());
+}
+
+#[test]
+fn coordinator_killed_twice_resumes_with_identical_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut coordinator = serve(port, dir.path());
+    let workers: Vec<Killed> = (0..2).map(|i| worker(port, &format!("w{i}"))).collect();
+    for kill_at in [INTERVALS / 5, INTERVALS / 2] {
+        wait_for_results(dir.path(), kill_at);
+        coordinator.0.kill().unwrap(); // SIGKILL
+        coordinator.0.wait().unwrap();
+        coordinator = serve(port, dir.path());
+    }
+    let status = coordinator.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "the resumed coordinator finishes the job and exits 0"
+    );
+    drop(workers);
+    assert_eq!(
+        stored(dir.path()),
+        (INTERVALS, INTERVALS),
+        "every interval stored exactly once"
+    );
+    assert_same_result(&final_json(dir.path()), &reference());
+}
+
+#[test]
+fn workers_killed_and_connections_cut_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut coordinator = serve(port, dir.path());
+    let mut workers: Vec<Killed> = (0..2).map(|i| worker(port, &format!("w{i}"))).collect();
+    // A client that takes work and vanishes in the middle of a line.
+    let mut cut = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    cut.write_all(b"{\"type\":\"hello\",\"version\":1,\"worker\":\"cut\"}\n{\"type\":\"request\",\"count\":4}\n").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    cut.write_all(b"{\"type\":\"result\",\"id\":\"0\",\"a\":\"0\",\"b\":")
+        .unwrap();
+    drop(cut);
+    // Kill a worker at every tenth of the job and start a replacement.
+    for round in 1..=5u64 {
+        wait_for_results(dir.path(), round * INTERVALS / 8);
+        let victim = (round % 2) as usize;
+        workers[victim].0.kill().unwrap();
+        workers[victim].0.wait().unwrap();
+        workers[victim] = worker(port, &format!("replacement-{round}"));
+    }
+    let status = coordinator.0.wait().unwrap();
+    assert!(status.success());
+    drop(workers);
+    assert_eq!(stored(dir.path()), (INTERVALS, INTERVALS));
+    assert_same_result(&final_json(dir.path()), &reference());
+}
+
+#[test]
+fn a_corrupt_database_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("piswarm.db");
+    std::fs::write(
+        &db,
+        b"this is not a database, just some bytes that are long enough to look like a header....",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a piswarm database or is damaged"),
+        "{err}"
+    );
+}
