@@ -13,7 +13,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 export PISWARM_LOG=error
 
 start_serve() {
-  "$bin" serve --quiet --exit-when-done --terms "$terms" --chunk "$chunk" --listen "127.0.0.1:$port" \
+  "$bin" serve --no-http --quiet --exit-when-done --terms "$terms" --chunk "$chunk" --listen "127.0.0.1:$port" \
     --db "$dir/piswarm.db" --out "$dir" >/dev/null 2>&1 &
   serve_pid=$!
   for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return; sleep 0.05; done

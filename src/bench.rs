@@ -1,17 +1,19 @@
 //! `piswarm bench`: the measurements behind docs/performance.md, runnable by anyone.
 //!
 //! * `kernel`: π terms per second on every core, with the instruction set in use.
-//! * `coordinator`: results per second accepted, verified and aggregated by a real coordinator,
-//!   fed by many lightweight clients over loopback TCP.
+//! * `coordinator`: results per second accepted, verified, aggregated and made durable (SQLite
+//!   store on disk, as `serve` uses it) by a real coordinator, fed by many lightweight clients over
+//!   loopback TCP.
 //! * `connections`: resident memory of a `piswarm serve` process holding N idle, handshaken
 //!   connections.
 
 use crate::connection::read_line;
-use crate::coordinator::{self, CoordinatorConfig};
+use crate::coordinator::{self, CoordinatorConfig, StoreLink};
 use crate::job::Job;
 use crate::maths::kernel::{self, Isa};
-use crate::protocol::{self, ClientMessage, ServerMessage, MAX_LINE, PROTOCOL_VERSION};
+use crate::protocol::{self, AckStatus, ClientMessage, ServerMessage, MAX_LINE, PROTOCOL_VERSION};
 use crate::server::{self, ServerConfig};
+use crate::store::{Location, Store, Writer};
 use crate::worker;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -69,15 +71,25 @@ pub fn kernel(seconds: f64, threads: usize) -> KernelReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CoordinatorReport {
+    /// Results acknowledged per second: verified, aggregated and committed to the store.
     pub results_per_s: f64,
     pub clients: usize,
     pub chunk: u64,
+    /// Results acknowledged during the measurement.
     pub results: u64,
     pub seconds: f64,
+    /// Results accepted by the coordinator per second (counted before they are durable; equal to
+    /// `results_per_s` up to the store's bounded queue).
+    pub accepted_per_s: f64,
+    /// Where the results were made durable.
+    pub store: String,
 }
 
-/// A real coordinator and TCP server on loopback, fed by `clients` protocol clients that compute
-/// each interval (sums and π) and report it at once, each keeping `prefetch` assignments in hand.
+/// A real coordinator and TCP server on loopback, with a SQLite store in a temporary file (WAL,
+/// synchronous=FULL, group commits: what `serve` uses), fed by `clients` protocol clients that
+/// compute each interval (sums and π) and report it at once, each keeping `prefetch` assignments
+/// in hand. Results are counted when their acknowledgement arrives, which the coordinator sends
+/// only once the result is committed.
 pub async fn coordinator(
     clients: usize,
     chunk: u64,
@@ -86,9 +98,24 @@ pub async fn coordinator(
 ) -> anyhow::Result<CoordinatorReport> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let mut config = CoordinatorConfig::new(Job::new(None, Some(chunk))?);
+    let job = Job::new(None, Some(chunk))?;
+    let dir = tempdir_path();
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join("bench.db");
+    let store = Store::open(&Location::File(db.clone()))?;
+    let run = store.create_run(job)?;
+    let mut config = CoordinatorConfig::new(job);
+    config.run_id = run as u64;
     config.max_prefetch = prefetch.max(1);
-    let (handle, _task) = coordinator::spawn(config);
+    let (failures_tx, failures) = tokio::sync::mpsc::unbounded_channel();
+    let (writer, _writer_thread) = Writer::start(store, failures_tx)?;
+    let link = StoreLink {
+        writer,
+        run,
+        failures,
+        path: Some(db.clone()),
+    };
+    let (handle, _task) = coordinator::spawn_with(config, None, Some(link));
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     tokio::spawn(server::serve(
@@ -99,30 +126,43 @@ pub async fn coordinator(
         tracker.clone(),
     ));
     let client_stop = CancellationToken::new();
+    let acked = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let stop = client_stop.clone();
-        tasks.push(tokio::spawn(light_client(addr, prefetch, stop)));
+        let (stop, acked) = (client_stop.clone(), acked.clone());
+        tasks.push(tokio::spawn(light_client(addr, prefetch, stop, acked)));
     }
     let snap = handle.snapshot();
     // Warm up, then measure.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (d0, t0) = (snap.borrow().intervals_done, Instant::now());
+    let (a0, d0, t0) = (
+        acked.load(Ordering::Relaxed),
+        snap.borrow().intervals_done,
+        Instant::now(),
+    );
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-    let (d1, t1) = (snap.borrow().intervals_done, Instant::now());
+    let (a1, d1, t1) = (
+        acked.load(Ordering::Relaxed),
+        snap.borrow().intervals_done,
+        Instant::now(),
+    );
     client_stop.cancel();
     for t in tasks {
         let _ = t.await;
     }
     shutdown.cancel();
     let _ = handle.drain().await;
+    drop(handle);
+    let _ = std::fs::remove_dir_all(&dir);
     let elapsed = (t1 - t0).as_secs_f64();
     Ok(CoordinatorReport {
-        results_per_s: (d1 - d0) as f64 / elapsed,
+        results_per_s: (a1 - a0) as f64 / elapsed,
         clients,
         chunk,
-        results: d1 - d0,
+        results: a1 - a0,
         seconds: elapsed,
+        accepted_per_s: (d1 - d0) as f64 / elapsed,
+        store: format!("SQLite file in {}", std::env::temp_dir().display()),
     })
 }
 
@@ -131,6 +171,7 @@ async fn light_client(
     addr: std::net::SocketAddr,
     prefetch: u32,
     stop: CancellationToken,
+    acked: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
@@ -165,6 +206,12 @@ async fn light_client(
                         &mut out,
                     );
                     fresh += 1;
+                }
+                ServerMessage::Ack {
+                    status: AckStatus::Accepted,
+                    ..
+                } => {
+                    acked.fetch_add(1, Ordering::Relaxed);
                 }
                 ServerMessage::Done { .. } => return Ok(()),
                 _ => {}
@@ -208,6 +255,7 @@ pub async fn connections(count: usize) -> anyhow::Result<ConnectionsReport> {
     let mut child = tokio::process::Command::new(exe)
         .args([
             "serve",
+            "--no-http",
             "--quiet",
             "--listen",
             "127.0.0.1:0",

@@ -34,6 +34,11 @@ pub enum Command {
     Run(RunArgs),
     /// Export a stored run: results as JSON (results.json) or CSV, or its final.json.
     Export(ExportArgs),
+    /// Ask a running `piswarm serve` for its status (through the dashboard's API); prints JSON.
+    Status(ApiArgs),
+    /// Ask a running `piswarm serve` to stop its TCP coordinator (gracefully); with --exit, to
+    /// stop the whole process.
+    Stop(StopArgs),
     /// Measure the kernel, the coordinator, or idle connections (see docs/performance.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -144,6 +149,36 @@ pub struct ServeArgs {
     /// Also serve the original's unchanged Python clients, in their own wire format, on this address.
     #[arg(long, value_name = "ADDR")]
     pub legacy_listen: Option<String>,
+    /// Address of the dashboard and its JSON API.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub http: String,
+    /// Do not serve the dashboard.
+    #[arg(long)]
+    pub no_http: bool,
+    /// Token the dashboard requires (also PISWARM_UI_TOKEN); when the dashboard listens beyond
+    /// loopback without one, one is generated and printed in its URL.
+    #[arg(long, env = "PISWARM_UI_TOKEN", hide_env_values = true, value_parser = Secret::parse_arg)]
+    pub ui_token: Option<Secret>,
+}
+
+/// How to reach a running server's dashboard API.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Address of the dashboard (`piswarm serve --http`).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub http: String,
+    /// The dashboard's token, if it requires one (also PISWARM_UI_TOKEN).
+    #[arg(long, env = "PISWARM_UI_TOKEN", hide_env_values = true, value_parser = Secret::parse_arg)]
+    pub ui_token: Option<Secret>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Stop the whole process (coordinator and dashboard), not only the TCP coordinator.
+    #[arg(long)]
+    pub exit: bool,
 }
 
 #[derive(Debug, Args)]
@@ -298,6 +333,15 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
     match command {
         Command::Bench(what) => bench(what).await,
         Command::Export(args) => export(args),
+        Command::Status(args) => api_call(&args, "GET", "/api/status").await,
+        Command::Stop(args) => {
+            let path = if args.exit {
+                "/api/shutdown"
+            } else {
+                "/api/server/stop"
+            };
+            api_call(&args.api, "POST", path).await
+        }
         Command::Serve(args) => {
             let job = match Job::new(args.terms, args.chunk) {
                 Ok(job) => job,
@@ -363,6 +407,8 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
                 },
                 exit_when_done: args.exit_when_done,
                 legacy_listen: args.legacy_listen,
+                http: (!args.no_http).then_some(args.http),
+                ui_token: args.ui_token,
             };
             crate::serve::serve(listener, options, shutdown_on_signals()).await?;
             Ok(ExitCode::SUCCESS)
@@ -473,6 +519,27 @@ async fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
         ),
         BenchCommand::Connections { count, json } => {
             show(json, &crate::bench::connections(count).await?)
+        }
+    }
+}
+
+/// Sends one request to a running dashboard's API and prints the JSON answer. Exit code 1 if it
+/// cannot be reached or answers with an error.
+async fn api_call(args: &ApiArgs, method: &str, path: &str) -> anyhow::Result<ExitCode> {
+    let token = args.ui_token.as_ref().map(|t| t.expose());
+    match crate::web::client::request(&args.http, method, path, token).await {
+        Ok((status, body)) => {
+            println!("{}", body.trim_end());
+            if (200..300).contains(&status) {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("piswarm: the dashboard at {} answered {status}", args.http);
+                Ok(ExitCode::from(1))
+            }
+        }
+        Err(e) => {
+            eprintln!("piswarm: cannot reach the dashboard at {}: {e}", args.http);
+            Ok(ExitCode::from(1))
         }
     }
 }

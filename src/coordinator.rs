@@ -114,6 +114,36 @@ pub enum Event {
     Report { reply: oneshot::Sender<FinalReport> },
     /// Replies once every result accepted so far is durable (immediately without a store).
     Flush { reply: oneshot::Sender<()> },
+    /// The coverage map of the grid in at most `buckets` stretches (for the dashboard).
+    Coverage {
+        buckets: u32,
+        reply: oneshot::Sender<CoverageMap>,
+    },
+}
+
+/// How many recently rejected intervals the coordinator remembers for the coverage map.
+const RECENT_REJECTS: usize = 1024;
+
+/// The grid [0, span) cut into equal stretches of `width` intervals, with how many intervals of
+/// each stretch are in each state. `span` is the job's interval count, or for an open-ended job
+/// the highest interval issued so far plus one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CoverageMap {
+    pub span: u64,
+    pub width: u64,
+    pub chunk: u64,
+    pub buckets: Vec<CoverageBucket>,
+}
+
+/// Interval counts of one stretch of the coverage map. `rejected` counts intervals whose last
+/// result was rejected recently and that are not done yet (they are also in flight or given back).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CoverageBucket {
+    pub done: u64,
+    pub in_flight: u64,
+    pub given_back: u64,
+    pub rejected: u64,
+    pub not_started: u64,
 }
 
 /// What the coordinator publishes for observers.
@@ -177,6 +207,13 @@ impl CoordinatorHandle {
     pub async fn report(&self) -> Result<FinalReport, CoordinatorGone> {
         let (reply, rx) = oneshot::channel();
         self.send(Event::Report { reply }).await?;
+        rx.await.map_err(|_| CoordinatorGone)
+    }
+
+    /// The coverage map of the run (see [`CoverageMap`]).
+    pub async fn coverage(&self, buckets: u32) -> Result<CoverageMap, CoordinatorGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Event::Coverage { buckets, reply }).await?;
         rx.await.map_err(|_| CoordinatorGone)
     }
 
@@ -276,6 +313,7 @@ pub fn spawn_with(
         dirty: true,
         announced_complete: false,
         draining: false,
+        recent_rejects: std::collections::VecDeque::new(),
     };
     let task = tokio::spawn(state.run(rx));
     (
@@ -313,6 +351,8 @@ struct Coordinator {
     dirty: bool,
     announced_complete: bool,
     draining: bool,
+    /// The latest rejected interval ids, oldest first (for the coverage map).
+    recent_rejects: std::collections::VecDeque<u64>,
 }
 
 impl Coordinator {
@@ -441,6 +481,9 @@ impl Coordinator {
             }
             Event::Report { reply } => {
                 let _ = reply.send(self.report());
+            }
+            Event::Coverage { buckets, reply } => {
+                let _ = reply.send(self.coverage(buckets));
             }
             Event::Flush { reply } => {
                 self.write_totals(true).await;
@@ -716,6 +759,10 @@ impl Coordinator {
             return;
         };
         tracing::warn!(worker = %session.name, peer = %session.peer, interval = %id, ?code, "rejected result: {message}");
+        if self.recent_rejects.len() >= RECENT_REJECTS {
+            self.recent_rejects.pop_front();
+        }
+        self.recent_rejects.push_back(id.0);
         if session.held.remove(&id.0).is_some() && self.schedule.holder(id) == Some(session_id) {
             self.schedule.give_back(id);
         }
@@ -833,6 +880,53 @@ impl Coordinator {
             workers: self.workers_seen,
             elapsed_s: self.started.elapsed().as_secs_f64(),
         })
+    }
+
+    fn coverage(&self, buckets: u32) -> CoverageMap {
+        let issued = self.schedule.next_fresh();
+        let span = self.config.job.intervals().unwrap_or(issued);
+        if span == 0 {
+            return CoverageMap {
+                chunk: self.config.job.chunk,
+                ..CoverageMap::default()
+            };
+        }
+        let wanted = u64::from(buckets.clamp(1, 4096)).min(span);
+        let width = span.div_ceil(wanted);
+        let count = span.div_ceil(width);
+        let mut map: Vec<CoverageBucket> = (0..count)
+            .map(|k| {
+                let (lo, hi) = (k * width, ((k + 1) * width).min(span));
+                let issued_here = hi.min(issued).saturating_sub(lo);
+                CoverageBucket {
+                    done: issued_here,
+                    not_started: (hi - lo) - issued_here,
+                    ..CoverageBucket::default()
+                }
+            })
+            .collect();
+        for id in self.schedule.in_flight_ids().filter(|&id| id < span) {
+            let b = &mut map[(id / width) as usize];
+            b.in_flight += 1;
+            b.done = b.done.saturating_sub(1);
+        }
+        for id in self.schedule.given_back().filter(|&id| id < span) {
+            let b = &mut map[(id / width) as usize];
+            b.given_back += 1;
+            b.done = b.done.saturating_sub(1);
+        }
+        let rejected: BTreeSet<u64> = self.recent_rejects.iter().copied().collect();
+        for id in rejected {
+            if id < span && !self.schedule.is_done(IntervalId(id)) {
+                map[(id / width) as usize].rejected += 1;
+            }
+        }
+        CoverageMap {
+            span,
+            width,
+            chunk: self.config.job.chunk,
+            buckets: map,
+        }
     }
 
     fn publish(&mut self) {

@@ -2,7 +2,8 @@
 //!
 //! See ARCHITECTURE.md for the map. In short: [`maths`] is the pure core, [`protocol`] the wire
 //! format, [`coordinator`] owns a run's state and [`scheduler`] its intervals, [`server`] accepts
-//! workers, [`worker`] computes, [`run`] and [`serve`] are the commands of the same names.
+//! workers, [`worker`] computes, [`run`] and [`serve`] are the commands of the same names, [`node`] the
+//! lifecycle that `serve` runs and [`web`] its dashboard.
 
 pub mod bench;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod fuzzing;
 pub mod job;
 pub mod legacy;
 pub mod maths;
+pub mod node;
 pub mod protocol;
 pub mod report;
 pub mod run;
@@ -25,4 +27,5 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod verify;
+pub mod web;
 pub mod worker;

@@ -39,7 +39,9 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            max_connections: 10_000,
+            // From the limit in force (without raising it: `serve` does that), and never below
+            // the historical 10 000.
+            max_connections: default_max_connections(current_fd_limit()).max(10_000),
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_protocol_errors: 16,
@@ -61,12 +63,21 @@ const MAX_DEFAULT_CONNECTIONS: u64 = 1 << 20;
 pub fn raise_fd_limit() -> Option<u64> {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => Some(limit),
-        #[cfg(unix)]
-        Err(_) => rlimit::getrlimit(rlimit::Resource::NOFILE)
+        Err(_) => current_fd_limit(),
+    }
+}
+
+/// This process's soft limit on open files, if it can be known.
+pub fn current_fd_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        rlimit::getrlimit(rlimit::Resource::NOFILE)
             .ok()
-            .map(|(soft, _)| soft),
-        #[cfg(not(unix))]
-        Err(_) => None,
+            .map(|(soft, _)| soft)
+    }
+    #[cfg(not(unix))]
+    {
+        None
     }
 }
 
@@ -162,6 +173,12 @@ pub async fn serve(
             }
             Err(_) => {
                 tracing::warn!(%peer, "refused: the server holds its maximum of {} connections", config.max_connections);
+                if config.tls.is_some() {
+                    // A plaintext line would only break a TLS client's handshake: just close; the
+                    // reference worker retries a handshake cut short (with --retry-for).
+                    drop(stream);
+                    continue;
+                }
                 tracker.spawn(async move {
                     let mut stream = stream;
                     let msg = ServerMessage::error(

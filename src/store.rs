@@ -451,6 +451,127 @@ impl Store {
     }
 }
 
+/// Throughput of one worker name over a run: `terms / seconds` of its accepted results.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WorkerThroughput {
+    pub worker: String,
+    pub results: u64,
+    pub terms: u64,
+    /// Sum of the durations the worker reported.
+    pub seconds: f64,
+    pub terms_per_s: f64,
+}
+
+/// The estimate after some of a run's results, in the order they were accepted.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct PiPoint {
+    /// Terms covered by the results so far.
+    pub terms: u64,
+    /// Their π partials summed (plain floating point: for plotting).
+    pub pi: f64,
+    /// Whether the results so far cover exactly [0, terms − 1], so that the truncation
+    /// correction applies.
+    pub prefix: bool,
+}
+
+/// The dashboard's queries.
+impl Store {
+    /// Throughput per worker name over a run, fastest first, at most `limit` workers.
+    pub fn worker_throughput(
+        &self,
+        run: i64,
+        limit: usize,
+    ) -> Result<Vec<WorkerThroughput>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT worker, COUNT(*), SUM(b - a + 1), SUM(duration_s) FROM results
+                 WHERE run_id = ?1 GROUP BY worker ORDER BY SUM(b - a + 1) DESC LIMIT ?2",
+            )
+            .map_err(self.sql_err())?;
+        let rows = stmt
+            .query_map(params![run, limit as i64], |r| {
+                let terms = r.get::<_, i64>(2)? as u64;
+                let seconds: f64 = r.get(3)?;
+                Ok(WorkerThroughput {
+                    worker: r.get(0)?,
+                    results: r.get::<_, i64>(1)? as u64,
+                    terms,
+                    seconds,
+                    terms_per_s: if seconds > 0.0 {
+                        terms as f64 / seconds
+                    } else {
+                        0.0
+                    },
+                })
+            })
+            .map_err(self.sql_err())?;
+        rows.collect::<Result<_, _>>().map_err(self.sql_err())
+    }
+
+    /// The running estimate of a run after its results in acceptance order, sampled at about
+    /// `points` places spread evenly on a log scale of the result count (the last one included).
+    pub fn pi_history(&self, run: i64, points: usize) -> Result<Vec<PiPoint>, StoreError> {
+        let (total, _) = self.count_results(run)?;
+        let points = points.max(2) as f64;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT a, b, pi FROM results WHERE run_id = ?1 ORDER BY seq")
+            .map_err(self.sql_err())?;
+        let mut rows = stmt.query([run]).map_err(self.sql_err())?;
+        let (mut out, mut n, mut terms, mut pi, mut max_b) = (Vec::new(), 0u64, 0u64, 0.0, 0u64);
+        let mut next_sample = 1.0f64;
+        let ratio = (total.max(2) as f64).powf(1.0 / points);
+        while let Some(row) = rows.next().map_err(self.sql_err())? {
+            let a = row.get::<_, i64>(0).map_err(self.sql_err())? as u64;
+            let b = row.get::<_, i64>(1).map_err(self.sql_err())? as u64;
+            let p: f64 = row.get(2).map_err(self.sql_err())?;
+            n += 1;
+            terms += b.saturating_sub(a) + 1;
+            pi += p;
+            max_b = max_b.max(b);
+            if n as f64 >= next_sample || n == total {
+                out.push(PiPoint {
+                    terms,
+                    pi,
+                    prefix: max_b + 1 == terms,
+                });
+                next_sample = (next_sample * ratio).max(n as f64 + 1.0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Done intervals per stretch of `width` intervals: `(stretch, count)`, and the highest
+    /// done interval id (for the coverage map of a run that is not being served).
+    pub fn done_per_stretch(&self, run: i64, width: u64) -> Result<Vec<(u64, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT interval_id / ?2, COUNT(*) FROM results WHERE run_id = ?1 GROUP BY 1",
+            )
+            .map_err(self.sql_err())?;
+        let rows = stmt
+            .query_map(params![run, width.max(1) as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+            })
+            .map_err(self.sql_err())?;
+        rows.collect::<Result<_, _>>().map_err(self.sql_err())
+    }
+
+    /// The highest done interval id of a run.
+    pub fn max_interval(&self, run: i64) -> Result<Option<u64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT MAX(interval_id) FROM results WHERE run_id = ?1",
+                [run],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map(|v| v.map(|x| x as u64))
+            .map_err(self.sql_err())
+    }
+}
+
 /// A stored result with its position in the history.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StoredResult {
@@ -509,6 +630,9 @@ fn is_not_a_database(e: &rusqlite::Error) -> bool {
 }
 
 /// One operation for the writer thread.
+// Results are by far the most frequent operation: boxing them to shrink the rare ones would cost
+// an allocation per result.
+#[allow(clippy::large_enum_variant)]
 pub enum WriteOp {
     /// An accepted result: stored, then its acknowledgement is released.
     Result {
@@ -673,4 +797,110 @@ pub fn free_disk_bytes(path: &Path) -> Option<u64> {
     // SAFETY: `c` is a valid NUL-terminated path and `stat` a properly sized out-parameter.
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut stat) };
     (rc == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: u64) -> ResultRecord {
+        ResultRecord {
+            id: Dec(id),
+            a: Dec(id * 1000),
+            b: Dec(id * 1000 + 999),
+            worker: "w".into(),
+            peer: "127.0.0.1:1".into(),
+            even_sum: Dec(crate::maths::sums::even_sum(id * 1000, id * 1000 + 999)),
+            odd_sum: Dec(crate::maths::sums::odd_sum(id * 1000, id * 1000 + 999)),
+            pi: crate::maths::kernel::pi_partial(id * 1000, id * 1000 + 999).unwrap(),
+            duration_s: 0.001,
+            timestamp: crate::report::now_iso8601(),
+        }
+    }
+
+    #[test]
+    fn schema_is_versioned_and_an_interval_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::File(dir.path().join("t.db"));
+        let store = Store::open(&location).unwrap();
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let job = Job::new(Some(5000), Some(1000)).unwrap();
+        let run = store.create_run(job).unwrap();
+        let mut store = store;
+        let batch = vec![
+            WriteOp::Result {
+                run,
+                record: record(0),
+                ack: None,
+            },
+            WriteOp::Result {
+                run,
+                record: record(1),
+                ack: None,
+            },
+            // The same interval again: ignored, whatever the rest of the row says.
+            WriteOp::Result {
+                run,
+                record: ResultRecord {
+                    worker: "other".into(),
+                    ..record(1)
+                },
+                ack: None,
+            },
+        ];
+        commit(&mut store, &batch).unwrap();
+        assert_eq!(store.count_results(run).unwrap(), (2, 2));
+        // The constraint itself refuses a duplicate row: exactly-once is not a hope.
+        let dup = store.conn.execute(
+            "INSERT INTO results (run_id, interval_id, a, b, worker, peer, even_sum, odd_sum, pi, duration_s, timestamp)
+             VALUES (?1, 1, 1000, 1999, 'x', 'y', '0', '0', 0, 0, 'now')",
+            [run],
+        );
+        assert!(dup.is_err());
+        // Reopening (a restart) finds everything and recomputes the exact totals.
+        drop(store);
+        let store = Store::open(&location).unwrap();
+        let resume = store
+            .resumable(job)
+            .unwrap()
+            .expect("an unfinished run with the same job");
+        let mut ids = resume.done_ids.clone();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![0, 1]);
+        let expected = {
+            let mut s = ExactSum::new();
+            s.add(record(0).pi).unwrap();
+            s.add(record(1).pi).unwrap();
+            s.value()
+        };
+        assert_eq!(resume.pi.value().to_bits(), expected.to_bits());
+        assert!(
+            store
+                .resumable(Job::new(Some(6000), Some(1000)).unwrap())
+                .unwrap()
+                .is_none(),
+            "another job is a new run"
+        );
+        let (page, next) = store.results_page(run, None, 1).unwrap();
+        assert_eq!((page.len(), page[0].record.id.0), (1, 1), "newest first");
+        let (older, _) = store.results_page(run, next, 10).unwrap();
+        assert_eq!(older[0].record.id.0, 0);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junk.db");
+        std::fs::write(&path, vec![0x42u8; 4096]).unwrap();
+        let err = Store::open(&Location::File(path)).err().expect("refused");
+        assert!(
+            err.to_string()
+                .contains("not a piswarm database or is damaged"),
+            "{err}"
+        );
+    }
 }

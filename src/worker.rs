@@ -93,7 +93,13 @@ pub enum WorkerError {
     #[error("the coordinator refused this worker ({}): {message}", wire_name(.code))]
     Refused { code: ErrorCode, message: String },
     #[error("TLS with the coordinator at {addr} failed: {reason}")]
-    Tls { addr: String, reason: String },
+    Tls {
+        addr: String,
+        reason: String,
+        /// The connection was cut or timed out during the handshake (a full or restarting
+        /// server), as opposed to a certificate or protocol failure, which retrying cannot fix.
+        transient: bool,
+    },
     #[error("protocol error: {0}")]
     Protocol(String),
 }
@@ -109,7 +115,8 @@ impl WorkerError {
                     ErrorCode::TooManyConnections | ErrorCode::IdleTimeout | ErrorCode::Internal
                 )
             }
-            WorkerError::Protocol(_) | WorkerError::Tls { .. } => false,
+            WorkerError::Tls { transient, .. } => *transient,
+            WorkerError::Protocol(_) => false,
         }
     }
 }
@@ -132,9 +139,13 @@ fn tls_failure(e: &std::io::Error) -> String {
              (or --tls-server-name)"
         ),
         Some(other) => other.to_string(),
-        None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+        None if matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+        ) =>
+        {
             "the coordinator closed the connection during the TLS handshake (does it serve TLS? \
-             it needs --tls-cert and --tls-key)"
+             it needs --tls-cert and --tls-key; or it is full)"
                 .to_string()
         }
         None => e.to_string(),
@@ -283,19 +294,23 @@ async fn session(
             (Box::new(read), Box::new(write))
         }
         Some(tls) => {
-            let tls_error = |reason: String| WorkerError::Tls {
+            let tls_error = |reason: String, transient: bool| WorkerError::Tls {
                 addr: addr.clone(),
                 reason,
+                transient,
             };
             let name = crate::tls::server_name(&config.connect, config.tls_server_name.as_deref())
-                .map_err(tls_error)?;
+                .map_err(|reason| tls_error(reason, false))?;
             match timeout(Duration::from_secs(10), tls.connect(name, stream)).await {
                 Ok(Ok(stream)) => {
                     let (read, write) = tokio::io::split(stream);
                     (Box::new(read), Box::new(write))
                 }
-                Ok(Err(e)) => return Err(tls_error(tls_failure(&e))),
-                Err(_) => return Err(tls_error("the TLS handshake timed out".into())),
+                Ok(Err(e)) => {
+                    let cut = !matches!(e.get_ref(), Some(i) if i.is::<rustls::Error>());
+                    return Err(tls_error(tls_failure(&e), cut));
+                }
+                Err(_) => return Err(tls_error("the TLS handshake timed out".into(), true)),
             }
         }
     };

@@ -97,6 +97,7 @@ fn serve_with_once_workers_then_sigterm_writes_both_files() {
     let mut server = Command::new(bin())
         .args([
             "serve",
+            "--no-http",
             "--listen",
             "127.0.0.1:0",
             "--chunk",

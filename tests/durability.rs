@@ -36,6 +36,7 @@ fn serve(port: u16, dir: &Path) -> Killed {
     let child = Command::new(bin())
         .args([
             "serve",
+            "--no-http",
             "--quiet",
             "--exit-when-done",
             "--terms",
@@ -212,7 +213,7 @@ fn a_corrupt_database_is_refused_with_a_clear_error() {
     )
     .unwrap();
     let out = Command::new(bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .args(["serve", "--no-http", "--listen", "127.0.0.1:0", "--db"])
         .arg(&db)
         .output()
         .unwrap();

@@ -642,6 +642,7 @@ fn serve_with_a_legacy_listener() {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_piswarm"))
         .args([
             "serve",
+            "--no-http",
             "--listen",
             "127.0.0.1:0",
             "--legacy-listen",

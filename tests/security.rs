@@ -172,6 +172,49 @@ async fn a_tls_server_refuses_plaintext_and_untrusted_clients_cleanly_and_goes_o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_tls_server_closes_new_connections_and_workers_retry() {
+    let pki = make_pki();
+    let config = ServerConfig {
+        max_connections: 1,
+        tls: Some(TlsServer::from_pem(pki.cert.as_bytes(), pki.key.as_bytes()).unwrap()),
+        ..ServerConfig::default()
+    };
+    let job = Job::new(Some(1_000_000), Some(100_000)).unwrap();
+    let server = TestServer::start_with(CoordinatorConfig::new(job), config).await;
+    // One TLS connection that says nothing holds the only place.
+    let client = TlsClient::from_ca_pem(pki.ca.as_bytes()).unwrap();
+    let name = piswarm::tls::server_name(&server.addr.to_string(), None).unwrap();
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let holder = client.connect(name, tcp).await.unwrap();
+    // Without --retry-for the worker stops, with an error that says it may pass.
+    let err = run_worker(
+        tls_worker(server.addr.to_string(), &pki.ca),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WorkerError::Tls {
+                transient: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // With it, the worker gets in once the place is free.
+    let mut patient = tls_worker(server.addr.to_string(), &pki.ca);
+    patient.retry_for = Some(Duration::from_secs(20));
+    let worker = tokio::spawn(run_worker(patient, CancellationToken::new()));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    drop(holder);
+    let summary = worker.await.unwrap().unwrap();
+    assert_eq!(summary.accepted, 10);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_worker_against_a_plaintext_server_fails_cleanly() {
     let pki = make_pki();
     let server = TestServer::start(Job::new(Some(1_000_000), Some(100_000)).unwrap()).await;
