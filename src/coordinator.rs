@@ -635,20 +635,7 @@ impl Coordinator {
                     return;
                 }
             };
-            let ack = ServerMessage::Ack {
-                id: result.id,
-                status,
-            };
-            if status == AckStatus::Accepted {
-                let (name, peer, outbox) = (
-                    session.name.clone(),
-                    session.peer.clone(),
-                    session.outbox.clone(),
-                );
-                self.accept(name, peer, result, outbox, ack).await;
-            } else {
-                send(session, ack);
-            }
+            self.acknowledge(session_id, result, status).await;
             return;
         }
         if !held && !expired {
@@ -667,12 +654,20 @@ impl Coordinator {
             Completion::Accepted => AckStatus::Accepted,
             Completion::Duplicate | Completion::NeverIssued => AckStatus::Duplicate,
         };
+        self.acknowledge(session_id, result, status).await;
+    }
+
+    /// Acknowledges a checked result: an accepted one is counted and acknowledged by the store
+    /// once it is durable; a duplicate is acknowledged at once.
+    async fn acknowledge(&mut self, session_id: SessionId, result: WorkResult, status: AckStatus) {
+        let Some(session) = self.sessions.get(&session_id) else {
+            return;
+        };
         let ack = ServerMessage::Ack {
             id: result.id,
             status,
         };
         if status == AckStatus::Accepted {
-            // Accepted results are acknowledged by the store once they are durable.
             let (name, peer, outbox) = (
                 session.name.clone(),
                 session.peer.clone(),
