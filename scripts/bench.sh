@@ -5,7 +5,7 @@
 #
 # Usage: scripts/bench.sh [--quick] [--no-build] [--wait-quiet SECONDS] [--priority] [--out DIR]
 #   --quick           shorter measurements (a smoke test of the script, not figures to publish)
-#   --no-build        use the binary in $PISWARM or ${CARGO_TARGET_DIR:-target}/release/piswarm as is
+#   --no-build        use the binary in $PISWARM or ${CARGO_TARGET_DIR:-target}/dist/piswarm as is
 #   --wait-quiet S    before each measurement, wait up to S seconds (default 30) for the machine's
 #                     other processes to use less than 10% of its CPU; the table reports what they
 #                     used just before each measurement either way
@@ -59,9 +59,9 @@ mkdir -p "$out"
 REF=${REF:-$root/../shared/bench/run-ref.sh}
 if [ -z "${PISWARM:-}" ]; then
     if [ "$build" = 1 ]; then
-        (cd "$root" && cargo build --release --quiet)
+        (cd "$root" && cargo build --profile dist --quiet)
     fi
-    PISWARM=${CARGO_TARGET_DIR:-$root/target}/release/piswarm
+    PISWARM=${CARGO_TARGET_DIR:-$root/target}/dist/piswarm
 fi
 [ -x "$PISWARM" ] || { echo "bench.sh: no binary at $PISWARM" >&2; exit 1; }
 [ -f "$REF" ] || { echo "bench.sh: no C reference at $REF" >&2; exit 1; }
