@@ -5,7 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use piswarm::maths::{kernel, sums};
-use piswarm::protocol::{self, ClientMessage, Dec, ServerMessage, WorkResult};
+use piswarm::wire::{self, ClientMessage, Dec, ServerMessage, WorkResult};
 use std::hint::black_box;
 
 fn sample_result() -> ClientMessage {
@@ -26,7 +26,7 @@ fn sample_result() -> ClientMessage {
 /// A line without its newline, as `connection::read_line` hands it to the decoder.
 fn line_of<T: serde::Serialize>(message: &T) -> Vec<u8> {
     let mut out = Vec::new();
-    protocol::encode(message, &mut out);
+    wire::encode(message, &mut out);
     out.pop();
     out
 }
@@ -40,9 +40,9 @@ fn codec(c: &mut Criterion) {
         b: Dec(123_456_789_999),
         lease_s: 60.0,
     });
-    assert_eq!(protocol::decode_client(&result_line).unwrap(), result);
+    assert_eq!(wire::decode_client(&result_line).unwrap(), result);
     assert!(matches!(
-        protocol::decode_server(&assign_line).unwrap(),
+        wire::decode_server(&assign_line).unwrap(),
         ServerMessage::Assign { .. }
     ));
 
@@ -52,15 +52,15 @@ fn codec(c: &mut Criterion) {
     group.bench_function("encode_result", |bench| {
         bench.iter(|| {
             out.clear();
-            protocol::encode(black_box(&result), &mut out);
+            wire::encode(black_box(&result), &mut out);
             out.len()
         })
     });
     group.bench_function("decode_client_result", |bench| {
-        bench.iter(|| protocol::decode_client(black_box(&result_line)))
+        bench.iter(|| wire::decode_client(black_box(&result_line)))
     });
     group.bench_function("decode_server_assign", |bench| {
-        bench.iter(|| protocol::decode_server(black_box(&assign_line)))
+        bench.iter(|| wire::decode_server(black_box(&assign_line)))
     });
     group.finish();
 }

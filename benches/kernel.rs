@@ -8,7 +8,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use piswarm::job::Job;
 use piswarm::maths::kernel::{self, Isa};
 use piswarm::maths::{series, sums};
-use piswarm::protocol::{Dec, WorkResult};
+use piswarm::wire::{Dec, WorkResult};
 use std::hint::black_box;
 use std::time::Duration;
 

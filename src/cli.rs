@@ -3,10 +3,10 @@
 //! The binary's `main` only calls [`main`]. Exit codes: 0 success, 1 failure at run time (e.g. the
 //! coordinator is unreachable), 2 bad usage (e.g. `--terms 0`).
 
-use crate::count::parse_count;
+use crate::job::count::parse_count;
 use crate::job::Job;
-use crate::secret::Secret;
-use crate::server::{ServerConfig, MAX_PREFETCH_CAP};
+use crate::wire::secret::Secret;
+use crate::net::session::{ServerConfig, MAX_PREFETCH_CAP};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -241,7 +241,7 @@ pub struct ExportArgs {
     #[arg(long)]
     pub run: Option<i64>,
     #[arg(long, value_enum, default_value = "json")]
-    pub format: crate::export::Format,
+    pub format: crate::store::export::Format,
     /// Write the run's final.json instead of its results.
     #[arg(long)]
     pub r#final: bool,
@@ -353,16 +353,16 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
                 )));
             }
             let tls = match (&args.tls_cert, &args.tls_key) {
-                (Some(cert), Some(key)) => match crate::tls::TlsServer::from_pem_files(cert, key) {
+                (Some(cert), Some(key)) => match crate::net::tls::TlsServer::from_pem_files(cert, key) {
                     Ok(tls) => Some(tls),
                     Err(e) => return Ok(usage_error(e)),
                 },
                 _ => None,
             };
-            let fd_limit = crate::server::raise_fd_limit();
+            let fd_limit = crate::net::session::raise_fd_limit();
             let max_connections = args
                 .max_connections
-                .unwrap_or_else(|| crate::server::default_max_connections(fd_limit));
+                .unwrap_or_else(|| crate::net::session::default_max_connections(fd_limit));
             let listener = tokio::net::TcpListener::bind(&args.listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -372,7 +372,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
                 tls = tls.is_some(),
                 "limits"
             );
-            if let Some(warning) = crate::server::exposure_warning(
+            if let Some(warning) = crate::net::session::exposure_warning(
                 listener.local_addr()?,
                 args.token.is_some(),
                 tls.is_some(),
@@ -390,7 +390,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
                      original's wire format has no token): anyone who can reach it can take part"
                 );
             }
-            let options = crate::serve::ServeOptions {
+            let options = crate::commands::serve::ServeOptions {
                 job,
                 db: args.db,
                 out: args.out,
@@ -410,7 +410,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
                 http: (!args.no_http).then_some(args.http),
                 ui_token: args.ui_token,
             };
-            crate::serve::serve(listener, options, shutdown_on_signals()).await?;
+            crate::commands::serve::serve(listener, options, shutdown_on_signals()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker(args) => {
@@ -424,7 +424,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
             config.token = args.token;
             config.prefetch = args.prefetch;
             if let Some(ca) = &args.tls_ca {
-                match crate::tls::TlsClient::from_ca_file(ca) {
+                match crate::net::tls::TlsClient::from_ca_file(ca) {
                     Ok(tls) => config.tls = Some(tls),
                     Err(e) => return Ok(usage_error(e)),
                 }
@@ -455,14 +455,14 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
             if workers == 0 {
                 return Ok(usage_error("--workers must be at least 1"));
             }
-            let options = crate::run::RunOptions {
+            let options = crate::commands::run::RunOptions {
                 job,
                 workers,
                 threads_per_worker: 1,
                 progress: !args.json,
                 db: args.db,
             };
-            let report = crate::run::run_local(options).await?;
+            let report = crate::commands::run::run_local(options).await?;
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -504,7 +504,7 @@ async fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
         } => {
             let threads = threads.unwrap_or_else(cores);
             let report =
-                tokio::task::spawn_blocking(move || crate::bench::kernel(seconds, threads)).await?;
+                tokio::task::spawn_blocking(move || crate::commands::bench::kernel(seconds, threads)).await?;
             show(json, &report)
         }
         BenchCommand::Coordinator {
@@ -515,10 +515,10 @@ async fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
             json,
         } => show(
             json,
-            &crate::bench::coordinator(clients, chunk, seconds, prefetch).await?,
+            &crate::commands::bench::coordinator(clients, chunk, seconds, prefetch).await?,
         ),
         BenchCommand::Connections { count, json } => {
-            show(json, &crate::bench::connections(count).await?)
+            show(json, &crate::commands::bench::connections(count).await?)
         }
     }
 }
@@ -527,7 +527,7 @@ async fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
 /// cannot be reached or answers with an error.
 async fn api_call(args: &ApiArgs, method: &str, path: &str) -> anyhow::Result<ExitCode> {
     let token = args.ui_token.as_ref().map(|t| t.expose());
-    match crate::web::client::request(&args.http, method, path, token).await {
+    match crate::commands::status::request(&args.http, method, path, token).await {
         Ok((status, body)) => {
             println!("{}", body.trim_end());
             if (200..300).contains(&status) {
@@ -559,11 +559,11 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     if args.r#final {
-        crate::export::final_json(&store, run, &mut out)?;
+        crate::store::export::final_json(&store, run, &mut out)?;
     } else {
         match args.format {
-            crate::export::Format::Json => crate::export::results_json(&store, run, &mut out)?,
-            crate::export::Format::Csv => crate::export::results_csv(&store, run, &mut out)?,
+            crate::store::export::Format::Json => crate::store::export::results_json(&store, run, &mut out)?,
+            crate::store::export::Format::Csv => crate::store::export::results_csv(&store, run, &mut out)?,
         }
     }
     out.flush()?;

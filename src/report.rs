@@ -4,7 +4,7 @@
 //! `piswarm run --json` ([`FinalReport`]).
 
 use crate::maths::series;
-use crate::protocol::Dec;
+use crate::wire::Dec;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

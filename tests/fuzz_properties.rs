@@ -5,7 +5,7 @@
 //! More cases for a one-off soak: `PROPTEST_CASES=200000 cargo test --release --test
 //! fuzz_properties` (see docs/fuzzing.md).
 
-use piswarm::fuzzing::{check_legacy_frame, check_line_reader, check_protocol_decode};
+use piswarm::wire::fuzzing::{check_legacy_frame, check_line_reader, check_protocol_decode};
 use proptest::prelude::*;
 
 /// Valid lines of both directions, to mutate.

@@ -11,7 +11,7 @@ mod common;
 use common::*;
 use piswarm::coordinator::CoordinatorConfig;
 use piswarm::job::{IntervalId, Job};
-use piswarm::server::ServerConfig;
+use piswarm::net::session::ServerConfig;
 use piswarm::worker::{run_worker, WorkerConfig};
 use serde_json::Value;
 use std::io::Write;

@@ -8,10 +8,10 @@
 
 use piswarm::coordinator::{self, CoordinatorConfig, CoordinatorHandle};
 use piswarm::job::Job;
-use piswarm::legacy;
+use piswarm::net::legacy;
 use piswarm::maths::kernel::pi_partial_naive;
 use piswarm::report::FinalReport;
-use piswarm::server::{self, ServerConfig};
+use piswarm::net::session::{self as server, ServerConfig};
 use piswarm::worker::{run_worker, WorkerConfig};
 use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};

@@ -6,10 +6,10 @@ mod common;
 use common::*;
 use piswarm::coordinator::CoordinatorConfig;
 use piswarm::job::Job;
-use piswarm::protocol::ErrorCode;
-use piswarm::secret::Secret;
-use piswarm::server::ServerConfig;
-use piswarm::tls::{TlsClient, TlsServer};
+use piswarm::wire::ErrorCode;
+use piswarm::wire::secret::Secret;
+use piswarm::net::session::ServerConfig;
+use piswarm::net::tls::{TlsClient, TlsServer};
 use piswarm::worker::{run_worker, WorkerConfig, WorkerError, WorkerSummary};
 use std::io::{BufRead, BufReader as StdBufReader};
 use std::net::SocketAddr;
@@ -183,7 +183,7 @@ async fn a_full_tls_server_closes_new_connections_and_workers_retry() {
     let server = TestServer::start_with(CoordinatorConfig::new(job), config).await;
     // One TLS connection that says nothing holds the only place.
     let client = TlsClient::from_ca_pem(pki.ca.as_bytes()).unwrap();
-    let name = piswarm::tls::server_name(&server.addr.to_string(), None).unwrap();
+    let name = piswarm::net::tls::server_name(&server.addr.to_string(), None).unwrap();
     let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let holder = client.connect(name, tcp).await.unwrap();
     // Without --retry-for the worker stops, with an error that says it may pass.
@@ -373,7 +373,7 @@ async fn a_client_sending_one_byte_a_second_is_cut_at_the_timeouts() {
 
 #[test]
 fn default_connection_limit_follows_the_file_descriptor_limit() {
-    use piswarm::server::default_max_connections;
+    use piswarm::net::session::default_max_connections;
     assert_eq!(default_max_connections(Some(20_000)), 19_900);
     assert_eq!(default_max_connections(Some(1024)), 924);
     assert_eq!(default_max_connections(Some(100)), 50);
@@ -384,7 +384,7 @@ fn default_connection_limit_follows_the_file_descriptor_limit() {
 
 #[test]
 fn exposed_servers_warn() {
-    use piswarm::server::exposure_warning;
+    use piswarm::net::session::exposure_warning;
     let public: SocketAddr = "0.0.0.0:5050".parse().unwrap();
     let loopback: SocketAddr = "127.0.0.1:5050".parse().unwrap();
     let v6: SocketAddr = "[::1]:5050".parse().unwrap();

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use piswarm::coordinator::CoordinatorConfig;
 use piswarm::job::Job;
-use piswarm::server::ServerConfig;
+use piswarm::net::session::ServerConfig;
 use piswarm::worker::{run_worker, WorkerConfig};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -140,13 +140,13 @@ async fn three_hundred_once_clients_are_all_served_with_distinct_intervals() {
     let out = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let options = piswarm::serve::ServeOptions::new(
+    let options = piswarm::commands::serve::ServeOptions::new(
         Job::new(None, Some(1000)).unwrap(),
         out.path().join("piswarm.db"),
         out.path().to_path_buf(),
     );
     let shutdown = CancellationToken::new();
-    let serving = tokio::spawn(piswarm::serve::serve(listener, options, shutdown.clone()));
+    let serving = tokio::spawn(piswarm::commands::serve::serve(listener, options, shutdown.clone()));
     let clients: Vec<_> = (0..300)
         .map(|i| {
             let mut c = WorkerConfig::new(addr.to_string());

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    piswarm::fuzzing::check_legacy_frame(data);
+    piswarm::wire::fuzzing::check_legacy_frame(data);
 });

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    piswarm::fuzzing::check_line_reader(data);
+    piswarm::wire::fuzzing::check_line_reader(data);
 });

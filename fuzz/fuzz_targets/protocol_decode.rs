@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    piswarm::fuzzing::check_protocol_decode(data);
+    piswarm::wire::fuzzing::check_protocol_decode(data);
 });

@@ -206,7 +206,7 @@ impl Count {
     fn value(&self, what: &str) -> ApiResult<u64> {
         match self {
             Count::Number(n) => Ok(*n),
-            Count::Text(t) => crate::count::parse_count(t)
+            Count::Text(t) => crate::job::count::parse_count(t)
                 .map_err(|e| AppError::unprocessable(format!("{what}: {e}"))),
         }
     }
@@ -346,7 +346,7 @@ pub async fn download_results_json(
         &id,
         "results.json",
         "application/json",
-        crate::export::results_json,
+        crate::store::export::results_json,
     )
     .await
 }
@@ -360,7 +360,7 @@ pub async fn download_results_csv(
         &id,
         "results.csv",
         "text/csv; charset=utf-8",
-        crate::export::results_csv,
+        crate::store::export::results_csv,
     )
     .await
 }
@@ -374,7 +374,7 @@ pub async fn download_final_json(
         &id,
         "final.json",
         "application/json",
-        crate::export::final_json,
+        crate::store::export::final_json,
     )
     .await
 }

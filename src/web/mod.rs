@@ -16,11 +16,11 @@
 //! translations and its embedded assets).
 
 mod api;
-pub mod client;
+
 mod page;
 
 use crate::node::Node;
-use crate::secret::Secret;
+use crate::wire::secret::Secret;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;

@@ -4,7 +4,7 @@
 
 use piswarm::coordinator::{self, CoordinatorConfig, CoordinatorHandle};
 use piswarm::job::Job;
-use piswarm::server::{self, ServerConfig};
+use piswarm::net::session::{self as server, ServerConfig};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

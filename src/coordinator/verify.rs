@@ -5,7 +5,7 @@
 
 use crate::job::{IntervalId, Job};
 use crate::maths::{series, sums};
-use crate::protocol::{ErrorCode, WorkResult};
+use crate::wire::{ErrorCode, WorkResult};
 
 /// Why a result was refused: the code sent on the wire and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,19 +70,11 @@ pub fn check_result(job: &Job, r: &WorkResult) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Compares two secrets in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::maths::kernel;
-    use crate::protocol::Dec;
+    use crate::wire::Dec;
 
     fn honest(job: &Job, id: u64) -> WorkResult {
         let i = job.interval(IntervalId(id)).unwrap();
@@ -171,12 +163,5 @@ mod tests {
             check_result(&bounded, &honest(&job, 5)).unwrap_err().code,
             ErrorCode::WrongInterval
         );
-    }
-
-    #[test]
-    fn secrets() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

@@ -5,14 +5,14 @@
 //! were not acknowledged — because the connection or the coordinator went away — are kept and sent
 //! again, marked `resend`, on the next connection (with `--retry-for`).
 
-use crate::connection::read_line;
+use crate::wire::line::read_line;
 use crate::maths::{kernel, sums};
-use crate::protocol::{
+use crate::wire::{
     self, ClientMessage, Dec, DoneReason, ErrorCode, ServerMessage, WorkResult, MAX_LINE,
     PROTOCOL_VERSION,
 };
-use crate::secret::Secret;
-use crate::tls::TlsClient;
+use crate::wire::secret::Secret;
+use crate::net::tls::TlsClient;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -299,7 +299,7 @@ async fn session(
                 reason,
                 transient,
             };
-            let name = crate::tls::server_name(&config.connect, config.tls_server_name.as_deref())
+            let name = crate::net::tls::server_name(&config.connect, config.tls_server_name.as_deref())
                 .map_err(|reason| tls_error(reason, false))?;
             match timeout(Duration::from_secs(10), tls.connect(name, stream)).await {
                 Ok(Ok(stream)) => {
@@ -324,7 +324,7 @@ async fn session(
         worker: config.name.clone(),
         token: config.token.clone(),
     };
-    protocol::encode(&hello, &mut out);
+    wire::encode(&hello, &mut out);
     write.write_all(&out).await.map_err(|_| lost())?;
     out.clear();
 
@@ -335,7 +335,7 @@ async fn session(
     .await
     {
         Ok(Ok(true)) => {
-            protocol::decode_server(&line).map_err(|e| WorkerError::Protocol(e.message))?
+            wire::decode_server(&line).map_err(|e| WorkerError::Protocol(e.message))?
         }
         _ => return Err(lost()),
     };
@@ -362,14 +362,14 @@ async fn session(
             .unwrap_or(2 * config.threads.max(1) as u32)
             .clamp(1, max_prefetch.max(1))
     };
-    protocol::encode(&ClientMessage::Request { count: prefetch }, &mut out);
+    wire::encode(&ClientMessage::Request { count: prefetch }, &mut out);
     // Work finished on an earlier connection and never acknowledged.
     for result in pool.unacked.values() {
         let resent = WorkResult {
             resend: true,
             ..result.clone()
         };
-        protocol::encode(&ClientMessage::Result(resent), &mut out);
+        wire::encode(&ClientMessage::Result(resent), &mut out);
     }
     write.write_all(&out).await.map_err(|_| lost())?;
     out.clear();
@@ -386,7 +386,7 @@ async fn session(
                     Ok(true) => {}
                     _ => break Err(lost()),
                 }
-                let msg = match protocol::decode_server(&line) {
+                let msg = match wire::decode_server(&line) {
                     Ok(m) => m,
                     Err(e) => break Err(WorkerError::Protocol(e.message)),
                 };
@@ -401,8 +401,8 @@ async fn session(
                         pool.unacked.remove(&id.0);
                         awaiting_ack = awaiting_ack.saturating_sub(1);
                         match status {
-                            protocol::AckStatus::Accepted => summary.accepted += 1,
-                            protocol::AckStatus::Duplicate => summary.duplicates += 1,
+                            wire::AckStatus::Accepted => summary.accepted += 1,
+                            wire::AckStatus::Duplicate => summary.duplicates += 1,
                         }
                         if config.once && reported >= 1 && awaiting_ack == 0 {
                             break Ok(());
@@ -435,14 +435,14 @@ async fn session(
                     // A result of an earlier connection's assignment is sent as a resend.
                     let result = WorkResult { resend: c.epoch != epoch, ..c.result };
                     pool.unacked.insert(result.id.0, result.clone());
-                    protocol::encode(&ClientMessage::Result(result), &mut out);
+                    wire::encode(&ClientMessage::Result(result), &mut out);
                     if c.epoch == epoch {
                         fresh += 1;
                     }
                     next = pool.results.try_recv().ok();
                 }
                 if fresh > 0 && !config.once {
-                    protocol::encode(&ClientMessage::Request { count: fresh }, &mut out);
+                    wire::encode(&ClientMessage::Request { count: fresh }, &mut out);
                 }
                 reported += fresh as u64;
                 awaiting_ack += fresh as u64;
@@ -450,7 +450,7 @@ async fn session(
                 out.clear();
             }
             _ = ticker.tick() => {
-                protocol::encode(&ClientMessage::Heartbeat {}, &mut out);
+                wire::encode(&ClientMessage::Heartbeat {}, &mut out);
                 if write.write_all(&out).await.is_err() { break Err(lost()); }
                 out.clear();
             }
@@ -459,7 +459,7 @@ async fn session(
     };
     if result.is_ok() {
         out.clear();
-        protocol::encode(&ClientMessage::Bye {}, &mut out);
+        wire::encode(&ClientMessage::Bye {}, &mut out);
         let _ = timeout(Duration::from_secs(1), write.write_all(&out)).await;
         let _ = write.shutdown().await;
     }

@@ -7,12 +7,12 @@
 //! * `connections`: resident memory of a `piswarm serve` process holding N idle, handshaken
 //!   connections.
 
-use crate::connection::read_line;
+use crate::wire::line::read_line;
 use crate::coordinator::{self, CoordinatorConfig, StoreLink};
 use crate::job::Job;
 use crate::maths::kernel::{self, Isa};
-use crate::protocol::{self, AckStatus, ClientMessage, ServerMessage, MAX_LINE, PROTOCOL_VERSION};
-use crate::server::{self, ServerConfig};
+use crate::wire::{self, AckStatus, ClientMessage, ServerMessage, MAX_LINE, PROTOCOL_VERSION};
+use crate::net::session::{self as server, ServerConfig};
 use crate::store::{Location, Store, Writer};
 use crate::worker;
 use serde::Serialize;
@@ -178,7 +178,7 @@ async fn light_client(
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read);
     let (mut line, mut complete, mut out) = (Vec::new(), false, Vec::new());
-    protocol::encode(
+    wire::encode(
         &ClientMessage::Hello {
             version: PROTOCOL_VERSION,
             worker: "bench".into(),
@@ -186,7 +186,7 @@ async fn light_client(
         },
         &mut out,
     );
-    protocol::encode(&ClientMessage::Request { count: prefetch }, &mut out);
+    wire::encode(&ClientMessage::Request { count: prefetch }, &mut out);
     write.write_all(&out).await?;
     out.clear();
     loop {
@@ -199,9 +199,9 @@ async fn light_client(
         }
         let mut fresh = 0;
         loop {
-            match protocol::decode_server(&line)? {
+            match wire::decode_server(&line)? {
                 ServerMessage::Assign { id, a, b, .. } => {
-                    protocol::encode(
+                    wire::encode(
                         &ClientMessage::Result(worker::compute(id.0, a.0, b.0)),
                         &mut out,
                     );
@@ -224,7 +224,7 @@ async fn light_client(
             }
         }
         if fresh > 0 {
-            protocol::encode(&ClientMessage::Request { count: fresh }, &mut out);
+            wire::encode(&ClientMessage::Request { count: fresh }, &mut out);
         }
         if !out.is_empty() {
             write.write_all(&out).await?;
@@ -292,7 +292,7 @@ pub async fn connections(count: usize) -> anyhow::Result<ConnectionsReport> {
     raise_fd_limit();
     let mut held = Vec::with_capacity(count);
     let mut hello = Vec::new();
-    protocol::encode(
+    wire::encode(
         &ClientMessage::Hello {
             version: PROTOCOL_VERSION,
             worker: "idle".into(),
@@ -311,7 +311,7 @@ pub async fn connections(count: usize) -> anyhow::Result<ConnectionsReport> {
                 let mut reader = BufReader::new(read);
                 let (mut line, mut complete) = (Vec::new(), false);
                 read_line(&mut reader, &mut line, &mut complete, MAX_LINE).await?;
-                match protocol::decode_server(&line)? {
+                match wire::decode_server(&line)? {
                     ServerMessage::Welcome { .. } => Ok::<_, anyhow::Error>((reader, write)),
                     other => Err(anyhow::anyhow!("expected welcome, got {other:?}")),
                 }
@@ -370,7 +370,7 @@ fn clock_ticks_per_s() -> f64 {
 }
 
 /// Raises this process's soft file-descriptor limit to its hard limit (best effort); see
-/// [`crate::server::raise_fd_limit`].
+/// [`crate::net::session::raise_fd_limit`].
 pub fn raise_fd_limit() -> u64 {
-    crate::server::raise_fd_limit().unwrap_or(0)
+    crate::net::session::raise_fd_limit().unwrap_or(0)
 }

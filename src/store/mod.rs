@@ -11,10 +11,12 @@
 //!
 //! Exactly-once is enforced by the schema: `UNIQUE (run_id, interval_id)` on results.
 
+pub mod export;
+
 use crate::coordinator::Outbound;
 use crate::job::Job;
 use crate::maths::exact::ExactSum;
-use crate::protocol::{Dec, ServerMessage};
+use crate::wire::{Dec, ServerMessage};
 use crate::report::{FinalReport, ResultRecord, Totals};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};

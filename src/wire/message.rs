@@ -6,7 +6,7 @@
 //! Integers that may exceed 2^53 (term indexes, interval ids, sums) travel as decimal strings; on
 //! input, a plain JSON integer is accepted too (handy when typing messages into `nc`).
 
-use crate::secret::Secret;
+use crate::wire::secret::Secret;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;

@@ -5,9 +5,9 @@
 //!
 //! See docs/fuzzing.md for how to run them and what has been run.
 
-use crate::connection::{read_line, LineError};
-use crate::legacy::{self, ClientFrame, HEADER_LEN, MAX_BODY};
-use crate::protocol;
+use crate::wire::line::{read_line, LineError};
+use crate::wire::legacy::{self, ClientFrame, HEADER_LEN, MAX_BODY};
+use crate::wire;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -17,20 +17,20 @@ use tokio::io::{AsyncRead, BufReader, ReadBuf};
 /// Protocol v1 decoding: `decode_client` and `decode_server` never panic, and whatever decodes
 /// encodes to one line that decodes to the same message.
 pub fn check_protocol_decode(data: &[u8]) {
-    if let Ok(m) = protocol::decode_client(data) {
+    if let Ok(m) = wire::decode_client(data) {
         let mut line = Vec::new();
-        protocol::encode(&m, &mut line);
+        wire::encode(&m, &mut line);
         assert_eq!(line.pop(), Some(b'\n'));
         assert!(!line.contains(&b'\n'), "an encoded message is one line");
-        let again = protocol::decode_client(&line).expect("a re-encoded client message decodes");
+        let again = wire::decode_client(&line).expect("a re-encoded client message decodes");
         assert_eq!(again, m, "client message round trip");
     }
-    if let Ok(m) = protocol::decode_server(data) {
+    if let Ok(m) = wire::decode_server(data) {
         let mut line = Vec::new();
-        protocol::encode(&m, &mut line);
+        wire::encode(&m, &mut line);
         assert_eq!(line.pop(), Some(b'\n'));
         assert!(!line.contains(&b'\n'), "an encoded message is one line");
-        let again = protocol::decode_server(&line).expect("a re-encoded server message decodes");
+        let again = wire::decode_server(&line).expect("a re-encoded server message decodes");
         assert_eq!(again, m, "server message round trip");
     }
 }

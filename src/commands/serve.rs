@@ -5,8 +5,8 @@
 use crate::job::Job;
 use crate::node::Node;
 use crate::report::FinalReport;
-use crate::secret::Secret;
-use crate::server::ServerConfig;
+use crate::wire::secret::Secret;
+use crate::net::session::ServerConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::net::TcpListener;

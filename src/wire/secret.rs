@@ -4,7 +4,7 @@
 //! end up in a log line, an error message, results.json or the dashboard by formatting a config
 //! struct. Comparisons run in constant time. The only way to the bytes is [`Secret::expose`].
 
-use crate::verify::constant_time_eq;
+use subtle::ConstantTimeEq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
@@ -24,7 +24,8 @@ impl Secret {
 
     /// Whether `given` is this secret, in time that depends only on the lengths.
     pub fn matches(&self, given: &[u8]) -> bool {
-        constant_time_eq(given, self.0.as_bytes())
+        // `subtle` compares without data-dependent branches; only the lengths can show.
+        bool::from(given.ct_eq(self.0.as_bytes()))
     }
 
     /// Parses a token from the command line or the environment: it must not be empty (an empty

@@ -9,13 +9,16 @@
 //! The coordinator never waits on a session: it writes to outboxes with `try_send`, and a session
 //! whose outbox is full (its peer stopped reading) is dropped and its intervals given back.
 
+pub mod scheduler;
+pub mod verify;
+
 use crate::job::{Interval, IntervalId, Job};
 use crate::maths::exact::ExactSum;
-use crate::protocol::{
+use crate::wire::{
     AckStatus, Dec, DoneReason, ErrorCode, ServerMessage, WorkResult, PROTOCOL_VERSION,
 };
 use crate::report::{now_iso8601, FinalReport, ResultRecord, Totals};
-use crate::scheduler::{Completion, Scheduler};
+use crate::coordinator::scheduler::{Completion, Scheduler};
 use crate::store::{self, RunState, RunTotals, WriteFailure, WriteOp, Writer};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;

@@ -17,10 +17,10 @@
 
 use crate::coordinator::{self, CoordinatorConfig, CoordinatorHandle, Snapshot, StoreLink};
 use crate::job::Job;
-use crate::legacy;
+use crate::net::legacy;
 use crate::report::FinalReport;
-use crate::serve::ServeOptions;
-use crate::server;
+use crate::commands::serve::ServeOptions;
+use crate::net::session as server;
 use crate::store::{Location, Resume, RunState, Store, StoreError};
 use crate::worker::{self, WorkerConfig};
 use std::collections::VecDeque;
@@ -701,7 +701,7 @@ pub(crate) async fn write_files(coordinator: &CoordinatorHandle, db: &Path, run:
     let (db, out): (PathBuf, PathBuf) = (db.to_path_buf(), out.to_path_buf());
     let written = tokio::task::spawn_blocking(move || {
         let store = Store::open(&Location::File(db))?;
-        crate::export::write_files(&store, run, &out).map(|()| out)
+        crate::store::export::write_files(&store, run, &out).map(|()| out)
     })
     .await;
     match written {

@@ -4,7 +4,7 @@
 use crate::coordinator::{self, CoordinatorConfig, StoreLink};
 use crate::job::Job;
 use crate::report::FinalReport;
-use crate::server::{self, ServerConfig};
+use crate::net::session::{self as server, ServerConfig};
 use crate::store::{Location, Store};
 use crate::worker::{self, WorkerConfig};
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! Interval `k` covers terms `[k·C, min((k+1)·C, N) − 1]`. The grid depends on `(N, C)` only, which
 //! is why a run's result is the same whatever the workers do.
 
+pub mod count;
+
 use crate::maths::{MAX_INTERVAL_TERMS, MAX_TERMS};
 use serde::{Deserialize, Serialize};
 

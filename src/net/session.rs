@@ -5,13 +5,13 @@
 //! coordinator and writes the coordinator's answers back. A broken or hostile peer only ever ends
 //! its own session; the server goes on.
 
-use crate::connection::{read_line, LineError};
+use crate::wire::line::{read_line, LineError};
 use crate::coordinator::{CoordinatorHandle, Event, Outbound};
 use crate::job::IntervalId;
-use crate::protocol::{self, ClientMessage, ErrorCode, ServerMessage, MAX_LINE, PROTOCOL_VERSION};
-use crate::secret::Secret;
-use crate::tls::{TlsServer, TLS_HANDSHAKE_RECORD};
-use crate::verify::check_result;
+use crate::wire::{self, ClientMessage, ErrorCode, ServerMessage, MAX_LINE, PROTOCOL_VERSION};
+use crate::wire::secret::Secret;
+use crate::net::tls::{TlsServer, TLS_HANDSHAKE_RECORD};
+use crate::coordinator::verify::check_result;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -186,7 +186,7 @@ pub async fn serve(
                         "the server is full; try again later",
                     );
                     let mut buf = Vec::new();
-                    protocol::encode(&msg, &mut buf);
+                    wire::encode(&msg, &mut buf);
                     let _ = timeout(Duration::from_secs(1), stream.write_all(&buf)).await;
                 });
             }
@@ -315,7 +315,7 @@ async fn run_session_until<R, W>(
             )
             .await;
         }
-        Ok(Ok(true)) => protocol::decode_client(&line),
+        Ok(Ok(true)) => wire::decode_client(&line),
         Ok(Ok(false)) | Ok(Err(LineError::Truncated)) | Ok(Err(LineError::Io(_))) => return,
         Ok(Err(LineError::TooLong(max))) => {
             tracing::warn!(%peer, "line too long during handshake");
@@ -391,14 +391,14 @@ async fn run_session_until<R, W>(
     }
     let session = match joined.await {
         Ok(Ok((session, welcome))) => {
-            protocol::encode(&welcome, &mut out);
+            wire::encode(&welcome, &mut out);
             session
         }
         Ok(Err(msg)) => {
             if let ServerMessage::Error { code, message, .. } = &msg {
                 tracing::warn!(%peer, worker = %name, ?code, "hello refused: {message}");
             }
-            protocol::encode(&msg, &mut out);
+            wire::encode(&msg, &mut out);
             let _ = timeout(WRITE_TIMEOUT, write.write_all(&out)).await;
             return;
         }
@@ -431,7 +431,7 @@ async fn run_session_until<R, W>(
                             if matches!(m, ServerMessage::Done { .. }) {
                                 goodbye_deadline = Some(Instant::now() + GOODBYE_GRACE);
                             }
-                            protocol::encode(&m, &mut out);
+                            wire::encode(&m, &mut out);
                         }
                         Some(Outbound::Close) | None => { close = true; break; }
                     }
@@ -463,7 +463,7 @@ async fn run_session_until<R, W>(
                 // Only a complete line proves the peer alive: bytes of an unfinished line (a client
                 // trickling one byte a second) do not move the idle deadline.
                 idle_deadline = Instant::now() + config.idle_timeout;
-                match protocol::decode_client(&line) {
+                match wire::decode_client(&line) {
                     Ok(ClientMessage::Request { count }) => {
                         if coordinator.send(Event::Request { session, count }).await.is_err() { break "coordinator gone"; }
                     }
@@ -479,18 +479,18 @@ async fn run_session_until<R, W>(
                     Ok(ClientMessage::Hello { .. }) => {
                         protocol_errors += 1;
                         tracing::warn!(%peer, worker = %name, "out of order: hello was already received");
-                        protocol::encode(&ServerMessage::error(ErrorCode::OutOfOrder, "hello was already received"), &mut out);
+                        wire::encode(&ServerMessage::error(ErrorCode::OutOfOrder, "hello was already received"), &mut out);
                     }
                     Err(e) => {
                         protocol_errors += 1;
                         tracing::warn!(%peer, worker = %name, code = ?e.code, "bad message: {}", e.message);
-                        protocol::encode(&ServerMessage::error(e.code, e.message), &mut out);
+                        wire::encode(&ServerMessage::error(e.code, e.message), &mut out);
                     }
                 }
                 if !out.is_empty() {
                     if protocol_errors >= config.max_protocol_errors {
                         tracing::warn!(%peer, worker = %name, "too many bad messages ({protocol_errors}); closing");
-                        protocol::encode(&ServerMessage::error(ErrorCode::BadMessage, "too many bad messages; closing"), &mut out);
+                        wire::encode(&ServerMessage::error(ErrorCode::BadMessage, "too many bad messages; closing"), &mut out);
                     }
                     if timeout(WRITE_TIMEOUT, write.write_all(&out)).await.map_or(true, |r| r.is_err()) {
                         break "write failed or timed out";
@@ -537,7 +537,7 @@ async fn close_draining(mut stream: TcpStream) {
 
 async fn send_now<W: AsyncWrite + Unpin>(write: &mut W, msg: ServerMessage) {
     let mut buf = Vec::new();
-    protocol::encode(&msg, &mut buf);
+    wire::encode(&msg, &mut buf);
     let _ = timeout(Duration::from_secs(1), write.write_all(&buf)).await;
 }
 

@@ -1,0 +1,388 @@
+//! Sessions of the original system's clients, on a listener of their own, so that the original's
+//! Python clients work unchanged against piswarm (framing: `wire::legacy`).
+//!
+//! Each session joins the coordinator as the worker `legacy@<peer address>`, asks for exactly one
+//! interval, verifies the answer like any native result, and always leaves, so that whatever it
+//! still holds goes back to the queue. A legacy session never changes the coordinator's rules: it
+//! is one more worker. The format has no error messages, so a bad frame is logged and the
+//! connection closed; and its `!ENCERRAR` (stop the server) is never obeyed, since nothing
+//! authenticates it.
+
+use crate::coordinator::verify::check_result;
+use crate::coordinator::{CoordinatorHandle, Event, Outbound, SessionId};
+use crate::job::IntervalId;
+use crate::net::session::ServerConfig;
+use crate::wire::legacy::{
+    encode_frame, interval_body, is_original_trapezoid, parse_client_body, read_frame,
+    ClientFrame, FrameError, DISCONNECT_REPLY, SHUTDOWN,
+};
+use crate::wire::{Dec, ServerMessage, WorkResult};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::{sleep_until, timeout, timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Messages queued from the coordinator to one legacy session: one assignment, the answer to one
+/// result, a `done` and a close fit many times over.
+const OUTBOX_CAPACITY: usize = 16;
+/// How long writing one frame may take before the client is considered stuck.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the coordinator may take to answer a result (it answers at once unless overloaded).
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the goodbye reply and the closing handshake may take.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+
+/// Accepts legacy clients until `shutdown` is cancelled, with a connection limit of its own
+/// (`config.max_connections`). Sessions are tracked by `tracker`, like native ones, so the caller
+/// stops both the same way: cancel, drain the coordinator, wait for the tracker.
+pub async fn serve_legacy(
+    listener: TcpListener,
+    coordinator: CoordinatorHandle,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let config = Arc::new(config);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Typically EMFILE: wait a little rather than spin.
+                tracing::warn!("legacy accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // The format has no error message: closing is all a legacy client can be told.
+            tracing::warn!(%peer, "legacy client refused: the legacy listener holds its maximum of {} connections", config.max_connections);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let coordinator = coordinator.clone();
+        let config = config.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let (read, write) = stream.into_split();
+            run_legacy_session(read, write, peer, coordinator, &config, shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Runs one legacy session to its end: join, one interval, its result, the goodbye, leave.
+pub async fn run_legacy_session<R, W>(
+    read: R,
+    mut write: W,
+    peer: SocketAddr,
+    coordinator: CoordinatorHandle,
+    config: &ServerConfig,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let name = format!("legacy@{peer}");
+    let (outbox, mut inbox) = mpsc::channel(OUTBOX_CAPACITY);
+    let (reply, joined) = oneshot::channel();
+    let join = Event::Join {
+        name: name.clone(),
+        peer: peer.to_string(),
+        outbox,
+        reply,
+    };
+    let joined = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        sent = coordinator.send(join) => match sent {
+            Ok(()) => joined.await,
+            Err(_) => return,
+        },
+    };
+    let session = match joined {
+        Ok(Ok((session, _welcome))) => session,
+        Ok(Err(refusal)) => {
+            tracing::warn!(%peer, worker = %name, "legacy client refused by the coordinator: {refusal:?}");
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut reader = BufReader::with_capacity(8 * 1024, read);
+    let mut legacy = Session {
+        reader: &mut reader,
+        write: &mut write,
+        inbox: &mut inbox,
+        coordinator: &coordinator,
+        config,
+        peer,
+        name: &name,
+        session,
+    };
+    let end = legacy.run().await;
+    tracing::debug!(%peer, worker = %name, "legacy session ended: {end}");
+    // Always leave, and before closing the socket: whatever the session still holds is back in
+    // the queue before the client can see the connection end.
+    let _ = coordinator.send(Event::Leave { session }).await;
+    let _ = timeout(REPLY_TIMEOUT, write.shutdown()).await;
+}
+
+/// What ended the wait for a frame.
+enum Next {
+    Frame(Vec<u8>),
+    Eof,
+    Bad(FrameError),
+    TimedOut,
+    /// The coordinator closed the session (stopping, or the session was dropped).
+    Closed,
+}
+
+/// Reads one frame before `deadline`, while watching the outbox for the coordinator closing the
+/// session; other messages (a `done` once the job is complete) do not interrupt the read. A frame
+/// already received wins over a close, so that a goodbye sent right after the run's last result
+/// is still answered when the server stops at once.
+async fn next_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    inbox: &mut mpsc::Receiver<Outbound>,
+    deadline: Instant,
+) -> Next {
+    let read = read_frame(reader);
+    tokio::pin!(read);
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut read => return match r {
+                Ok(Some(body)) => Next::Frame(body),
+                Ok(None) => Next::Eof,
+                Err(e) => Next::Bad(e),
+            },
+            msg = inbox.recv() => match msg {
+                Some(Outbound::Message(_)) => {}
+                Some(Outbound::Close) | None => return Next::Closed,
+            },
+            _ = sleep_until(deadline) => return Next::TimedOut,
+        }
+    }
+}
+
+/// Whether the peer closed its side: cancel-safe, and consumes nothing.
+async fn peer_closed<R: AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Result<bool> {
+    Ok(reader.fill_buf().await?.is_empty())
+}
+
+/// One joined legacy session.
+struct Session<'a, R, W> {
+    reader: &'a mut BufReader<R>,
+    write: &'a mut W,
+    inbox: &'a mut mpsc::Receiver<Outbound>,
+    coordinator: &'a CoordinatorHandle,
+    config: &'a ServerConfig,
+    peer: SocketAddr,
+    name: &'a str,
+    session: SessionId,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
+    /// The exchange; returns why it ended. The caller leaves the coordinator afterwards.
+    async fn run(&mut self) -> &'static str {
+        let (peer, name) = (self.peer, self.name);
+        let request = Event::Request {
+            session: self.session,
+            count: 1,
+        };
+        if self.coordinator.send(request).await.is_err() {
+            return "the coordinator stopped";
+        }
+
+        // 1. Wait for an interval. A client that hangs up meanwhile ends the session; one that
+        //    speaks first keeps its bytes buffered for the frame reader.
+        let mut watch_peer = true;
+        let (id, a, b) = loop {
+            tokio::select! {
+                msg = self.inbox.recv() => match msg {
+                    Some(Outbound::Message(ServerMessage::Assign { id, a, b, .. })) => break (id.0, a.0, b.0),
+                    Some(Outbound::Message(ServerMessage::Done { .. })) => return "no work to hand out: the job is complete or the server is stopping",
+                    Some(Outbound::Message(_)) => {}
+                    Some(Outbound::Close) | None => return "closed by the coordinator",
+                },
+                closed = peer_closed(self.reader), if watch_peer => match closed {
+                    Ok(false) => watch_peer = false,
+                    Ok(true) | Err(_) => return "the client left before receiving an interval",
+                },
+            }
+        };
+
+        // 2. Hand it out, header and body in one write.
+        let frame = encode_frame(interval_body(a, b).as_bytes());
+        if !matches!(
+            timeout(WRITE_TIMEOUT, self.write.write_all(&frame)).await,
+            Ok(Ok(()))
+        ) {
+            return "could not write the interval";
+        }
+        let sent_at = Instant::now();
+
+        // 3. Its result, within the idle timeout.
+        let body = match next_frame(self.reader, self.inbox, sent_at + self.config.idle_timeout)
+            .await
+        {
+            Next::Frame(body) => body,
+            Next::Eof => {
+                tracing::info!(%peer, worker = %name, interval = id, "legacy client closed the connection without a result");
+                return "the client left without a result";
+            }
+            Next::Bad(e) => return self.bad_frame(&e, id),
+            Next::TimedOut => {
+                tracing::info!(%peer, worker = %name, interval = id, "legacy client sent no result within the idle timeout ({:?}); closing", self.config.idle_timeout);
+                return "idle timeout";
+            }
+            Next::Closed => return "closed by the coordinator",
+        };
+        let duration = sent_at.elapsed();
+        let sent = match parse_client_body(&body) {
+            Ok(ClientFrame::Result(r)) => r,
+            Ok(ClientFrame::Disconnect) => {
+                self.reply_goodbye().await;
+                return "the client said goodbye without a result";
+            }
+            Ok(ClientFrame::Shutdown) => {
+                self.shutdown_ignored();
+                self.reply_goodbye().await;
+                return "shutdown request ignored; treated as a goodbye";
+            }
+            Err(e) => {
+                tracing::warn!(%peer, worker = %name, interval = id, "malformed legacy result: {e}; closing the connection");
+                return "malformed result";
+            }
+        };
+
+        // 4. Verify it like any result, and wait for the coordinator to count it.
+        let mut sent = sent;
+        if !crate::maths::series::pi_partial_plausible(a, b, sent.pi)
+            && is_original_trapezoid(sent.pi)
+        {
+            // The original client sends ∫₀¹ 4/(1+x²) dx by the trapezoidal rule, the same value for
+            // every interval, instead of the interval's partial sum. Its sums are still checked
+            // exactly; the partial is computed here instead, so that the run stays exact.
+            static NOTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !NOTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::info!(%peer, worker = %name, "original client: it sends the trapezoidal integral {} for every interval, not the partial sum; piswarm computes the partial itself", sent.pi);
+            }
+            sent.pi = crate::maths::kernel::pi_partial(a, b).unwrap_or(f64::NAN);
+        }
+        let result = WorkResult {
+            id: Dec(id),
+            a: Dec(a),
+            b: Dec(b),
+            even_sum: Dec(sent.even_sum),
+            odd_sum: Dec(sent.odd_sum),
+            pi: sent.pi,
+            duration_s: duration.as_secs_f64(),
+            resend: false,
+        };
+        let job = self.coordinator.job();
+        if let Err(refusal) = check_result(&job, &result) {
+            // The coordinator logs the rejection, with the peer, at warn level.
+            tracing::debug!(%peer, worker = %name, interval = id, code = ?refusal.code, "wrong legacy result: {}; closing the connection", refusal.message);
+            let rejected = Event::Rejected {
+                session: self.session,
+                id: IntervalId(id),
+                code: refusal.code,
+                message: refusal.message,
+            };
+            let _ = self.coordinator.send(rejected).await;
+            return "wrong result";
+        }
+        let event = Event::Result {
+            session: self.session,
+            result,
+        };
+        if self.coordinator.send(event).await.is_err() {
+            return "the coordinator stopped";
+        }
+        let ack_deadline = Instant::now() + ACK_TIMEOUT;
+        loop {
+            match timeout_at(ack_deadline, self.inbox.recv()).await {
+                Ok(Some(Outbound::Message(ServerMessage::Ack { id: acked, status })))
+                    if acked.0 == id =>
+                {
+                    tracing::debug!(%peer, worker = %name, interval = id, ?status, "legacy result acknowledged");
+                    break;
+                }
+                Ok(Some(Outbound::Message(ServerMessage::Error {
+                    code,
+                    message,
+                    id: Some(about),
+                }))) if about.0 == id => {
+                    tracing::info!(%peer, worker = %name, interval = id, ?code, "legacy result not counted: {message}");
+                    break;
+                }
+                // A `done` (the job is complete) or anything else: keep waiting for the answer.
+                Ok(Some(Outbound::Message(_))) => {}
+                Ok(Some(Outbound::Close)) | Ok(None) => return "closed by the coordinator",
+                Err(_) => return "the coordinator did not answer the result",
+            }
+        }
+
+        // 5. The goodbye, within the handshake timeout: the client sends it right away.
+        let deadline = Instant::now() + self.config.handshake_timeout;
+        match next_frame(self.reader, self.inbox, deadline).await {
+            Next::Frame(body) => match parse_client_body(&body) {
+                Ok(ClientFrame::Disconnect) => {
+                    self.reply_goodbye().await;
+                    "served"
+                }
+                Ok(ClientFrame::Shutdown) => {
+                    self.shutdown_ignored();
+                    self.reply_goodbye().await;
+                    "served; shutdown request ignored"
+                }
+                Ok(ClientFrame::Result(_)) => {
+                    tracing::warn!(%peer, worker = %name, "legacy client sent a second result without an interval; closing the connection");
+                    "second result"
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, worker = %name, "malformed legacy frame after the result: {e}; closing the connection");
+                    "malformed goodbye"
+                }
+            },
+            Next::Eof => "served; the client closed without a goodbye",
+            Next::Bad(e) => self.bad_frame(&e, id),
+            Next::TimedOut => "served; no goodbye within the handshake timeout",
+            Next::Closed => "served; closed by the coordinator",
+        }
+    }
+
+    fn bad_frame(&self, e: &FrameError, id: u64) -> &'static str {
+        let (peer, name) = (self.peer, self.name);
+        match e {
+            FrameError::Io(e) => {
+                tracing::info!(%peer, worker = %name, interval = id, "legacy connection failed: {e}");
+                "read error"
+            }
+            e => {
+                tracing::warn!(%peer, worker = %name, interval = id, "malformed legacy frame: {e}; closing the connection");
+                "malformed frame"
+            }
+        }
+    }
+
+    fn shutdown_ignored(&self) {
+        tracing::warn!(peer = %self.peer, worker = %self.name, "ignored an unauthenticated shutdown request ({SHUTDOWN}) from a legacy client; treating it as a goodbye");
+    }
+
+    /// The original's answer to a goodbye: raw bytes, no header. The client may already be gone.
+    async fn reply_goodbye(&mut self) {
+        let _ = timeout(REPLY_TIMEOUT, self.write.write_all(DISCONNECT_REPLY)).await;
+    }
+}
