@@ -1,12 +1,14 @@
-//! The command line: flags, parsing of counts and durations, and the exit codes.
+//! The command line: flags, their validation into the commands' options, and the exit codes.
 //!
-//! The binary's `main` only calls [`main`]. Exit codes: 0 success, 1 failure at run time (e.g. the
-//! coordinator is unreachable), 2 bad usage (e.g. `--terms 0`).
+//! The binary's `main` only calls [`main`]. Nothing here does the work: `commands` does. Exit
+//! codes: 0 success, 1 failure at run time (e.g. the coordinator is unreachable, the store is held
+//! by another `serve`), 2 bad usage (e.g. `--terms 0`, an unfinished run of another job).
 
+use crate::commands::{self, serve::Served};
 use crate::job::count::parse_count;
 use crate::job::Job;
-use crate::wire::secret::Secret;
-use crate::net::session::{ServerConfig, MAX_PREFETCH_CAP};
+use crate::net::limits::{self, ServerConfig, MAX_PREFETCH_CAP};
+use crate::wire::Secret;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,6 +95,34 @@ fn count_usize(s: &str) -> Result<usize, String> {
     usize::try_from(n).map_err(|_| format!("'{s}' is too large"))
 }
 
+/// A size in bytes: `1048576`, `500MB`, `2GiB`, `64M`.
+fn size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 500MB, 2GiB)"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "'{s}': unknown unit (use B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)"
+            ))
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration (e.g. 30s, 2m): {e}"))
 }
@@ -159,6 +189,19 @@ pub struct ServeArgs {
     /// loopback without one, one is generated and printed in its URL.
     #[arg(long, env = "PISWARM_UI_TOKEN", hide_env_values = true, value_parser = Secret::parse_arg)]
     pub ui_token: Option<Secret>,
+    /// Start a new run even if the latest run in --db is unfinished or complete.
+    #[arg(long, conflicts_with = "resume")]
+    pub new_run: bool,
+    /// Continue this run of --db (its own terms and chunk; see `piswarm export` for run numbers).
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<i64>,
+    /// Stop accepting results when the store's disk has less free space than this (e.g. 500MB,
+    /// 2GiB) [default: 64 MiB, or a quarter of the store's size if larger]
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub min_free_disk: Option<u64>,
+    /// The most local clients (the dashboard's Create) running at once [default: 4 per core]
+    #[arg(long, value_parser = count_usize)]
+    pub max_local_clients: Option<usize>,
 }
 
 /// How to reach a running server's dashboard API.
@@ -332,7 +375,20 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
     let command = command.unwrap_or_else(|| Command::Serve(ServeArgs::parse_defaults()));
     match command {
         Command::Bench(what) => bench(what).await,
-        Command::Export(args) => export(args),
+        Command::Export(args) => {
+            if !args.db.exists() {
+                return Ok(usage_error(format!("no database at {}", args.db.display())));
+            }
+            let options = commands::export::ExportOptions {
+                db: args.db,
+                run: args.run,
+                format: args.format,
+                final_only: args.r#final,
+                output: args.output,
+            };
+            commands::export::export(&options)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status(args) => api_call(&args, "GET", "/api/status").await,
         Command::Stop(args) => {
             let path = if args.exit {
@@ -342,77 +398,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
             };
             api_call(&args.api, "POST", path).await
         }
-        Command::Serve(args) => {
-            let job = match Job::new(args.terms, args.chunk) {
-                Ok(job) => job,
-                Err(e) => return Ok(usage_error(e)),
-            };
-            if args.max_prefetch == 0 || args.max_prefetch > MAX_PREFETCH_CAP {
-                return Ok(usage_error(format!(
-                    "--max-prefetch must be between 1 and {MAX_PREFETCH_CAP}"
-                )));
-            }
-            let tls = match (&args.tls_cert, &args.tls_key) {
-                (Some(cert), Some(key)) => match crate::net::tls::TlsServer::from_pem_files(cert, key) {
-                    Ok(tls) => Some(tls),
-                    Err(e) => return Ok(usage_error(e)),
-                },
-                _ => None,
-            };
-            let fd_limit = crate::net::session::raise_fd_limit();
-            let max_connections = args
-                .max_connections
-                .unwrap_or_else(|| crate::net::session::default_max_connections(fd_limit));
-            let listener = tokio::net::TcpListener::bind(&args.listen)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-            tracing::info!(
-                open_file_limit = fd_limit,
-                max_connections,
-                tls = tls.is_some(),
-                "limits"
-            );
-            if let Some(warning) = crate::net::session::exposure_warning(
-                listener.local_addr()?,
-                args.token.is_some(),
-                tls.is_some(),
-            ) {
-                eprintln!("{warning}");
-            }
-            if let Some(legacy) = args
-                .legacy_listen
-                .as_deref()
-                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-                .filter(|a| !a.ip().is_loopback())
-            {
-                eprintln!(
-                    "piswarm: warning: the legacy listener on {legacy} has no authentication (the \
-                     original's wire format has no token): anyone who can reach it can take part"
-                );
-            }
-            let options = crate::commands::serve::ServeOptions {
-                job,
-                db: args.db,
-                out: args.out,
-                quiet: args.quiet,
-                max_prefetch: args.max_prefetch,
-                lease: args.lease,
-                server: ServerConfig {
-                    max_connections,
-                    handshake_timeout: args.handshake_timeout,
-                    idle_timeout: args.idle_timeout,
-                    token: args.token,
-                    tls,
-                    ..ServerConfig::default()
-                },
-                exit_when_done: args.exit_when_done,
-                legacy_listen: args.legacy_listen,
-                http: (!args.no_http).then_some(args.http),
-                ui_token: args.ui_token,
-            };
-            crate::commands::serve::serve(listener, options, shutdown_on_signals()).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Serve(args) => serve(args).await,
         Command::Worker(args) => {
             let mut config = crate::worker::WorkerConfig::new(args.connect);
             config.threads = args.threads.unwrap_or_else(cores).max(1);
@@ -455,14 +441,14 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
             if workers == 0 {
                 return Ok(usage_error("--workers must be at least 1"));
             }
-            let options = crate::commands::run::RunOptions {
+            let options = commands::run::RunOptions {
                 job,
                 workers,
                 threads_per_worker: 1,
                 progress: !args.json,
                 db: args.db,
             };
-            let report = crate::commands::run::run_local(options).await?;
+            let report = commands::run::run_local(options).await?;
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -470,6 +456,82 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Validates `serve`'s flags into its options, then serves.
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let job = match Job::new(args.terms, args.chunk) {
+        Ok(job) => job,
+        Err(e) => return Ok(usage_error(e)),
+    };
+    if args.max_prefetch == 0 || args.max_prefetch > MAX_PREFETCH_CAP {
+        return Ok(usage_error(format!(
+            "--max-prefetch must be between 1 and {MAX_PREFETCH_CAP}"
+        )));
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match crate::net::tls::TlsServer::from_pem_files(cert, key) {
+            Ok(tls) => Some(tls),
+            Err(e) => return Ok(usage_error(e)),
+        },
+        _ => None,
+    };
+    let fd_limit = limits::raise_fd_limit();
+    let max_connections = args
+        .max_connections
+        .unwrap_or_else(|| limits::default_max_connections(fd_limit));
+    tracing::info!(
+        open_file_limit = fd_limit,
+        max_connections,
+        tls = tls.is_some(),
+        "limits"
+    );
+    if let Some(legacy) = args
+        .legacy_listen
+        .as_deref()
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .filter(|a| !a.ip().is_loopback())
+    {
+        eprintln!(
+            "piswarm: warning: the legacy listener on {legacy} has no authentication (the \
+             original's wire format has no token): anyone who can reach it can take part"
+        );
+    }
+    let mut options = commands::serve::ServeOptions::new(job, args.db, args.out);
+    options.quiet = args.quiet;
+    options.max_prefetch = args.max_prefetch;
+    options.lease = args.lease;
+    options.server = ServerConfig {
+        max_connections,
+        handshake_timeout: args.handshake_timeout,
+        idle_timeout: args.idle_timeout,
+        token: args.token,
+        tls,
+        ..ServerConfig::default()
+    };
+    options.exit_when_done = args.exit_when_done;
+    options.legacy_listen = args.legacy_listen;
+    options.http = (!args.no_http).then_some(args.http);
+    options.ui_token = args.ui_token;
+    options.new_run = args.new_run;
+    options.resume = args.resume;
+    options.min_free_disk = args.min_free_disk;
+    if let Some(max) = args.max_local_clients {
+        options.max_local_clients = max;
+    }
+    let served = commands::serve::serve_command(&args.listen, options, shutdown_on_signals()).await;
+    match served {
+        Ok(Served::Stopped(_)) => Ok(ExitCode::SUCCESS),
+        Ok(Served::AlreadyComplete(why)) => {
+            println!("piswarm: {why}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => match e.downcast_ref::<crate::node::StartError>() {
+            Some(crate::node::StartError::Unfinished { .. })
+            | Some(crate::node::StartError::CannotResume { .. }) => Ok(usage_error(e)),
+            _ => Err(e),
+        },
     }
 }
 
@@ -504,7 +566,8 @@ async fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
         } => {
             let threads = threads.unwrap_or_else(cores);
             let report =
-                tokio::task::spawn_blocking(move || crate::commands::bench::kernel(seconds, threads)).await?;
+                tokio::task::spawn_blocking(move || commands::bench::kernel(seconds, threads))
+                    .await?;
             show(json, &report)
         }
         BenchCommand::Coordinator {
@@ -527,7 +590,7 @@ async fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
 /// cannot be reached or answers with an error.
 async fn api_call(args: &ApiArgs, method: &str, path: &str) -> anyhow::Result<ExitCode> {
     let token = args.ui_token.as_ref().map(|t| t.expose());
-    match crate::commands::status::request(&args.http, method, path, token).await {
+    match commands::status::request(&args.http, method, path, token).await {
         Ok((status, body)) => {
             println!("{}", body.trim_end());
             if (200..300).contains(&status) {
@@ -542,30 +605,4 @@ async fn api_call(args: &ApiArgs, method: &str, path: &str) -> anyhow::Result<Ex
             Ok(ExitCode::from(1))
         }
     }
-}
-
-fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    use crate::store::{Location, Store};
-    if !args.db.exists() {
-        return Ok(usage_error(format!("no database at {}", args.db.display())));
-    }
-    let store = Store::open(&Location::File(args.db.clone()))?;
-    let run = match args.run {
-        Some(id) => store.run(id)?.id,
-        None => store.latest_run()?.id,
-    };
-    let mut out: Box<dyn std::io::Write> = match &args.output {
-        Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
-    if args.r#final {
-        crate::store::export::final_json(&store, run, &mut out)?;
-    } else {
-        match args.format {
-            crate::store::export::Format::Json => crate::store::export::results_json(&store, run, &mut out)?,
-            crate::store::export::Format::Csv => crate::store::export::results_csv(&store, run, &mut out)?,
-        }
-    }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
 }

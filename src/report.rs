@@ -6,17 +6,21 @@
 use crate::maths::series;
 use crate::wire::Dec;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 
 /// One accepted result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResultRecord {
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub id: Dec<u64>,
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub a: Dec<u64>,
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub b: Dec<u64>,
     pub worker: String,
     pub peer: String,
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub even_sum: Dec<u128>,
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub odd_sum: Dec<u128>,
     pub pi: f64,
     pub duration_s: f64,
@@ -25,14 +29,16 @@ pub struct ResultRecord {
 }
 
 /// The summary of a run: `final.json`, `run --json`, `GET /api/runs/{id}/final`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FinalReport {
     /// Terms of the job (bounded), or terms covered by accepted results (open-ended).
     pub terms: u64,
     pub chunk: u64,
     /// Accepted intervals.
     pub intervals: u64,
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub even_sum: Dec<u128>,
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub odd_sum: Dec<u128>,
     /// The aggregated π partials, summed exactly and rounded once.
     pub pi: f64,
@@ -42,37 +48,44 @@ pub struct FinalReport {
     /// `pi` plus the Euler-number estimate of the series' remainder, when the accepted intervals
     /// form a contiguous prefix `[0, terms − 1]`; otherwise null.
     pub pi_corrected: Option<f64>,
-    /// Workers that took part (sessions that completed the handshake).
+    /// Workers that contributed: distinct worker names with at least one accepted result.
     pub workers: u64,
     pub elapsed_s: f64,
     pub terms_per_s: f64,
 }
 
-/// Inputs of a [`FinalReport`], as accumulated by the coordinator.
-#[derive(Debug, Clone, Copy)]
+/// The totals of a run's durable results: the one totals type, shared by the coordinator's
+/// snapshots, the store's run rows, the API and the final report.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Totals {
+    /// Intervals whose results are durable.
+    pub intervals_done: u64,
+    /// Terms those intervals cover.
     pub terms_done: u64,
-    pub job_terms: Option<u64>,
-    pub chunk: u64,
-    pub intervals: u64,
-    pub even_sum: u128,
-    pub odd_sum: u128,
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
+    pub even_sum: Dec<u128>,
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
+    pub odd_sum: Dec<u128>,
+    /// Their π partials, summed exactly and rounded once.
     pub pi: f64,
-    pub done_is_prefix: bool,
+    /// Distinct worker names that contributed at least one accepted result.
     pub workers: u64,
+    /// Seconds the run has been served.
     pub elapsed_s: f64,
 }
 
 impl FinalReport {
-    pub fn from_totals(t: Totals) -> FinalReport {
-        let pi_corrected = (t.done_is_prefix && t.terms_done > 0)
-            .then(|| series::pi_corrected(t.pi, t.terms_done));
+    /// The report of a run of `job` with these totals; `done_is_prefix` says whether the done
+    /// intervals are exactly `[0, intervals_done)` (then the truncation correction applies).
+    pub fn new(job: &crate::job::Job, t: &Totals, done_is_prefix: bool) -> FinalReport {
+        let pi_corrected =
+            (done_is_prefix && t.terms_done > 0).then(|| series::pi_corrected(t.pi, t.terms_done));
         FinalReport {
-            terms: t.job_terms.unwrap_or(t.terms_done),
-            chunk: t.chunk,
-            intervals: t.intervals,
-            even_sum: Dec(t.even_sum),
-            odd_sum: Dec(t.odd_sum),
+            terms: job.terms.unwrap_or(t.terms_done),
+            chunk: job.chunk,
+            intervals: t.intervals_done,
+            even_sum: t.even_sum,
+            odd_sum: t.odd_sum,
             pi: t.pi,
             pi_error: series::pi_error(t.pi),
             correct_digits: series::correct_digits(t.pi),
@@ -118,18 +131,4 @@ impl FinalReport {
 /// The current time as RFC 3339 (ISO-8601) UTC with milliseconds.
 pub fn now_iso8601() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
-}
-
-/// Writes `value` as pretty JSON to `path` atomically (a temporary file, then a rename).
-pub fn write_json_atomically<T: Serialize + ?Sized>(path: &Path, value: &T) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    {
-        let file = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::new(file);
-        serde_json::to_writer_pretty(&mut w, value)?;
-        std::io::Write::write_all(&mut w, b"\n")?;
-        std::io::Write::flush(&mut w)?;
-        w.get_ref().sync_all()?;
-    }
-    std::fs::rename(tmp, path)
 }

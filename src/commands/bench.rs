@@ -7,13 +7,13 @@
 //! * `connections`: resident memory of a `piswarm serve` process holding N idle, handshaken
 //!   connections.
 
-use crate::wire::line::read_line;
-use crate::coordinator::{self, CoordinatorConfig, StoreLink};
+use crate::coordinator::{self, CoordinatorConfig};
 use crate::job::Job;
 use crate::maths::kernel::{self, Isa};
+use crate::net::{self, Listeners, ServerConfig};
+use crate::store::{Location, Store};
+use crate::wire::line::read_line;
 use crate::wire::{self, AckStatus, ClientMessage, ServerMessage, MAX_LINE, PROTOCOL_VERSION};
-use crate::net::session::{self as server, ServerConfig};
-use crate::store::{Location, Store, Writer};
 use crate::worker;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -105,21 +105,26 @@ pub async fn coordinator(
     let store = Store::open(&Location::File(db.clone()))?;
     let run = store.create_run(job)?;
     let mut config = CoordinatorConfig::new(job);
-    config.run_id = run as u64;
     config.max_prefetch = prefetch.max(1);
-    let (failures_tx, failures) = tokio::sync::mpsc::unbounded_channel();
-    let (writer, _writer_thread) = Writer::start(store, failures_tx)?;
-    let link = StoreLink {
-        writer,
+    let running = coordinator::start_run(
+        store,
         run,
-        failures,
-        path: Some(db.clone()),
-    };
-    let (handle, _task) = coordinator::spawn_with(config, None, Some(link));
+        coordinator::RunOptions {
+            config,
+            print_results: false,
+            path: Some(db.clone()),
+            min_free_disk: 0,
+        },
+    )
+    .await?;
+    let handle = running.handle.clone();
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    tokio::spawn(server::serve(
-        listener,
+    tokio::spawn(net::serve(
+        Listeners {
+            v1: listener,
+            legacy: None,
+        },
         handle.clone(),
         ServerConfig::default(),
         shutdown.clone(),
@@ -137,13 +142,13 @@ pub async fn coordinator(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (a0, d0, t0) = (
         acked.load(Ordering::Relaxed),
-        snap.borrow().intervals_done,
+        snap.borrow().totals.intervals_done,
         Instant::now(),
     );
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
     let (a1, d1, t1) = (
         acked.load(Ordering::Relaxed),
-        snap.borrow().intervals_done,
+        snap.borrow().totals.intervals_done,
         Instant::now(),
     );
     client_stop.cancel();
@@ -153,6 +158,8 @@ pub async fn coordinator(
     shutdown.cancel();
     let _ = handle.drain().await;
     drop(handle);
+    drop(snap);
+    running.finish().await;
     let _ = std::fs::remove_dir_all(&dir);
     let elapsed = (t1 - t0).as_secs_f64();
     Ok(CoordinatorReport {
@@ -183,6 +190,7 @@ async fn light_client(
             version: PROTOCOL_VERSION,
             worker: "bench".into(),
             token: None,
+            agent: None,
         },
         &mut out,
     );
@@ -297,6 +305,7 @@ pub async fn connections(count: usize) -> anyhow::Result<ConnectionsReport> {
             version: PROTOCOL_VERSION,
             worker: "idle".into(),
             token: None,
+            agent: None,
         },
         &mut hello,
     );
@@ -370,7 +379,7 @@ fn clock_ticks_per_s() -> f64 {
 }
 
 /// Raises this process's soft file-descriptor limit to its hard limit (best effort); see
-/// [`crate::net::session::raise_fd_limit`].
+/// [`crate::net::limits::raise_fd_limit`].
 pub fn raise_fd_limit() -> u64 {
-    crate::net::session::raise_fd_limit().unwrap_or(0)
+    crate::net::limits::raise_fd_limit().unwrap_or(0)
 }

@@ -1,10 +1,10 @@
 //! `piswarm run`: the whole job on this machine — a coordinator on an ephemeral loopback port and
 //! `W` workers that connect to it over real TCP — with a progress bar and the final report.
 
-use crate::coordinator::{self, CoordinatorConfig, StoreLink};
+use crate::coordinator::{self, CoordinatorConfig};
 use crate::job::Job;
+use crate::net::{self, Listeners, ServerConfig};
 use crate::report::FinalReport;
-use crate::net::session::{self as server, ServerConfig};
 use crate::store::{Location, Store};
 use crate::worker::{self, WorkerConfig};
 use std::time::Duration;
@@ -28,26 +28,34 @@ pub struct RunOptions {
 pub async fn run_local(options: RunOptions) -> anyhow::Result<FinalReport> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let mut config = CoordinatorConfig::new(options.job);
-    config.max_prefetch = 64;
     // Results go through the store like in `serve` (group commit, acknowledged once durable).
     let location = options.db.clone().map_or(Location::Memory, Location::File);
     let store = Store::open(&location)?;
     let run = store.create_run(options.job)?;
-    config.run_id = run as u64;
-    let (failures_tx, failures) = tokio::sync::mpsc::unbounded_channel();
-    let (writer, _writer_thread) = crate::store::Writer::start(store, failures_tx)?;
-    let link = StoreLink {
-        writer,
+    let mut config = CoordinatorConfig::new(options.job);
+    config.max_prefetch = 64;
+    let running = coordinator::start_run(
+        store,
         run,
-        failures,
-        path: options.db.clone(),
-    };
-    let (coordinator, _task) = coordinator::spawn_with(config, None, Some(link));
+        coordinator::RunOptions {
+            config,
+            print_results: false,
+            path: options.db.clone(),
+            min_free_disk: options
+                .db
+                .as_deref()
+                .map_or(0, crate::node::default_min_free_disk),
+        },
+    )
+    .await?;
+    let coordinator = running.handle.clone();
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let server = tokio::spawn(server::serve(
-        listener,
+    let server = tokio::spawn(net::serve(
+        Listeners {
+            v1: listener,
+            legacy: None,
+        },
         coordinator.clone(),
         ServerConfig::default(),
         shutdown.clone(),
@@ -69,7 +77,7 @@ pub async fn run_local(options: RunOptions) -> anyhow::Result<FinalReport> {
     loop {
         let snap = snapshots.borrow_and_update().clone();
         if let Some(bar) = &bar {
-            bar.set_position(snap.terms_done);
+            bar.set_position(snap.totals.terms_done);
         }
         if snap.complete {
             break;
@@ -77,12 +85,8 @@ pub async fn run_local(options: RunOptions) -> anyhow::Result<FinalReport> {
         if let Some(reason) = snap.store_failed {
             anyhow::bail!("the store failed: {reason}");
         }
-        tokio::select! {
-            changed = snapshots.changed() => changed?,
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
+        snapshots.changed().await?;
     }
-    coordinator.flush().await?;
     let report = coordinator.report().await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -96,6 +100,8 @@ pub async fn run_local(options: RunOptions) -> anyhow::Result<FinalReport> {
     let _ = server.await;
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    drop(coordinator);
+    running.finish().await;
     Ok(report)
 }
 

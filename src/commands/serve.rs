@@ -2,54 +2,41 @@
 //! caller says stop. The lifecycle (start, stop, new run, local clients) lives in `node`; the
 //! dashboard in `web`.
 
-use crate::job::Job;
-use crate::node::Node;
+pub use crate::node::ServeOptions;
+use crate::node::{Node, StartError};
 use crate::report::FinalReport;
-use crate::wire::secret::Secret;
-use crate::net::session::ServerConfig;
-use std::path::PathBuf;
-use std::time::Duration;
+use crate::store::lock::StoreLock;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Options of `piswarm serve`.
-#[derive(Debug, Clone)]
-pub struct ServeOptions {
-    pub job: Job,
-    /// The SQLite store: runs and every accepted result.
-    pub db: PathBuf,
-    pub out: PathBuf,
-    pub quiet: bool,
-    pub max_prefetch: u32,
-    pub lease: Option<Duration>,
-    pub server: ServerConfig,
-    /// Stop by itself once a bounded job is complete.
-    pub exit_when_done: bool,
-    /// Also serve the original's Python clients, in their own wire format, on this address.
-    pub legacy_listen: Option<String>,
-    /// Serve the dashboard and its JSON API on this address (`None`: no dashboard).
-    pub http: Option<String>,
-    /// The token the dashboard requires (one is generated when it listens beyond loopback).
-    pub ui_token: Option<Secret>,
+/// How `serve` ended.
+#[derive(Debug)]
+pub enum Served {
+    /// It served until told to stop (or the job completed, with `--exit-when-done`).
+    Stopped(FinalReport),
+    /// There was nothing to serve: the run to continue is complete.
+    AlreadyComplete(String),
 }
 
-impl ServeOptions {
-    /// Options with the defaults of the command line.
-    pub fn new(job: Job, db: PathBuf, out: PathBuf) -> ServeOptions {
-        ServeOptions {
-            job,
-            db,
-            out,
-            quiet: true,
-            max_prefetch: 64,
-            lease: None,
-            server: ServerConfig::default(),
-            exit_when_done: false,
-            legacy_listen: None,
-            http: None,
-            ui_token: None,
-        }
+/// `piswarm serve` as the command line runs it: takes the store's lock before binding any port,
+/// binds `listen`, and serves until `shutdown`.
+pub async fn serve_command(
+    listen: &str,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Served> {
+    let lock = StoreLock::acquire(&options.db)?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    if let Some(warning) = crate::net::limits::exposure_warning(
+        listener.local_addr()?,
+        options.server.token.is_some(),
+        options.server.tls.is_some(),
+    ) {
+        eprintln!("{warning}");
     }
+    serve_with(listener, lock, options, shutdown).await
 }
 
 /// Serves on `listener` until `shutdown` is cancelled (or the job completes, with
@@ -63,6 +50,19 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<FinalReport> {
+    let lock = StoreLock::acquire(&options.db)?;
+    match serve_with(listener, lock, options, shutdown).await? {
+        Served::Stopped(report) => Ok(report),
+        Served::AlreadyComplete(why) => anyhow::bail!(why),
+    }
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    lock: StoreLock,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Served> {
     let (out, db, exit_when_done) = (
         options.out.clone(),
         options.db.clone(),
@@ -70,7 +70,11 @@ pub async fn serve(
     );
     let http = options.http.clone();
     let ui_token = options.ui_token.clone();
-    let node = Node::start(options, listener, true).await?;
+    let node = match Node::start_locked(options, lock, listener, true).await {
+        Ok(node) => node,
+        Err(e @ StartError::Complete { .. }) => return Ok(Served::AlreadyComplete(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
     let web_stop = CancellationToken::new();
     // A dashboard that cannot bind (say, another piswarm holds the port) does not stop the
     // coordinator: the workers' side is the one that must not fail.
@@ -122,19 +126,36 @@ pub async fn serve(
         }
     };
     println!("piswarm: stopping — telling workers, writing results");
-    let report = node.shutdown().await?;
+    // The dashboard's event streams end now, so that its server can finish while the node stops.
     web_stop.cancel();
+    let shut = node.shutdown().await;
     if let Some(web) = web {
         let _ = web.await;
     }
+    let report = match shut {
+        Ok(report) => report,
+        Err(e) => {
+            if let Some(reason) = failure {
+                anyhow::bail!("stopped because the store failed: {reason}");
+            }
+            anyhow::bail!("could not finish the run: {e}");
+        }
+    };
     println!("{}", report.human());
     if let Some(reason) = failure {
         anyhow::bail!("stopped because the store failed: {reason}");
     }
-    println!(
-        "piswarm: results written to {} (store: {})",
-        out.display(),
-        db.display()
-    );
-    Ok(report)
+    if report.intervals > 0 {
+        println!(
+            "piswarm: results written to {} (store: {})",
+            out.display(),
+            db.display()
+        );
+    } else {
+        println!(
+            "piswarm: no results yet: nothing written (store: {})",
+            db.display()
+        );
+    }
+    Ok(Served::Stopped(report))
 }

@@ -1,35 +1,43 @@
-//! The interval scheduler: which intervals are fresh, in flight, given back or done.
+//! The interval scheduler: which intervals are fresh, in flight, given back, pending or done.
 //!
-//! Pure bookkeeping, no I/O and no clock: the coordinator owns one and is its only user.
-//! Invariant: every interval id of the grid is in exactly one of four states —
-//! fresh (`id >= next_fresh`), in flight (in `holders`), given back (in `returned`), or done
-//! (every other id below `next_fresh`). Hence "done" needs no set of its own, and an interval can
-//! be counted at most once: accepting it moves it to done, and done is final.
+//! Pure bookkeeping, no I/O and no clock: the coordinator's core owns one and is its only user.
+//! Invariant: every interval id of the grid is in exactly one of five states —
+//! * fresh: `id >= next_fresh` (never handed out, in this process or, through the durable
+//!   reservation, in an earlier one);
+//! * in flight: in `holders`, with the session that holds it;
+//! * given back: in `returned` (its holder left, failed, or its lease ran out);
+//! * pending: in `pending` (a result was accepted and is being made durable);
+//! * done: every other id below `next_fresh` (its result is durable).
+//!
+//! Hence "done" needs no set of its own, and an interval is counted at most once: accepting a
+//! result moves it to pending, pending only ever moves on to done, and done is final.
 
 use crate::job::{Interval, IntervalId, Job};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Who holds an interval: an opaque session number chosen by the coordinator.
 pub type HolderId = u64;
+
+/// The state of one interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntervalState {
+    Fresh,
+    InFlight(HolderId),
+    GivenBack,
+    Pending,
+    Done,
+}
 
 #[derive(Debug)]
 pub struct Scheduler {
     job: Job,
     next_fresh: u64,
+    /// Fresh ids below this may be handed out (see [`Scheduler::allow_up_to`]).
+    issue_limit: u64,
     returned: BTreeSet<u64>,
     holders: HashMap<u64, HolderId>,
+    pending: HashSet<u64>,
     done: u64,
-}
-
-/// What [`Scheduler::complete`] decided about a result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Completion {
-    /// The first valid result for this interval: it counts.
-    Accepted,
-    /// The interval was already done: the result is ignored.
-    Duplicate,
-    /// The interval was never handed out.
-    NeverIssued,
 }
 
 impl Scheduler {
@@ -37,25 +45,31 @@ impl Scheduler {
         Scheduler {
             job,
             next_fresh: 0,
+            issue_limit: u64::MAX,
             returned: BTreeSet::new(),
             holders: HashMap::new(),
+            pending: HashSet::new(),
             done: 0,
         }
     }
 
-    /// Rebuilds a scheduler from the set of done intervals (e.g. read back from a store).
-    /// Everything that is not done below the highest done id is given back.
-    pub fn resume(job: Job, done_ids: impl IntoIterator<Item = u64>) -> Scheduler {
+    /// Rebuilds a scheduler from the set of done intervals (read back from a store) and the
+    /// highest id an earlier process may have handed out plus one (`issued`): every id below that
+    /// which is not done is given back, to be handed out again first.
+    pub fn resume(job: Job, done_ids: impl IntoIterator<Item = u64>, issued: u64) -> Scheduler {
         let mut s = Scheduler::new(job);
         let mut done: Vec<u64> = done_ids.into_iter().collect();
         done.sort_unstable();
         done.dedup();
-        s.next_fresh = done.last().map_or(0, |&m| m + 1);
+        let bound = job.intervals().unwrap_or(u64::MAX);
+        let end = done.last().map_or(0, |&m| m + 1).max(issued.min(bound));
         let mut expect = 0;
         for &id in &done {
             s.returned.extend(expect..id);
             expect = id + 1;
         }
+        s.returned.extend(expect..end);
+        s.next_fresh = end;
         s.done = done.len() as u64;
         s
     }
@@ -64,11 +78,21 @@ impl Scheduler {
         &self.job
     }
 
+    /// Fresh ids at or above `limit` are not handed out until the limit is raised. The core keeps
+    /// this at the durable reservation, so that after a crash every id ever handed out is known.
+    pub fn allow_up_to(&mut self, limit: u64) {
+        self.issue_limit = limit;
+    }
+
     /// Hands out the next interval: the smallest given-back one first, then a fresh one.
+    /// `None` when nothing can be handed out now.
     pub fn issue(&mut self, holder: HolderId) -> Option<Interval> {
         let id = match self.returned.pop_first() {
             Some(id) => id,
             None => {
+                if self.next_fresh >= self.issue_limit {
+                    return None;
+                }
                 let interval = self.job.interval(IntervalId(self.next_fresh))?;
                 self.next_fresh += 1;
                 interval.id.0
@@ -89,49 +113,56 @@ impl Scheduler {
         }
     }
 
+    pub fn state(&self, id: IntervalId) -> IntervalState {
+        if id.0 >= self.next_fresh {
+            IntervalState::Fresh
+        } else if let Some(&h) = self.holders.get(&id.0) {
+            IntervalState::InFlight(h)
+        } else if self.returned.contains(&id.0) {
+            IntervalState::GivenBack
+        } else if self.pending.contains(&id.0) {
+            IntervalState::Pending
+        } else {
+            IntervalState::Done
+        }
+    }
+
     /// The current holder of an in-flight interval.
     pub fn holder(&self, id: IntervalId) -> Option<HolderId> {
         self.holders.get(&id.0).copied()
     }
 
-    pub fn is_done(&self, id: IntervalId) -> bool {
-        id.0 < self.next_fresh
-            && !self.holders.contains_key(&id.0)
-            && !self.returned.contains(&id.0)
-    }
-
-    /// Records a valid result for `id`. Only the first one is accepted.
-    pub fn complete(&mut self, id: IntervalId) -> Completion {
+    /// Records an accepted result for an interval that is in flight or given back: it becomes
+    /// pending. Returns false (and changes nothing) in any other state.
+    pub fn accept(&mut self, id: IntervalId) -> bool {
         if id.0 >= self.next_fresh {
-            return Completion::NeverIssued;
+            return false;
         }
         if self.holders.remove(&id.0).is_some() || self.returned.remove(&id.0) {
-            self.done += 1;
-            Completion::Accepted
+            self.pending.insert(id.0);
+            true
         } else {
-            Completion::Duplicate
+            false
         }
     }
 
-    /// Records a valid result that a worker sends again after a reconnect: the interval may have
-    /// been issued by an earlier coordinator process, so it may be past `next_fresh` here — but
-    /// by at most `window` ids, so that a claim far ahead cannot make the queue grow without bound.
-    pub fn complete_resent(&mut self, id: IntervalId, window: u64) -> Completion {
-        if id.0 >= self.next_fresh {
-            if id.0 - self.next_fresh >= window || self.job.interval(id).is_none() {
-                return Completion::NeverIssued;
-            }
-            self.returned.extend(self.next_fresh..id.0);
-            self.next_fresh = id.0 + 1;
+    /// A pending interval's result is durable: it is done.
+    pub fn make_durable(&mut self, id: IntervalId) -> bool {
+        if self.pending.remove(&id.0) {
             self.done += 1;
-            return Completion::Accepted;
+            true
+        } else {
+            false
         }
-        self.complete(id)
     }
 
-    /// Number of done intervals.
+    /// Number of done intervals (durable results).
     pub fn done(&self) -> u64 {
         self.done
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     pub fn in_flight(&self) -> usize {
@@ -151,20 +182,29 @@ impl Scheduler {
             .copied()
             .into_iter()
             .chain(self.holders.keys().copied())
+            .chain(self.pending.iter().copied())
             .min()
             .unwrap_or(self.next_fresh);
         lowest_open == self.done
     }
 
-    /// Stretches of the grid by state, for the coverage map: `(first_id, last_id, state)`.
     pub fn given_back(&self) -> impl Iterator<Item = u64> + '_ {
         self.returned.iter().copied()
+    }
+
+    pub fn given_back_count(&self) -> usize {
+        self.returned.len()
     }
 
     pub fn in_flight_ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.holders.keys().copied()
     }
 
+    pub fn pending_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pending.iter().copied()
+    }
+
+    /// The lowest id never handed out: every id below it was issued at some point.
     pub fn next_fresh(&self) -> u64 {
         self.next_fresh
     }
@@ -173,6 +213,10 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn finish(s: &mut Scheduler, id: IntervalId) -> bool {
+        s.accept(id) && s.make_durable(id)
+    }
 
     #[test]
     fn every_interval_once() {
@@ -185,15 +229,22 @@ mod tests {
         assert!(!s.give_back(a.id));
         let again = s.issue(3).unwrap();
         assert_eq!(again.id, a.id, "given-back intervals are reissued first");
-        assert_eq!(s.complete(again.id), Completion::Accepted);
-        assert_eq!(s.complete(again.id), Completion::Duplicate);
-        assert_eq!(s.complete(IntervalId(5)), Completion::NeverIssued);
-        assert!(s.is_done(again.id) && !s.is_done(b.id));
+        assert!(s.accept(again.id));
+        assert_eq!(s.state(again.id), IntervalState::Pending);
+        assert!(
+            !s.accept(again.id),
+            "a pending interval is not accepted twice"
+        );
+        assert!(s.make_durable(again.id));
+        assert!(!s.accept(again.id), "done is final");
+        assert!(!s.accept(IntervalId(5)), "never issued");
+        assert_eq!(s.state(again.id), IntervalState::Done);
+        assert_eq!(s.state(b.id), IntervalState::InFlight(2));
         assert!(s.done_is_prefix());
-        s.complete(b.id);
+        finish(&mut s, b.id);
         let mut n = 2;
         while let Some(i) = s.issue(9) {
-            assert_eq!(s.complete(i.id), Completion::Accepted);
+            assert!(finish(&mut s, i.id));
             n += 1;
         }
         assert_eq!(n, 10);
@@ -205,7 +256,7 @@ mod tests {
         let mut s = Scheduler::new(Job::new(None, None).unwrap());
         let i = s.issue(1).unwrap();
         s.give_back(i.id);
-        assert_eq!(s.complete(i.id), Completion::Accepted);
+        assert!(finish(&mut s, i.id));
         assert!(
             s.issue(2).unwrap().id.0 == 1,
             "the accepted interval is not reissued"
@@ -213,35 +264,28 @@ mod tests {
     }
 
     #[test]
-    fn resent_results_count_once_within_the_window() {
-        let mut s = Scheduler::new(Job::new(Some(100_000), Some(1000)).unwrap());
-        assert_eq!(s.complete_resent(IntervalId(5), 16), Completion::Accepted);
-        assert_eq!(s.complete_resent(IntervalId(5), 16), Completion::Duplicate);
-        assert_eq!(
-            s.complete_resent(IntervalId(50), 16),
-            Completion::NeverIssued
-        );
-        assert_eq!(
-            s.complete_resent(IntervalId(100), 1000),
-            Completion::NeverIssued,
-            "past the grid"
-        );
-        let issued: Vec<u64> = (0..5).map(|_| s.issue(1).unwrap().id.0).collect();
-        assert_eq!(
-            issued,
-            vec![0, 1, 2, 3, 4],
-            "the gap before the resent interval is handed out"
-        );
-        assert_eq!(s.issue(1).unwrap().id.0, 6);
+    fn nothing_fresh_beyond_the_limit() {
+        let mut s = Scheduler::new(Job::new(None, None).unwrap());
+        s.allow_up_to(2);
+        assert_eq!(s.issue(1).unwrap().id.0, 0);
+        assert_eq!(s.issue(1).unwrap().id.0, 1);
+        assert!(s.issue(1).is_none());
+        s.give_back(IntervalId(0));
+        assert_eq!(s.issue(1).unwrap().id.0, 0, "given back ones still go out");
+        s.allow_up_to(3);
+        assert_eq!(s.issue(1).unwrap().id.0, 2);
     }
 
     #[test]
-    fn resume_gives_back_the_gaps() {
+    fn resume_gives_back_the_gaps_and_everything_possibly_issued() {
         let job = Job::new(Some(10_000), Some(1000)).unwrap();
-        let mut s = Scheduler::resume(job, [0, 1, 4, 2]);
+        let mut s = Scheduler::resume(job, [0, 1, 4, 2], 7);
         assert_eq!(s.done(), 4);
         assert!(!s.done_is_prefix());
-        assert_eq!(s.issue(1).unwrap().id.0, 3);
-        assert_eq!(s.issue(1).unwrap().id.0, 5);
+        let ids: Vec<u64> = (0..4).map(|_| s.issue(1).unwrap().id.0).collect();
+        assert_eq!(ids, vec![3, 5, 6, 7]);
+        assert_eq!(s.state(IntervalId(9)), IntervalState::Fresh);
+        let s = Scheduler::resume(job, [], 100);
+        assert_eq!(s.given_back_count(), 10, "clamped to the grid");
     }
 }

@@ -1,10 +1,12 @@
 //! Checking a worker's result for one interval, exactly and in O(1).
 //!
 //! Pure: no state, no I/O. Sessions call [`check_result`] before a result reaches the coordinator,
-//! so verification runs on every core, in parallel, and the coordinator only does bookkeeping.
+//! so verification runs on every core, in parallel, and the coordinator only does bookkeeping. A
+//! resumed run re-verifies its stored results with [`check_record`].
 
 use crate::job::{IntervalId, Job};
 use crate::maths::{series, sums};
+use crate::report::ResultRecord;
 use crate::wire::{ErrorCode, WorkResult};
 
 /// Why a result was refused: the code sent on the wire and a sentence for people.
@@ -67,7 +69,31 @@ pub fn check_result(job: &Job, r: &WorkResult) -> Result<(), Refusal> {
             ),
         );
     }
+    if !(r.duration_s >= 0.0 && r.duration_s.is_finite()) || r.duration_s.is_sign_negative() {
+        return refuse(
+            ErrorCode::BadMessage,
+            format!(
+                "duration_s must be a finite number of seconds, zero or more, got {}",
+                r.duration_s
+            ),
+        );
+    }
     Ok(())
+}
+
+/// Whether a stored result is still one that [`check_result`] accepts (bit rot, a damaged file).
+pub fn check_record(job: &Job, r: &ResultRecord) -> bool {
+    let result = WorkResult {
+        id: r.id,
+        a: r.a,
+        b: r.b,
+        even_sum: r.even_sum,
+        odd_sum: r.odd_sum,
+        pi: r.pi,
+        duration_s: r.duration_s.max(0.0),
+        resend: false,
+    };
+    check_result(job, &result).is_ok()
 }
 
 #[cfg(test)]
@@ -158,6 +184,16 @@ mod tests {
             }),
             ErrorCode::WrongPi
         );
+        for duration in [-1.0, -0.0, -1e300, f64::NAN, f64::INFINITY] {
+            assert_eq!(
+                code(&WorkResult {
+                    duration_s: duration,
+                    ..r.clone()
+                }),
+                ErrorCode::BadMessage,
+                "duration_s {duration}"
+            );
+        }
         let bounded = Job::new(Some(5000), Some(1000)).unwrap();
         assert_eq!(
             check_result(&bounded, &honest(&job, 5)).unwrap_err().code,

@@ -8,24 +8,26 @@
 //! connection closed; and its `!ENCERRAR` (stop the server) is never obeyed, since nothing
 //! authenticates it.
 
+use super::limits::ServerConfig;
 use crate::coordinator::verify::check_result;
-use crate::coordinator::{CoordinatorHandle, Event, Outbound, SessionId};
-use crate::job::IntervalId;
-use crate::net::session::ServerConfig;
+use crate::coordinator::{CoordinatorHandle, Event, SessionId, WorkerKind};
+use crate::report::now_iso8601;
 use crate::wire::legacy::{
-    encode_frame, interval_body, is_original_trapezoid, parse_client_body, read_frame,
-    ClientFrame, FrameError, DISCONNECT_REPLY, SHUTDOWN,
+    encode_frame, interval_body, is_original_trapezoid, parse_client_body, read_frame, ClientFrame,
+    FrameError, DISCONNECT_REPLY, SHUTDOWN,
 };
 use crate::wire::{Dec, ServerMessage, WorkResult};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+
+/// The longest interval for which the original client's constant π is replaced by a computed
+/// partial (the original handed out 1000 terms): longer ones with that constant are rejected.
+pub const LEGACY_RECOMPUTE_MAX: u64 = 10_000;
 
 /// Messages queued from the coordinator to one legacy session: one assignment, the answer to one
 /// result, a `done` and a close fit many times over.
@@ -37,51 +39,6 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the goodbye reply and the closing handshake may take.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
-
-/// Accepts legacy clients until `shutdown` is cancelled, with a connection limit of its own
-/// (`config.max_connections`). Sessions are tracked by `tracker`, like native ones, so the caller
-/// stops both the same way: cancel, drain the coordinator, wait for the tracker.
-pub async fn serve_legacy(
-    listener: TcpListener,
-    coordinator: CoordinatorHandle,
-    config: ServerConfig,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let permits = Arc::new(Semaphore::new(config.max_connections));
-    let config = Arc::new(config);
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // Typically EMFILE: wait a little rather than spin.
-                tracing::warn!("legacy accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            // The format has no error message: closing is all a legacy client can be told.
-            tracing::warn!(%peer, "legacy client refused: the legacy listener holds its maximum of {} connections", config.max_connections);
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let coordinator = coordinator.clone();
-        let config = config.clone();
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            let (read, write) = stream.into_split();
-            run_legacy_session(read, write, peer, coordinator, &config, shutdown).await;
-            drop(permit);
-        });
-    }
-}
-
 /// Runs one legacy session to its end: join, one interval, its result, the goodbye, leave.
 pub async fn run_legacy_session<R, W>(
     read: R,
@@ -90,34 +47,38 @@ pub async fn run_legacy_session<R, W>(
     coordinator: CoordinatorHandle,
     config: &ServerConfig,
     shutdown: CancellationToken,
+    recompute: Arc<Semaphore>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let name = format!("legacy@{peer}");
     let (outbox, mut inbox) = mpsc::channel(OUTBOX_CAPACITY);
-    let (reply, joined) = oneshot::channel();
+    let session = coordinator.new_session();
     let join = Event::Join {
+        session,
         name: name.clone(),
         peer: peer.to_string(),
+        kind: WorkerKind::Legacy,
         outbox,
-        reply,
     };
-    let joined = tokio::select! {
+    tokio::select! {
         _ = shutdown.cancelled() => return,
-        sent = coordinator.send(join) => match sent {
-            Ok(()) => joined.await,
-            Err(_) => return,
-        },
-    };
-    let session = match joined {
-        Ok(Ok((session, _welcome))) => session,
-        Ok(Err(refusal)) => {
-            tracing::warn!(%peer, worker = %name, "legacy client refused by the coordinator: {refusal:?}");
+        sent = coordinator.send(join) => if sent.is_err() { return },
+    }
+    // The welcome (or a refusal: an error, then the outbox closes).
+    match timeout(ACK_TIMEOUT, inbox.recv()).await {
+        Ok(Some(ServerMessage::Welcome { .. })) => {}
+        Ok(Some(ServerMessage::Error { message, .. })) => {
+            tracing::warn!(%peer, worker = %name, "legacy client refused by the coordinator: {message}");
+            let _ = coordinator.send(Event::Leave { session }).await;
             return;
         }
-        Err(_) => return,
-    };
+        _ => {
+            let _ = coordinator.send(Event::Leave { session }).await;
+            return;
+        }
+    }
     let mut reader = BufReader::with_capacity(8 * 1024, read);
     let mut legacy = Session {
         reader: &mut reader,
@@ -128,6 +89,7 @@ pub async fn run_legacy_session<R, W>(
         peer,
         name: &name,
         session,
+        recompute,
     };
     let end = legacy.run().await;
     tracing::debug!(%peer, worker = %name, "legacy session ended: {end}");
@@ -153,7 +115,7 @@ enum Next {
 /// is still answered when the server stops at once.
 async fn next_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
-    inbox: &mut mpsc::Receiver<Outbound>,
+    inbox: &mut mpsc::Receiver<ServerMessage>,
     deadline: Instant,
 ) -> Next {
     let read = read_frame(reader);
@@ -167,8 +129,8 @@ async fn next_frame<R: AsyncRead + Unpin>(
                 Err(e) => Next::Bad(e),
             },
             msg = inbox.recv() => match msg {
-                Some(Outbound::Message(_)) => {}
-                Some(Outbound::Close) | None => return Next::Closed,
+                Some(_) => {}
+                None => return Next::Closed,
             },
             _ = sleep_until(deadline) => return Next::TimedOut,
         }
@@ -184,12 +146,14 @@ async fn peer_closed<R: AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Result
 struct Session<'a, R, W> {
     reader: &'a mut BufReader<R>,
     write: &'a mut W,
-    inbox: &'a mut mpsc::Receiver<Outbound>,
+    inbox: &'a mut mpsc::Receiver<ServerMessage>,
     coordinator: &'a CoordinatorHandle,
     config: &'a ServerConfig,
     peer: SocketAddr,
     name: &'a str,
     session: SessionId,
+    /// Permits to recompute a π partial on the blocking pool.
+    recompute: Arc<Semaphore>,
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
@@ -210,10 +174,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         let (id, a, b) = loop {
             tokio::select! {
                 msg = self.inbox.recv() => match msg {
-                    Some(Outbound::Message(ServerMessage::Assign { id, a, b, .. })) => break (id.0, a.0, b.0),
-                    Some(Outbound::Message(ServerMessage::Done { .. })) => return "no work to hand out: the job is complete or the server is stopping",
-                    Some(Outbound::Message(_)) => {}
-                    Some(Outbound::Close) | None => return "closed by the coordinator",
+                    Some(ServerMessage::Assign { id, a, b, .. }) => break (id.0, a.0, b.0),
+                    Some(ServerMessage::Done { .. }) => return "no work to hand out: the job is complete or the server is stopping",
+                    Some(_) => {}
+                    None => return "closed by the coordinator",
                 },
                 closed = peer_closed(self.reader), if watch_peer => match closed {
                     Ok(false) => watch_peer = false,
@@ -268,17 +232,27 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
 
         // 4. Verify it like any result, and wait for the coordinator to count it.
         let mut sent = sent;
-        if !crate::maths::series::pi_partial_plausible(a, b, sent.pi)
-            && is_original_trapezoid(sent.pi)
+        if is_original_trapezoid(sent.pi)
+            && b - a < LEGACY_RECOMPUTE_MAX
+            && !crate::maths::series::pi_partial_plausible(a, b, sent.pi)
         {
             // The original client sends ∫₀¹ 4/(1+x²) dx by the trapezoidal rule, the same value for
             // every interval, instead of the interval's partial sum. Its sums are still checked
-            // exactly; the partial is computed here instead, so that the run stays exact.
+            // exactly; the partial is computed here instead (on the blocking pool, a few at a
+            // time, and only for intervals of the original's size), so that the run stays exact.
             static NOTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
             if !NOTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 tracing::info!(%peer, worker = %name, "original client: it sends the trapezoidal integral {} for every interval, not the partial sum; piswarm computes the partial itself", sent.pi);
             }
-            sent.pi = crate::maths::kernel::pi_partial(a, b).unwrap_or(f64::NAN);
+            let Ok(_permit) = self.recompute.clone().acquire_owned().await else {
+                return "the server is stopping";
+            };
+            let computed =
+                tokio::task::spawn_blocking(move || crate::maths::kernel::pi_partial(a, b)).await;
+            sent.pi = match computed {
+                Ok(Ok(pi)) => pi,
+                _ => f64::NAN,
+            };
         }
         let result = WorkResult {
             id: Dec(id),
@@ -291,45 +265,42 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             resend: false,
         };
         let job = self.coordinator.job();
-        if let Err(refusal) = check_result(&job, &result) {
+        let verdict = check_result(&job, &result);
+        if let Err(refusal) = &verdict {
             // The coordinator logs the rejection, with the peer, at warn level.
             tracing::debug!(%peer, worker = %name, interval = id, code = ?refusal.code, "wrong legacy result: {}; closing the connection", refusal.message);
-            let rejected = Event::Rejected {
-                session: self.session,
-                id: IntervalId(id),
-                code: refusal.code,
-                message: refusal.message,
-            };
-            let _ = self.coordinator.send(rejected).await;
-            return "wrong result";
         }
+        let wrong = verdict.is_err();
         let event = Event::Result {
             session: self.session,
             result,
+            verdict,
+            received_at: now_iso8601(),
         };
         if self.coordinator.send(event).await.is_err() {
             return "the coordinator stopped";
         }
+        if wrong {
+            return "wrong result";
+        }
         let ack_deadline = Instant::now() + ACK_TIMEOUT;
         loop {
             match timeout_at(ack_deadline, self.inbox.recv()).await {
-                Ok(Some(Outbound::Message(ServerMessage::Ack { id: acked, status })))
-                    if acked.0 == id =>
-                {
+                Ok(Some(ServerMessage::Ack { id: acked, status })) if acked.0 == id => {
                     tracing::debug!(%peer, worker = %name, interval = id, ?status, "legacy result acknowledged");
                     break;
                 }
-                Ok(Some(Outbound::Message(ServerMessage::Error {
+                Ok(Some(ServerMessage::Error {
                     code,
                     message,
                     id: Some(about),
-                }))) if about.0 == id => {
+                })) if about.0 == id => {
                     tracing::info!(%peer, worker = %name, interval = id, ?code, "legacy result not counted: {message}");
                     break;
                 }
                 // A `done` (the job is complete) or anything else: keep waiting for the answer.
-                Ok(Some(Outbound::Message(_))) => {}
-                Ok(Some(Outbound::Close)) | Ok(None) => return "closed by the coordinator",
+                Ok(Some(_)) => {}
+                Ok(None) => return "closed by the coordinator",
                 Err(_) => return "the coordinator did not answer the result",
             }
         }

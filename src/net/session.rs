@@ -1,210 +1,44 @@
-//! The TCP side of the coordinator: the accept loop and one task per connection (a session).
+//! A protocol v1 session: one task per connection.
 //!
 //! A session owns its socket and nothing else. It enforces the limits (line length, handshake and
-//! idle timeouts), decodes messages, verifies results (see `verify`), forwards events to the
-//! coordinator and writes the coordinator's answers back. A broken or hostile peer only ever ends
-//! its own session; the server goes on.
+//! idle timeouts), decodes messages, verifies results (`coordinator::verify`, here, on whichever
+//! core runs the task), forwards events to the coordinator and writes the coordinator's answers
+//! back. A broken or hostile peer only ever ends its own session; the server goes on.
 
-use crate::wire::line::{read_line, LineError};
-use crate::coordinator::{CoordinatorHandle, Event, Outbound};
-use crate::job::IntervalId;
-use crate::wire::{self, ClientMessage, ErrorCode, ServerMessage, MAX_LINE, PROTOCOL_VERSION};
-use crate::wire::secret::Secret;
-use crate::net::tls::{TlsServer, TLS_HANDSHAKE_RECORD};
+use super::limits::{for_log, printable, ServerConfig, OUTBOX_CAPACITY};
+use super::tls::TLS_HANDSHAKE_RECORD;
 use crate::coordinator::verify::check_result;
+use crate::coordinator::{CoordinatorHandle, Event, WorkerKind};
+use crate::report::now_iso8601;
+use crate::wire::line::{read_line, LineError};
+use crate::wire::{self, ClientMessage, ErrorCode, ServerMessage, MAX_LINE, PROTOCOL_VERSION};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-/// Limits and secrets of the TCP server. Its `Debug` shows neither the token nor key material.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub max_connections: usize,
-    /// From accepting a connection to a complete `hello`, TLS handshake included.
-    pub handshake_timeout: Duration,
-    pub idle_timeout: Duration,
-    /// Protocol errors (bad lines) a session may send before it is closed.
-    pub max_protocol_errors: u32,
-    pub token: Option<Secret>,
-    /// Serve TLS only (`--tls-cert`, `--tls-key`).
-    pub tls: Option<TlsServer>,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            // From the limit in force (without raising it: `serve` does that), and never below
-            // the historical 10 000.
-            max_connections: default_max_connections(current_fd_limit()).max(10_000),
-            handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            max_protocol_errors: 16,
-            token: None,
-            tls: None,
-        }
-    }
-}
-
-/// File descriptors kept back from `--max-connections` for everything else: the listeners,
-/// results.json and final.json, a store, standard streams, the runtime.
-pub const FD_RESERVE: u64 = 100;
-/// The largest default connection limit, whatever the file-descriptor limit says.
-const MAX_DEFAULT_CONNECTIONS: u64 = 1 << 20;
-
-/// Raises this process's soft limit on open files (RLIMIT_NOFILE) to its hard limit, and returns
-/// the soft limit now in force (`None` where it cannot be known). Best effort: a failure to raise
-/// leaves the limit as it was.
-pub fn raise_fd_limit() -> Option<u64> {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => Some(limit),
-        Err(_) => current_fd_limit(),
-    }
-}
-
-/// This process's soft limit on open files, if it can be known.
-pub fn current_fd_limit() -> Option<u64> {
-    #[cfg(unix)]
-    {
-        rlimit::getrlimit(rlimit::Resource::NOFILE)
-            .ok()
-            .map(|(soft, _)| soft)
-    }
-    #[cfg(not(unix))]
-    {
-        None
-    }
-}
-
-/// The default `--max-connections` for a file-descriptor limit: the limit less [`FD_RESERVE`]
-/// (less half the limit when it is tiny), so that connections alone can never exhaust the
-/// descriptors; 10 000 when the limit is unknown.
-pub fn default_max_connections(fd_limit: Option<u64>) -> usize {
-    let Some(limit) = fd_limit else {
-        return 10_000;
-    };
-    let reserve = FD_RESERVE.min(limit / 2);
-    let max = (limit - reserve).clamp(1, MAX_DEFAULT_CONNECTIONS);
-    usize::try_from(max).unwrap_or(usize::MAX)
-}
-
-/// The warning printed when workers can reach the server over a network without a token, or see
-/// the token in clear; `None` when there is nothing to warn about (a loopback address).
-pub fn exposure_warning(addr: SocketAddr, token: bool, tls: bool) -> Option<String> {
-    if addr.ip().is_loopback() {
-        return None;
-    }
-    if !token {
-        let rule = "=".repeat(78);
-        return Some(format!(
-            "{rule}\n\
-             WARNING: piswarm is serving on {addr}, which is not a loopback address, WITHOUT A TOKEN.\n\
-             Anyone who can reach this address can join the run as a worker. Results are still\n\
-             verified, so nobody can falsify the totals, but anybody can take work, hold\n\
-             connections and watch the job.\n\
-             Set a shared secret with --token or PISWARM_TOKEN (and give it to your workers),\n\
-             preferably with TLS (--tls-cert, --tls-key), or listen on 127.0.0.1.\n\
-             {rule}"
-        ));
-    }
-    if !tls {
-        return Some(format!(
-            "piswarm: warning: serving on {addr} without TLS: the token travels in clear; \
-             consider --tls-cert and --tls-key"
-        ));
-    }
-    None
-}
 
 /// Read buffer per connection: small, because idle connections are many and lines are short
 /// (a longer line is still read whole, up to the line limit, into its own growing buffer).
 const READ_BUFFER: usize = 2048;
 /// How long a session may take to write one batch of messages before it is considered stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Messages queued from the coordinator to one session: assignments (at most the prefetch cap,
-/// itself at most [`MAX_PREFETCH_CAP`]) plus acks and errors in flight.
-const OUTBOX_CAPACITY: usize = 2 * MAX_PREFETCH_CAP as usize + 256;
-/// The largest prefetch cap a server may be configured with.
-pub const MAX_PREFETCH_CAP: u32 = 1024;
 /// After the coordinator says `done`, how long the session waits for the worker to leave.
 const GOODBYE_GRACE: Duration = Duration::from_secs(5);
-
-/// Accepts connections until `shutdown` is cancelled. Sessions are tracked by `tracker`, so the
-/// caller can wait for them after draining the coordinator.
-pub async fn serve(
-    listener: TcpListener,
-    coordinator: CoordinatorHandle,
-    config: ServerConfig,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let permits = Arc::new(Semaphore::new(config.max_connections));
-    let config = Arc::new(config);
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // Typically EMFILE: wait a little rather than spin.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        match permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let coordinator = coordinator.clone();
-                let config = config.clone();
-                let shutdown = shutdown.clone();
-                tracker.spawn(async move {
-                    let deadline = Instant::now() + config.handshake_timeout;
-                    serve_connection(stream, peer, coordinator, &config, shutdown, deadline).await;
-                    drop(permit);
-                });
-            }
-            Err(_) => {
-                tracing::warn!(%peer, "refused: the server holds its maximum of {} connections", config.max_connections);
-                if config.tls.is_some() {
-                    // A plaintext line would only break a TLS client's handshake: just close; the
-                    // reference worker retries a handshake cut short (with --retry-for).
-                    drop(stream);
-                    continue;
-                }
-                tracker.spawn(async move {
-                    let mut stream = stream;
-                    let msg = ServerMessage::error(
-                        ErrorCode::TooManyConnections,
-                        "the server is full; try again later",
-                    );
-                    let mut buf = Vec::new();
-                    wire::encode(&msg, &mut buf);
-                    let _ = timeout(Duration::from_secs(1), stream.write_all(&buf)).await;
-                });
-            }
-        }
-    }
-}
 
 /// One accepted connection, in its own task: tells TLS from plaintext by the first byte, runs the
 /// TLS handshake if the server has TLS, then the session. Everything up to the `hello` must be done
 /// by `deadline` (the handshake timeout after accepting).
-async fn serve_connection(
+pub(super) async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     coordinator: CoordinatorHandle,
     config: &ServerConfig,
     shutdown: CancellationToken,
-    deadline: Instant,
 ) {
+    let deadline = Instant::now() + config.handshake_timeout;
     let mut first = [0u8; 1];
     let peeked = tokio::select! {
         _ = shutdown.cancelled() => return,
@@ -327,18 +161,19 @@ async fn run_session_until<R, W>(
             .await;
         }
     };
-    let (name, token) = match hello {
+    let (name, token, agent) = match hello {
         Ok(ClientMessage::Hello {
             version,
             worker,
             token,
+            agent,
         }) => {
             if version != PROTOCOL_VERSION {
                 tracing::warn!(%peer, version, "unsupported protocol version");
                 let msg = format!("protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}");
                 return refuse(&mut write, ErrorCode::UnsupportedVersion, &msg).await;
             }
-            (worker, token)
+            (worker, token, agent)
         }
         Ok(_) => {
             tracing::warn!(%peer, "message before hello");
@@ -350,7 +185,7 @@ async fn run_session_until<R, W>(
             .await;
         }
         Err(e) => {
-            tracing::warn!(%peer, "bad hello: {}", e.message);
+            tracing::warn!(%peer, "bad hello: {}", for_log(&e.message));
             return refuse(&mut write, e.code, &e.message).await;
         }
     };
@@ -373,13 +208,20 @@ async fn run_session_until<R, W>(
         }
     }
     let name = printable(&name);
+    let kind = match agent.as_deref() {
+        Some(a) if a.starts_with("piswarm/") => WorkerKind::Piswarm,
+        Some(a) if a.starts_with("browser/") => WorkerKind::Browser,
+        _ => WorkerKind::Other,
+    };
+    // The coordinator answers on the outbox: a welcome (then work), or an error and a close.
     let (outbox, mut inbox) = mpsc::channel(OUTBOX_CAPACITY);
-    let (reply, joined) = oneshot::channel();
+    let session = coordinator.new_session();
     let join = Event::Join {
+        session,
         name: name.clone(),
         peer: peer.to_string(),
+        kind,
         outbox,
-        reply,
     };
     if coordinator.send(join).await.is_err() {
         return refuse(
@@ -389,29 +231,6 @@ async fn run_session_until<R, W>(
         )
         .await;
     }
-    let session = match joined.await {
-        Ok(Ok((session, welcome))) => {
-            wire::encode(&welcome, &mut out);
-            session
-        }
-        Ok(Err(msg)) => {
-            if let ServerMessage::Error { code, message, .. } = &msg {
-                tracing::warn!(%peer, worker = %name, ?code, "hello refused: {message}");
-            }
-            wire::encode(&msg, &mut out);
-            let _ = timeout(WRITE_TIMEOUT, write.write_all(&out)).await;
-            return;
-        }
-        Err(_) => return,
-    };
-    if timeout(WRITE_TIMEOUT, write.write_all(&out))
-        .await
-        .map_or(true, |r| r.is_err())
-    {
-        let _ = coordinator.send(Event::Leave { session }).await;
-        return;
-    }
-    out.clear();
 
     let job = coordinator.job();
     let mut idle_deadline = Instant::now() + config.idle_timeout;
@@ -427,13 +246,19 @@ async fn run_session_until<R, W>(
                 // Batch everything already queued into one write.
                 loop {
                     match next {
-                        Some(Outbound::Message(m)) => {
+                        Some(m) => {
                             if matches!(m, ServerMessage::Done { .. }) {
                                 goodbye_deadline = Some(Instant::now() + GOODBYE_GRACE);
                             }
+                            if let ServerMessage::Error { code, message, id } = &m {
+                                match id {
+                                    Some(id) => tracing::warn!(%peer, worker = %name, ?code, interval = id.0, "rejected result: {message}"),
+                                    None => tracing::warn!(%peer, worker = %name, ?code, "{message}"),
+                                }
+                            }
                             wire::encode(&m, &mut out);
                         }
-                        Some(Outbound::Close) | None => { close = true; break; }
+                        None => { close = true; break; }
                     }
                     match inbox.try_recv() {
                         Ok(m) => next = Some(m),
@@ -468,10 +293,8 @@ async fn run_session_until<R, W>(
                         if coordinator.send(Event::Request { session, count }).await.is_err() { break "coordinator gone"; }
                     }
                     Ok(ClientMessage::Result(result)) => {
-                        let event = match check_result(&job, &result) {
-                            Ok(()) => Event::Result { session, result },
-                            Err(refusal) => Event::Rejected { session, id: IntervalId(result.id.0), code: refusal.code, message: refusal.message },
-                        };
+                        let verdict = check_result(&job, &result);
+                        let event = Event::Result { session, result, verdict, received_at: now_iso8601() };
                         if coordinator.send(event).await.is_err() { break "coordinator gone"; }
                     }
                     Ok(ClientMessage::Heartbeat {}) => {}
@@ -483,7 +306,7 @@ async fn run_session_until<R, W>(
                     }
                     Err(e) => {
                         protocol_errors += 1;
-                        tracing::warn!(%peer, worker = %name, code = ?e.code, "bad message: {}", e.message);
+                        tracing::warn!(%peer, worker = %name, code = ?e.code, "bad message: {}", for_log(&e.message));
                         wire::encode(&ServerMessage::error(e.code, e.message), &mut out);
                     }
                 }
@@ -544,18 +367,4 @@ async fn send_now<W: AsyncWrite + Unpin>(write: &mut W, msg: ServerMessage) {
 async fn refuse<W: AsyncWrite + Unpin>(write: &mut W, code: ErrorCode, message: &str) {
     send_now(write, ServerMessage::error(code, message)).await;
     let _ = write.shutdown().await;
-}
-
-/// A worker name safe to print and store: control characters replaced, at most 64 characters.
-pub fn printable(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if cleaned.is_empty() {
-        "anonymous".to_string()
-    } else {
-        cleaned
-    }
 }

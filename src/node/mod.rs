@@ -1,32 +1,41 @@
-//! The control layer of `piswarm serve`: one running node — its store, its current run and that
-//! run's coordinator, the TCP server that can be stopped and started again, and the local clients
-//! the dashboard creates.
+//! What `piswarm serve` runs: its store, its current run and that run's coordinator, the TCP
+//! server that can be stopped and started again, and the local clients the dashboard creates.
 //!
-//! What it owns: the lifecycle around the coordinator, never the run's state itself (that stays in
-//! the coordinator task). Control operations (start, stop, new run, shutdown) are rare — a person
-//! clicks a button — and are serialised by one async mutex, so two clicks cannot interleave a stop
-//! and a start. Reading the status never waits for that mutex for long: it only copies a few fields.
+//! What it owns: the lifecycle around the coordinator, never a run's state (that stays with the
+//! coordinator's task, which alone writes the run's results, totals and state). Control
+//! operations (start, stop, new run, shutdown) are rare — a person clicks a button — and are
+//! serialised by one async mutex, so two clicks cannot interleave a stop and a start. Reading the
+//! status never waits for it: the view and the current run are published on channels.
 //!
-//! * Stop is graceful: the accept loops end (the port is closed), the coordinator is drained
-//!   (every worker is told `done server_stopping`, every held interval goes back to the queue),
-//!   sessions get a few seconds to say goodbye, then results.json and final.json are written.
-//!   The coordinator itself stays alive, so Start resumes the same run where it was.
-//! * New run stops the server if it runs, finishes the current run (its state in the store becomes
-//!   stopped or complete, its files are written), creates the new run in the store, spawns a fresh
-//!   coordinator for it, and starts the server again if it was running.
+//! * Which run `serve` continues is explicit ([`choose_run`]): an interrupted run of the same job
+//!   is resumed; a complete one is never restarted silently; an unfinished run of another job is
+//!   never orphaned silently.
+//! * Stop is graceful: the accept loop ends (the ports are closed), the coordinator is drained
+//!   (every worker gets its pending acknowledgements, then `done server_stopping`; every held
+//!   interval goes back to the queue), sessions get a few seconds to end, then results.json and
+//!   final.json are written. The coordinator stays alive, so Start resumes the same run.
+//! * New run stops the server if it runs, settles the current run (its files are written),
+//!   creates the new run in the store, starts its coordinator, and starts the server again if it
+//!   was running.
 
-use crate::coordinator::{self, CoordinatorConfig, CoordinatorHandle, Snapshot, StoreLink};
+pub mod clients;
+mod reads;
+
+pub use clients::ClientMode;
+pub use reads::ReadPool;
+
+use crate::coordinator::{
+    self, CoordinatorConfig, CoordinatorHandle, LeasePolicy, RunOptions, RunningRun, Snapshot,
+};
 use crate::job::Job;
-use crate::net::legacy;
+use crate::net::{self, Listeners, ServerConfig};
 use crate::report::FinalReport;
-use crate::commands::serve::ServeOptions;
-use crate::net::session as server;
-use crate::store::{Location, Resume, RunState, Store, StoreError};
-use crate::worker::{self, WorkerConfig};
+use crate::store::lock::{LockError, StoreLock};
+use crate::store::{Location, RunRow, Store, StoreError};
+use crate::wire::Secret;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -35,21 +44,148 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How long stopping waits for sessions to say goodbye.
+/// How long stopping waits for sessions to end.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
-/// The most local clients one request may create.
-pub const MAX_LOCAL_CLIENTS: usize = 1000;
-/// How many read connections to the store are kept open for the dashboard.
-const READ_POOL: usize = 8;
 
-/// How a local client works.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientMode {
-    /// One interval, then leave (the original's client).
-    Once,
-    /// Until the coordinator says there is no more work.
-    UntilDone,
+/// Options of `piswarm serve`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub job: Job,
+    /// The SQLite store: runs and every accepted result.
+    pub db: PathBuf,
+    pub out: PathBuf,
+    pub quiet: bool,
+    pub max_prefetch: u32,
+    pub lease: Option<Duration>,
+    pub server: ServerConfig,
+    /// Stop by itself once a bounded job is complete.
+    pub exit_when_done: bool,
+    /// Also serve the original's Python clients, in their own wire format, on this address.
+    pub legacy_listen: Option<String>,
+    /// Serve the dashboard and its JSON API on this address (`None`: no dashboard).
+    pub http: Option<String>,
+    /// The token the dashboard requires (one is generated when it listens beyond loopback).
+    pub ui_token: Option<Secret>,
+    /// Start a new run even if the latest one could be resumed (`--new-run`).
+    pub new_run: bool,
+    /// Continue this run (`--resume RUN`).
+    pub resume: Option<i64>,
+    /// Stop accepting results below this much free disk (`None`: the default, see
+    /// [`default_min_free_disk`]).
+    pub min_free_disk: Option<u64>,
+    /// The most local clients running at once (the dashboard's Create).
+    pub max_local_clients: usize,
+}
+
+impl ServeOptions {
+    /// Options with the defaults of the command line.
+    pub fn new(job: Job, db: PathBuf, out: PathBuf) -> ServeOptions {
+        ServeOptions {
+            job,
+            db,
+            out,
+            quiet: true,
+            max_prefetch: 64,
+            lease: None,
+            server: ServerConfig::default(),
+            exit_when_done: false,
+            legacy_listen: None,
+            http: None,
+            ui_token: None,
+            new_run: false,
+            resume: None,
+            min_free_disk: None,
+            max_local_clients: clients::default_max_local_clients(),
+        }
+    }
+}
+
+/// The default free-disk guard: 64 MiB, or a quarter of the store's size if that is more (the
+/// store grows by about 200 bytes per result, and SQLite needs room to checkpoint).
+pub fn default_min_free_disk(db: &std::path::Path) -> u64 {
+    let size = std::fs::metadata(db).map_or(0, |m| m.len());
+    (64 << 20).max(size / 4)
+}
+
+/// Why `serve` did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("run {run} in {db} is complete: nothing to do (its results are in results.json and final.json; `piswarm export --run {run}` writes them again). Start another with --new-run")]
+    Complete { run: i64, db: String },
+    #[error("the latest run in {db}, run {} ({}), is unfinished and is not the job asked for ({}). Continue it with --resume {}, or start the new job with --new-run (run {} stays in the store and can be resumed later)", .run.id, describe_job(&.run.job()), describe_job(.asked), .run.id, .run.id)]
+    Unfinished {
+        run: Box<RunRow>,
+        asked: Job,
+        db: String,
+    },
+    #[error("--resume {run}: {why}")]
+    CannotResume { run: i64, why: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// "N terms, chunk C" or "open-ended, chunk C".
+pub fn describe_job(job: &Job) -> String {
+    match job.terms {
+        Some(n) => format!("{n} terms, chunk {}", job.chunk),
+        None => format!("open-ended, chunk {}", job.chunk),
+    }
+}
+
+/// Which run a `serve` continues or creates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunChoice {
+    Resume(RunRow),
+    Create(Job),
+}
+
+/// Decides which run to serve (see the module's documentation).
+pub fn choose_run(store: &Store, options: &ServeOptions) -> Result<RunChoice, StartError> {
+    let db = options.db.display().to_string();
+    let complete = |row: &RunRow| -> Result<bool, StartError> {
+        let intervals = row.job().intervals();
+        let (_, distinct) = store.count_results(row.id)?;
+        Ok(intervals.is_some_and(|n| distinct >= n))
+    };
+    if let Some(id) = options.resume {
+        let row = match store.run(id) {
+            Ok(row) => row,
+            Err(StoreError::NoSuchRun(_)) => {
+                return Err(StartError::CannotResume {
+                    run: id,
+                    why: format!("{db} has no such run"),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if complete(&row)? {
+            return Err(StartError::Complete { run: id, db });
+        }
+        return Ok(RunChoice::Resume(row));
+    }
+    if options.new_run {
+        return Ok(RunChoice::Create(options.job));
+    }
+    let latest = match store.latest_run() {
+        Ok(row) => row,
+        Err(StoreError::NoRuns) => return Ok(RunChoice::Create(options.job)),
+        Err(e) => return Err(e.into()),
+    };
+    let same = latest.job() == options.job;
+    match (same, complete(&latest)?) {
+        (true, true) => Err(StartError::Complete { run: latest.id, db }),
+        (true, false) => Ok(RunChoice::Resume(latest)),
+        (false, true) => Ok(RunChoice::Create(options.job)),
+        (false, false) => Err(StartError::Unfinished {
+            run: Box::new(latest),
+            asked: options.job,
+            db,
+        }),
+    }
 }
 
 /// Why a control operation could not be done. Shown to the user as is.
@@ -64,23 +200,26 @@ pub enum ControlError {
     },
     #[error("local clients cannot be created while the server requires TLS")]
     TlsOnly,
+    #[error("{running} local clients are running and the most allowed is {max}: wait for some to finish, or start serve with a higher --max-local-clients")]
+    TooManyClients { running: usize, max: usize },
     #[error("the node is shutting down")]
     ShuttingDown,
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the coordinator has stopped")]
     Coordinator(#[from] coordinator::CoordinatorGone),
-    #[error("{0}")]
-    Other(String),
+    #[error(
+        "the store cannot make results durable any more; the run can be resumed after a restart"
+    )]
+    StoreFailed,
+    #[error("cannot start a thread or task: {0}")]
+    Io(#[from] std::io::Error),
 }
 
-/// A run being served: its id and the coordinator that owns its state.
+/// A run being served.
 struct RunCtx {
-    id: i64,
+    running: RunningRun,
     job: Job,
-    coordinator: CoordinatorHandle,
-    task: JoinHandle<()>,
-    writer_thread: std::thread::JoinHandle<()>,
     /// Writes results.json and final.json once a bounded job completes.
     files_on_completion: JoinHandle<()>,
 }
@@ -88,10 +227,14 @@ struct RunCtx {
 impl RunCtx {
     fn current(&self) -> CurrentRun {
         CurrentRun {
-            id: self.id,
+            id: self.running.id,
             job: self.job,
-            snapshot: self.coordinator.snapshot(),
+            snapshot: self.running.handle.snapshot(),
         }
+    }
+
+    fn handle(&self) -> &CoordinatorHandle {
+        &self.running.handle
     }
 }
 
@@ -100,7 +243,6 @@ struct Listening {
     addr: SocketAddr,
     stop: CancellationToken,
     accept: JoinHandle<()>,
-    legacy_accept: Option<JoinHandle<()>>,
     sessions: TaskTracker,
     since: Instant,
 }
@@ -131,48 +273,6 @@ pub struct CurrentRun {
     pub id: i64,
     pub job: Job,
     pub snapshot: watch::Receiver<Snapshot>,
-}
-
-/// A pool of read connections to the store, for the dashboard's queries.
-pub struct ReadPool {
-    location: Location,
-    idle: StdMutex<Vec<Store>>,
-}
-
-impl ReadPool {
-    pub fn new(location: Location) -> ReadPool {
-        ReadPool {
-            location,
-            idle: StdMutex::new(Vec::new()),
-        }
-    }
-
-    /// Runs `f` on a pooled connection, on a blocking thread.
-    pub async fn with<R: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&Store) -> Result<R, StoreError> + Send + 'static,
-    ) -> Result<R, StoreError> {
-        let pool = self.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let taken = pool.idle.lock().ok().and_then(|mut v| v.pop());
-            let store = match taken {
-                Some(s) => s,
-                None => Store::open(&pool.location)?,
-            };
-            let result = f(&store);
-            if let Ok(mut idle) = pool.idle.lock() {
-                if idle.len() < READ_POOL {
-                    idle.push(store);
-                }
-            }
-            result
-        })
-        .await;
-        match joined {
-            Ok(r) => r,
-            Err(e) => Err(StoreError::Io(std::io::Error::other(e.to_string()))),
-        }
-    }
 }
 
 /// Speed of the current run, measured from snapshots over the last seconds.
@@ -216,6 +316,7 @@ pub struct Node {
 struct Inner {
     options: ServeOptions,
     location: Location,
+    _lock: StoreLock,
     state: Mutex<State>,
     /// The current run; changes on New run.
     current: watch::Sender<CurrentRun>,
@@ -225,52 +326,79 @@ struct Inner {
     coordinator: StdMutex<Option<CoordinatorHandle>>,
     reads: Arc<ReadPool>,
     started: Instant,
-    clients: TaskTracker,
-    clients_stop: CancellationToken,
-    local_clients: Arc<AtomicUsize>,
-    next_client: AtomicU64,
+    clients: clients::LocalClients,
     rate: StdMutex<RateMeter>,
     /// Cancelled when someone asks the whole process to exit (`POST /api/shutdown`).
     exit: CancellationToken,
+    /// Results that failed re-verification when the run was resumed.
+    dropped_on_resume: usize,
 }
 
 impl Node {
-    /// Opens the store, resumes the latest unfinished run with the same job (or creates one),
-    /// spawns its coordinator and, if `serving`, starts the TCP server on `listener` (otherwise the
-    /// listener only fixes the address that Start will bind).
+    /// Takes the store's lock, then [`Node::start_locked`]. (`serve` takes the lock itself,
+    /// before binding any port.)
     pub async fn start(
         options: ServeOptions,
         listener: TcpListener,
         serving: bool,
-    ) -> anyhow::Result<Node> {
+    ) -> Result<Node, StartError> {
+        let lock = StoreLock::acquire(&options.db)?;
+        Self::start_locked(options, lock, listener, serving).await
+    }
+
+    /// Opens the store (checking its integrity, on a blocking thread), chooses the run
+    /// ([`choose_run`]), starts its coordinator and, if `serving`, the TCP server on `listener`
+    /// (otherwise the listener only fixes the address that Start will bind).
+    pub async fn start_locked(
+        options: ServeOptions,
+        lock: StoreLock,
+        listener: TcpListener,
+        serving: bool,
+    ) -> Result<Node, StartError> {
         let location = Location::File(options.db.clone());
-        let store = Store::open(&location)?;
-        let resume = store.resumable(options.job)?;
-        let run = match &resume {
-            Some(r) => {
-                println!(
-                    "piswarm: resuming run {} from {} ({} intervals already done)",
-                    r.run.id,
-                    options.db.display(),
-                    r.done_ids.len()
-                );
-                store.set_state(r.run.id, RunState::Running)?;
-                r.run.id
-            }
-            None => store.create_run(options.job)?,
+        let opts = options.clone();
+        let (store, choice) = tokio::task::spawn_blocking(move || {
+            let store = Store::open(&location)?;
+            store.integrity_check()?;
+            let choice = choose_run(&store, &opts)?;
+            Ok::<_, StartError>((store, choice))
+        })
+        .await
+        .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))??;
+        let (run, job) = match &choice {
+            RunChoice::Resume(row) => (row.id, row.job()),
+            RunChoice::Create(job) => (store.create_run(*job)?, *job),
         };
-        let ctx = spawn_run(&options, store, run, options.job, resume)?;
+        let running = coordinator::start_run(store, run, run_options(&options, job)).await?;
+        if let RunChoice::Resume(row) = &choice {
+            println!(
+                "piswarm: resuming run {} from {} ({}; {} intervals already done)",
+                row.id,
+                options.db.display(),
+                describe_job(&job),
+                running.resumed_done
+            );
+        }
+        let dropped = running.dropped.len();
+        if dropped > 0 {
+            eprintln!(
+                "piswarm: warning: {dropped} stored results of run {run} failed verification (a damaged file?); they were removed and their intervals will be computed again"
+            );
+        }
+        let ctx = spawn_files_task(&options, running, job);
         let listen = listener.local_addr()?.to_string();
         let (current, _) = watch::channel(ctx.current());
-        let coordinator = StdMutex::new(Some(ctx.coordinator.clone()));
+        let coordinator = StdMutex::new(Some(ctx.handle().clone()));
         let view = StdMutex::new(NodeView {
             listen: listen.clone(),
             legacy_listen: options.legacy_listen.clone(),
             ..NodeView::default()
         });
+        let location = Location::File(options.db.clone());
         let node = Node {
             inner: Arc::new(Inner {
                 location: location.clone(),
+                _lock: lock,
                 state: Mutex::new(State {
                     run: Some(ctx),
                     server: None,
@@ -278,25 +406,31 @@ impl Node {
                     legacy_listen: options.legacy_listen.clone(),
                     closed: false,
                 }),
+                clients: clients::LocalClients::new(options.max_local_clients),
                 options,
                 current,
                 view,
                 coordinator,
                 reads: Arc::new(ReadPool::new(location)),
                 started: Instant::now(),
-                clients: TaskTracker::new(),
-                clients_stop: CancellationToken::new(),
-                local_clients: Arc::new(AtomicUsize::new(0)),
-                next_client: AtomicU64::new(1),
                 rate: StdMutex::new(RateMeter::default()),
                 exit: CancellationToken::new(),
+                dropped_on_resume: dropped,
             }),
         };
-        if serving {
+        {
             let mut state = node.inner.state.lock().await;
-            node.start_locked(&mut state, Some(listener)).await?;
-        } else {
-            drop(listener);
+            if serving {
+                node.start_locked_server(&mut state, Some(listener))
+                    .await
+                    .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
+            } else {
+                drop(listener);
+                if let Some(run) = &state.run {
+                    // Not serving yet: the run is stopped until Start.
+                    let _ = run.handle().drain().await;
+                }
+            }
         }
         Ok(node)
     }
@@ -316,7 +450,12 @@ impl Node {
 
     /// Local clients still running.
     pub fn local_clients(&self) -> usize {
-        self.inner.local_clients.load(Ordering::Relaxed)
+        self.inner.clients.running()
+    }
+
+    /// Stored results removed because they failed re-verification when the run was resumed.
+    pub fn dropped_on_resume(&self) -> usize {
+        self.inner.dropped_on_resume
     }
 
     /// The current run; `changed()` fires on New run.
@@ -347,7 +486,7 @@ impl Node {
     /// Terms per second of the current run, over the last seconds.
     pub fn rate(&self, run: i64, snap: &Snapshot) -> f64 {
         match self.inner.rate.lock() {
-            Ok(mut meter) => meter.observe(run, snap.terms_done),
+            Ok(mut meter) => meter.observe(run, snap.totals.terms_done),
             Err(_) => 0.0,
         }
     }
@@ -376,10 +515,10 @@ impl Node {
     /// does nothing.
     pub async fn start_server(&self) -> Result<(), ControlError> {
         let mut state = self.inner.state.lock().await;
-        self.start_locked(&mut state, None).await
+        self.start_locked_server(&mut state, None).await
     }
 
-    async fn start_locked(
+    async fn start_locked_server(
         &self,
         state: &mut State,
         listener: Option<TcpListener>,
@@ -393,75 +532,47 @@ impl Node {
         let Some(run) = &state.run else {
             return Err(ControlError::ShuttingDown);
         };
-        let listener = match listener {
-            Some(l) => l,
-            None => {
-                TcpListener::bind(&state.listen)
-                    .await
-                    .map_err(|source| ControlError::Bind {
-                        addr: state.listen.clone(),
-                        source,
-                    })?
-            }
+        if run.handle().snapshot().borrow().store_failed.is_some() {
+            return Err(ControlError::StoreFailed);
+        }
+        let bind = |addr: String| async move {
+            TcpListener::bind(&addr)
+                .await
+                .map_err(|source| ControlError::Bind { addr, source })
         };
-        let legacy_listener = match &state.legacy_listen {
-            Some(addr) => {
-                Some(
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|source| ControlError::Bind {
-                            addr: addr.clone(),
-                            source,
-                        })?,
-                )
-            }
+        let v1 = match listener {
+            Some(l) => l,
+            None => bind(state.listen.clone()).await?,
+        };
+        let legacy = match &state.legacy_listen {
+            Some(addr) => Some(bind(addr.clone()).await?),
             None => None,
         };
-        let addr = listener
-            .local_addr()
-            .map_err(|e| ControlError::Other(e.to_string()))?;
+        let addr = v1.local_addr()?;
         state.listen = addr.to_string();
-        let legacy_addr = legacy_listener.as_ref().and_then(|l| l.local_addr().ok());
-        if let Some(a) = legacy_addr {
+        if let Some(a) = legacy.as_ref().and_then(|l| l.local_addr().ok()) {
+            println!("piswarm: legacy clients (the original's wire format) on {a}");
             state.legacy_listen = Some(a.to_string());
         }
+        run.handle().open().await?;
         let stop = CancellationToken::new();
         let sessions = TaskTracker::new();
-        let config = self.inner.options.server.clone();
-        let accept = tokio::spawn(server::serve(
-            listener,
-            run.coordinator.clone(),
-            config.clone(),
+        let accept = tokio::spawn(net::serve(
+            Listeners { v1, legacy },
+            run.handle().clone(),
+            self.inner.options.server.clone(),
             stop.clone(),
             sessions.clone(),
         ));
-        let legacy_accept = legacy_listener.map(|l| {
-            let shown = legacy_addr.map_or_else(String::new, |a| a.to_string());
-            println!("piswarm: legacy clients (the original's wire format) on {shown}");
-            tokio::spawn(legacy::serve_legacy(
-                l,
-                run.coordinator.clone(),
-                config,
-                stop.clone(),
-                sessions.clone(),
-            ))
-        });
-        if let Ok(store) = Store::open(&self.inner.location) {
-            let _ = store.set_state(run.id, RunState::Running);
-        }
         println!(
-            "piswarm: coordinator listening on {addr} — run {}, job: {}, chunk {}",
-            run.id,
-            run.job
-                .terms
-                .map_or("open-ended".to_string(), |n| format!("{n} terms")),
-            run.job.chunk
+            "piswarm: coordinator listening on {addr} — run {}, job: {}",
+            run.running.id,
+            describe_job(&run.job)
         );
         state.server = Some(Listening {
             addr,
             stop,
             accept,
-            legacy_accept,
             sessions,
             since: Instant::now(),
         });
@@ -484,11 +595,8 @@ impl Node {
         self.publish_view(state);
         server.stop.cancel();
         let _ = server.accept.await;
-        if let Some(legacy) = server.legacy_accept {
-            let _ = legacy.await;
-        }
         if let Some(run) = &state.run {
-            let _ = run.coordinator.drain().await;
+            let _ = run.handle().drain().await;
             server.sessions.close();
             if tokio::time::timeout(STOP_GRACE, server.sessions.wait())
                 .await
@@ -496,35 +604,20 @@ impl Node {
             {
                 tracing::warn!("some sessions did not end within {STOP_GRACE:?}; closing them");
             }
-            self.settle(run).await;
+            self.settle(run).await?;
         }
         Ok(())
     }
 
-    /// Makes a run's results durable, writes its files, and records whether it is complete.
-    async fn settle(&self, run: &RunCtx) {
-        if run.coordinator.flush().await.is_err() {
-            return;
+    /// Makes a run's results durable and writes its files (unless it has no result at all:
+    /// an empty run never overwrites files).
+    async fn settle(&self, run: &RunCtx) -> Result<(), ControlError> {
+        if !run.handle().flush().await? {
+            return Err(ControlError::StoreFailed);
         }
-        let snap = run.coordinator.snapshot().borrow().clone();
-        if snap.store_failed.is_some() {
-            return;
-        }
-        let state = if snap.complete {
-            RunState::Complete
-        } else {
-            RunState::Stopped
-        };
-        write_files(
-            &run.coordinator,
-            &self.inner.options.db,
-            run.id,
-            &self.inner.options.out,
-        )
-        .await;
-        if let Ok(store) = Store::open(&self.inner.location) {
-            let _ = store.set_state(run.id, state);
-        }
+        write_files(&self.inner.options, run.running.id)
+            .await
+            .map_err(ControlError::Store)
     }
 
     /// Starts `count` clients on this machine, as real TCP clients of the coordinator.
@@ -540,30 +633,12 @@ impl Node {
         if self.inner.options.server.tls.is_some() {
             return Err(ControlError::TlsOnly);
         }
-        let connect = local_connect_addr(server.addr);
-        let mut names = Vec::with_capacity(count);
-        for _ in 0..count {
-            let n = self.inner.next_client.fetch_add(1, Ordering::Relaxed);
-            let mut config = WorkerConfig::new(connect.clone());
-            config.threads = 1;
-            config.once = mode == ClientMode::Once;
-            config.name = format!("local-{n}");
-            config.token = self.inner.options.server.token.clone();
-            // Hundreds of clients connect at once: give them a moment of retries.
-            config.retry_for = Some(Duration::from_secs(10));
-            names.push(config.name.clone());
-            let counter = self.inner.local_clients.clone();
-            counter.fetch_add(1, Ordering::Relaxed);
-            let stop = self.inner.clients_stop.child_token();
-            self.inner.clients.spawn(async move {
-                let name = config.name.clone();
-                if let Err(e) = worker::run_worker(config, stop).await {
-                    tracing::info!(worker = %name, "local client ended: {e}");
-                }
-                counter.fetch_sub(1, Ordering::Relaxed);
-            });
-        }
-        Ok(names)
+        self.inner.clients.create(
+            count,
+            mode,
+            local_connect_addr(server.addr),
+            self.inner.options.server.token.clone(),
+        )
     }
 
     /// Finishes the current run and starts a new one with `job`. Returns the new run's id.
@@ -577,55 +652,98 @@ impl Node {
         if !was_running {
             // Stopping the server settles the run; a run that was not being served is settled here.
             if let Some(old) = &state.run {
-                self.settle(old).await;
+                self.settle(old).await?;
             }
         }
-        let store = Store::open(&self.inner.location)?;
-        let id = store.create_run(job)?;
-        let ctx = spawn_run(&self.inner.options, store, id, job, None)
-            .map_err(|e| ControlError::Other(e.to_string()))?;
+        let location = self.inner.location.clone();
+        let (store, id) = tokio::task::spawn_blocking(move || {
+            let store = Store::open(&location)?;
+            let id = store.create_run(job)?;
+            Ok::<_, StoreError>((store, id))
+        })
+        .await
+        .map_err(|e| ControlError::Io(std::io::Error::other(e.to_string())))??;
+        let running =
+            coordinator::start_run(store, id, run_options(&self.inner.options, job)).await?;
+        let ctx = spawn_files_task(&self.inner.options, running, job);
         self.inner.current.send_replace(ctx.current());
         if let Ok(mut c) = self.inner.coordinator.lock() {
-            *c = Some(ctx.coordinator.clone());
+            *c = Some(ctx.handle().clone());
         }
         if let Some(old) = state.run.replace(ctx) {
             finish_run(old).await;
         }
-        println!(
-            "piswarm: new run {id}, job: {}, chunk {}",
-            job.terms
-                .map_or("open-ended".to_string(), |n| format!("{n} terms")),
-            job.chunk
-        );
+        println!("piswarm: new run {id}, job: {}", describe_job(&job));
         if was_running {
-            self.start_locked(&mut state, None).await?;
+            self.start_locked_server(&mut state, None).await?;
+        } else if let Some(run) = &state.run {
+            let _ = run.handle().drain().await;
         }
         Ok(id)
     }
 
     /// Stops everything: local clients, the TCP server, the run. Returns the final report of the
     /// current run. Control operations are refused afterwards.
-    pub async fn shutdown(&self) -> anyhow::Result<FinalReport> {
+    pub async fn shutdown(&self) -> Result<FinalReport, ControlError> {
         let mut state = self.inner.state.lock().await;
         let was_running = state.server.is_some();
-        self.stop_locked(&mut state).await?;
+        let stopped = self.stop_locked(&mut state).await;
         state.closed = true;
-        self.inner.clients_stop.cancel();
-        self.inner.clients.close();
-        let _ = tokio::time::timeout(STOP_GRACE, self.inner.clients.wait()).await;
+        self.inner.clients.stop(STOP_GRACE).await;
         let Some(run) = state.run.take() else {
-            anyhow::bail!("the node was already shut down");
+            return Err(ControlError::ShuttingDown);
         };
         if let Ok(mut c) = self.inner.coordinator.lock() {
             *c = None;
         }
-        let report = run.coordinator.report().await?;
-        if !was_running {
+        let report = run.handle().report().await?;
+        let settled = if was_running {
+            stopped
+        } else {
             // Stopping the server settled the run; a node that was not serving settles it here.
-            self.settle(&run).await;
-        }
+            self.settle(&run).await
+        };
         finish_run(run).await;
-        Ok(report)
+        settled.map(|()| report)
+    }
+}
+
+/// The coordinator's settings for a run of `job` under these options.
+fn run_options(options: &ServeOptions, job: Job) -> RunOptions {
+    let mut config = CoordinatorConfig::new(job);
+    config.max_prefetch = options.max_prefetch;
+    if let Some(lease) = options.lease {
+        config.lease = LeasePolicy::Fixed(lease);
+    }
+    // Workers are asked to speak three times per idle timeout, so a live one is never cut off.
+    config.heartbeat = options.server.idle_timeout / 3;
+    RunOptions {
+        config,
+        print_results: !options.quiet,
+        path: Some(options.db.clone()),
+        min_free_disk: options
+            .min_free_disk
+            .unwrap_or_else(|| default_min_free_disk(&options.db)),
+    }
+}
+
+/// Wraps a running run with the task that writes its files once it completes.
+fn spawn_files_task(options: &ServeOptions, running: RunningRun, job: Job) -> RunCtx {
+    let files_on_completion = {
+        let (handle, options, id) = (running.handle.clone(), options.clone(), running.id);
+        tokio::spawn(async move {
+            if handle.wait_complete().await.is_ok() && matches!(handle.flush().await, Ok(true)) {
+                drop(handle);
+                if let Err(e) = write_files(&options, id).await {
+                    tracing::error!("could not write the result files: {e}");
+                }
+            }
+        })
+    };
+    RunCtx {
+        running,
+        job,
+        files_on_completion,
     }
 }
 
@@ -642,71 +760,29 @@ fn local_connect_addr(addr: SocketAddr) -> String {
     a.to_string()
 }
 
-/// Spawns the coordinator of run `id` with its store writer.
-fn spawn_run(
-    options: &ServeOptions,
-    store: Store,
-    id: i64,
-    job: Job,
-    resume: Option<Resume>,
-) -> anyhow::Result<RunCtx> {
-    let mut config = CoordinatorConfig::new(job);
-    config.max_prefetch = options.max_prefetch;
-    config.lease = options.lease;
-    // Workers are asked to speak three times per idle timeout, so a live one is never cut off.
-    config.heartbeat = options.server.idle_timeout / 3;
-    config.print_results = !options.quiet;
-    config.run_id = id as u64;
-    let (failures_tx, failures) = tokio::sync::mpsc::unbounded_channel();
-    let (writer, writer_thread) = crate::store::Writer::start(store, failures_tx)?;
-    let link = StoreLink {
-        writer,
-        run: id,
-        failures,
-        path: Some(options.db.clone()),
-    };
-    let (coordinator, task) = coordinator::spawn_with(config, resume, Some(link));
-    let files_on_completion = {
-        let (coordinator, db, out) = (coordinator.clone(), options.db.clone(), options.out.clone());
-        tokio::spawn(async move {
-            if coordinator.wait_complete().await.is_ok() {
-                write_files(&coordinator, &db, id, &out).await;
-            }
-        })
-    };
-    Ok(RunCtx {
-        id,
-        job,
-        coordinator,
-        task,
-        writer_thread,
-        files_on_completion,
-    })
-}
-
 /// Drops a run's coordinator and waits for its task and its store writer to end.
 async fn finish_run(run: RunCtx) {
     run.files_on_completion.abort();
-    drop(run.coordinator);
-    let _ = run.task.await;
-    let writer = run.writer_thread;
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    let _ = run.files_on_completion.await;
+    run.running.finish().await;
 }
 
-/// Makes everything durable, then exports results.json and final.json from the store.
-pub(crate) async fn write_files(coordinator: &CoordinatorHandle, db: &Path, run: i64, out: &Path) {
-    if coordinator.flush().await.is_err() {
-        return;
-    }
-    let (db, out): (PathBuf, PathBuf) = (db.to_path_buf(), out.to_path_buf());
+/// Exports results.json and final.json of a run from the store (a run without results writes
+/// nothing, so it never overwrites the files of an earlier run).
+pub async fn write_files(options: &ServeOptions, run: i64) -> Result<(), StoreError> {
+    let (db, out) = (options.db.clone(), options.out.clone());
     let written = tokio::task::spawn_blocking(move || {
         let store = Store::open(&Location::File(db))?;
-        crate::store::export::write_files(&store, run, &out).map(|()| out)
+        if store.count_results(run)?.0 == 0 {
+            return Ok(false);
+        }
+        crate::store::export::write_files(&store, run, &out)?;
+        Ok::<_, StoreError>(true)
     })
-    .await;
-    match written {
-        Ok(Ok(out)) => tracing::info!(dir = %out.display(), "wrote results.json and final.json"),
-        Ok(Err(e)) => tracing::error!("could not write the result files: {e}"),
-        Err(e) => tracing::error!("could not write the result files: {e}"),
+    .await
+    .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
+    if written {
+        tracing::info!(dir = %options.out.display(), "wrote results.json and final.json");
     }
+    Ok(())
 }

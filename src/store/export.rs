@@ -3,7 +3,7 @@
 //! `piswarm export` and the files `serve` writes use these, so all three always agree with the
 //! store, which is the source of truth.
 
-use crate::report::{write_json_atomically, ResultRecord};
+use crate::report::ResultRecord;
 use crate::store::{Store, StoreError};
 use std::io::Write;
 use std::path::Path;
@@ -70,18 +70,41 @@ pub fn final_json(store: &Store, run: i64, out: &mut dyn Write) -> Result<(), St
     Ok(())
 }
 
-/// Writes results.json and final.json of a run into `dir` (each atomically).
+/// Writes results.json and final.json of a run into `dir`, each atomically: written to a
+/// temporary file of a unique name in the same directory, synced, then renamed over the old one
+/// (so two writers never share a temporary file, and a reader never sees half a file).
 pub fn write_files(store: &Store, run: i64, dir: &Path) -> Result<(), StoreError> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join("results.json.tmp");
+    write_atomically(&dir.join("results.json"), |w| results_json(store, run, w))?;
+    let report = store.final_report(run)?;
+    write_atomically(&dir.join("final.json"), |w| {
+        serde_json::to_writer_pretty(&mut *w, &report).map_err(std::io::Error::other)?;
+        w.write_all(b"\n")?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Writes `path` through a uniquely named temporary file and a rename.
+fn write_atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(|| "piswarm".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
     {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        results_json(store, run, &mut w)?;
+        let mut w = std::io::BufWriter::new(tmp.as_file());
+        fill(&mut w)?;
         w.flush()?;
-        w.get_ref().sync_all()?;
     }
-    std::fs::rename(&tmp, dir.join("results.json"))?;
-    write_json_atomically(&dir.join("final.json"), &store.final_report(run)?)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| StoreError::Io(e.error))?;
     Ok(())
 }
 

@@ -4,7 +4,8 @@ use super::{error_response, AppError, AppState};
 use crate::coordinator::{CoverageBucket, CoverageMap};
 use crate::job::Job;
 use crate::maths::series;
-use crate::node::{ClientMode, MAX_LOCAL_CLIENTS};
+use crate::node::clients::MAX_PER_REQUEST as MAX_LOCAL_CLIENTS;
+use crate::node::ClientMode;
 use crate::store::{RunState, Store, StoredResult};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -89,7 +90,7 @@ pub(crate) async fn status_value(state: &AppState) -> Value {
     };
     let rate = node.rate(run.id, &snap);
     let job = run.job;
-    let remaining = job.terms.map(|n| n.saturating_sub(snap.terms_done));
+    let remaining = job.terms.map(|n| n.saturating_sub(snap.totals.terms_done));
     let eta = match remaining {
         Some(0) => Some(0.0),
         Some(r) if rate > 0.0 => Some(r as f64 / rate),
@@ -102,13 +103,13 @@ pub(crate) async fn status_value(state: &AppState) -> Value {
     } else {
         RunState::Stopped
     };
-    let has_terms = snap.terms_done > 0;
+    let has_terms = snap.totals.terms_done > 0;
     json!({
         "server": {
             "running": view.running,
             "listen": view.listen,
             "legacy_listen": view.legacy_listen,
-            "clients": snap.clients,
+            "clients": snap.sessions,
             "local_clients": node.local_clients(),
             "uptime_s": view.server_since.map_or(0.0, |s| s.elapsed().as_secs_f64()),
             "process_uptime_s": node.uptime().as_secs_f64(),
@@ -119,16 +120,16 @@ pub(crate) async fn status_value(state: &AppState) -> Value {
             "terms": job.terms,
             "chunk": job.chunk,
             "intervals_total": job.intervals(),
-            "intervals_done": snap.intervals_done,
+            "intervals_done": snap.totals.intervals_done,
             "in_flight": snap.in_flight,
-            "done_terms": snap.terms_done.to_string(),
-            "even_sum": snap.even_sum.to_string(),
-            "odd_sum": snap.odd_sum.to_string(),
-            "pi": has_terms.then_some(snap.pi),
-            "pi_error": has_terms.then(|| series::pi_error(snap.pi)),
-            "correct_digits": has_terms.then(|| series::correct_digits(snap.pi)),
+            "done_terms": snap.totals.terms_done.to_string(),
+            "even_sum": snap.totals.even_sum.0.to_string(),
+            "odd_sum": snap.totals.odd_sum.0.to_string(),
+            "pi": has_terms.then_some(snap.totals.pi),
+            "pi_error": has_terms.then(|| series::pi_error(snap.totals.pi)),
+            "correct_digits": has_terms.then(|| series::correct_digits(snap.totals.pi)),
             "pi_corrected": report.as_ref().filter(|_| has_terms).and_then(|r| r.pi_corrected),
-            "workers": snap.workers_seen,
+            "workers": snap.totals.workers,
             "elapsed_s": report.as_ref().map(|r| r.elapsed_s),
             "rate_terms_per_s": rate,
             "eta_s": eta,
@@ -510,7 +511,7 @@ pub async fn events(
             s.last_done = None;
             s.last_seq = None;
         }
-        let done = current.snapshot.borrow().intervals_done;
+        let done = current.snapshot.borrow().totals.intervals_done;
         let mut results: Vec<StoredResult> = Vec::new();
         let mut more = false;
         if s.last_done != Some(done) {

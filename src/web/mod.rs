@@ -98,11 +98,13 @@ impl From<crate::node::ControlError> for AppError {
     fn from(e: crate::node::ControlError) -> AppError {
         use crate::node::ControlError as C;
         match e {
-            C::NotRunning | C::TlsOnly | C::Bind { .. } => {
-                AppError::Client(StatusCode::CONFLICT, e.to_string())
-            }
+            C::NotRunning
+            | C::TlsOnly
+            | C::Bind { .. }
+            | C::TooManyClients { .. }
+            | C::StoreFailed => AppError::Client(StatusCode::CONFLICT, e.to_string()),
             C::ShuttingDown => AppError::Client(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-            C::Store(_) | C::Coordinator(_) | C::Other(_) => AppError::internal(e),
+            C::Store(_) | C::Coordinator(_) | C::Io(_) => AppError::internal(e),
         }
     }
 }

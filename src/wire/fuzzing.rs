@@ -5,9 +5,9 @@
 //!
 //! See docs/fuzzing.md for how to run them and what has been run.
 
-use crate::wire::line::{read_line, LineError};
-use crate::wire::legacy::{self, ClientFrame, HEADER_LEN, MAX_BODY};
 use crate::wire;
+use crate::wire::legacy::{self, ClientFrame, HEADER_LEN, MAX_BODY};
+use crate::wire::line::{read_line, LineError};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;

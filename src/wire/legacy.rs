@@ -23,8 +23,6 @@ pub const SHUTDOWN: &str = "!ENCERRAR";
 /// The raw bytes (no header) answering a goodbye, as the original server sent them.
 pub const DISCONNECT_REPLY: &[u8] = b"msg recebida corretamente";
 
-
-
 /// A header that cannot be right, whatever follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {

@@ -77,6 +77,10 @@ pub enum ClientMessage {
         /// Never printed: `Secret`'s `Debug` is redacted.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<Secret>,
+        /// What the client is, for the worker table: `piswarm/<version>` for `piswarm worker`,
+        /// `browser/<name>` for the `/join` page; optional.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
     },
     /// Asks for `count` more assignments (credit: the server sends at most that many `assign`s).
     Request { count: u32 },
@@ -322,6 +326,7 @@ mod tests {
             version: 1,
             worker: "w".into(),
             token: None,
+            agent: Some("piswarm/0.1.0".into()),
         });
         round_trip_client(ClientMessage::Request { count: 4 });
         round_trip_client(ClientMessage::Result(WorkResult {

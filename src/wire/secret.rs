@@ -4,9 +4,9 @@
 //! end up in a log line, an error message, results.json or the dashboard by formatting a config
 //! struct. Comparisons run in constant time. The only way to the bytes is [`Secret::expose`].
 
-use subtle::ConstantTimeEq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use subtle::ConstantTimeEq;
 
 /// A secret string (the token shared by a coordinator and its workers).
 #[derive(Clone, Default)]

@@ -1,11 +1,11 @@
 //! Shared helpers for the integration tests: a real coordinator on a loopback port, raw protocol
 //! clients, and independent oracles.
-#![allow(dead_code)]
 
 use piswarm::coordinator::{self, CoordinatorConfig, CoordinatorHandle};
 use piswarm::job::Job;
-use piswarm::net::session::{self as server, ServerConfig};
+use piswarm::net::{self, Listeners, ServerConfig};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -31,8 +31,11 @@ impl TestServer {
         let (coordinator, _task) = coordinator::spawn(config);
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        tokio::spawn(server::serve(
-            listener,
+        tokio::spawn(net::serve(
+            Listeners {
+                v1: listener,
+                legacy: None,
+            },
             coordinator.clone(),
             server_config,
             shutdown.clone(),
@@ -131,4 +134,65 @@ pub fn prefix_pi(n: u64) -> f64 {
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_piswarm")
+}
+
+/// Log lines written during a test.
+#[derive(Clone, Default)]
+pub struct LogBuffer(pub Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A runtime (two worker threads) whose threads log into `log` at `filter`, and a guard that
+/// does the same for the calling thread. Panics on those threads are logged too ("panicked: …"),
+/// so a test can check that none happened. Other tests of this binary keep their own logging.
+pub fn logging_runtime(
+    log: &LogBuffer,
+    filter: &str,
+) -> (tokio::runtime::Runtime, tracing::dispatcher::DefaultGuard) {
+    log_panics();
+    let sink = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    let dispatch = tracing::Dispatch::new(subscriber);
+    let on_start = dispatch.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            // Kept for the thread's life.
+            std::mem::forget(tracing::dispatcher::set_default(&on_start));
+        })
+        .build()
+        .unwrap();
+    let guard = tracing::dispatcher::set_default(&dispatch);
+    (runtime, guard)
+}
+
+/// Sends every panic's message to the panicking thread's log as well as to stderr.
+pub fn log_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            tracing::error!("panicked: {info}");
+            previous(info);
+        }));
+    });
 }

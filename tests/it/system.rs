@@ -1,11 +1,9 @@
 //! The whole system over real loopback TCP: a coordinator on port 0, real workers, exact answers.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use piswarm::coordinator::CoordinatorConfig;
 use piswarm::job::Job;
-use piswarm::net::session::ServerConfig;
+use piswarm::net::ServerConfig;
 use piswarm::worker::{run_worker, WorkerConfig};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -113,14 +111,14 @@ async fn a_worker_process_killed_mid_job_loses_nothing() {
     let mut snap = server.coordinator.snapshot();
     tokio::time::timeout(
         Duration::from_secs(60),
-        snap.wait_for(|s| s.intervals_done >= 3),
+        snap.wait_for(|s| s.totals.intervals_done >= 3),
     )
     .await
     .unwrap()
     .unwrap();
     victim.kill().unwrap();
     victim.wait().unwrap();
-    let done_before = server.coordinator.snapshot().borrow().intervals_done;
+    let done_before = server.coordinator.snapshot().borrow().totals.intervals_done;
     assert!(done_before < 400, "the victim was killed mid-job");
     let mut config = WorkerConfig::new(server.addr.to_string());
     config.threads = 2;
@@ -146,7 +144,11 @@ async fn three_hundred_once_clients_are_all_served_with_distinct_intervals() {
         out.path().to_path_buf(),
     );
     let shutdown = CancellationToken::new();
-    let serving = tokio::spawn(piswarm::commands::serve::serve(listener, options, shutdown.clone()));
+    let serving = tokio::spawn(piswarm::commands::serve::serve(
+        listener,
+        options,
+        shutdown.clone(),
+    ));
     let clients: Vec<_> = (0..300)
         .map(|i| {
             let mut c = WorkerConfig::new(addr.to_string());
@@ -212,7 +214,9 @@ async fn stopping_tells_workers_and_gives_their_intervals_back() {
         CancellationToken::new(),
     ));
     let mut snap = server.coordinator.snapshot();
-    snap.wait_for(|s| s.intervals_done >= 2).await.unwrap();
+    snap.wait_for(|s| s.totals.intervals_done >= 2)
+        .await
+        .unwrap();
     server.stop().await;
     // The worker was told there is no more work and left cleanly.
     tokio::time::timeout(Duration::from_secs(10), worker)
@@ -222,7 +226,7 @@ async fn stopping_tells_workers_and_gives_their_intervals_back() {
         .unwrap();
     let s = server.coordinator.snapshot().borrow().clone();
     assert_eq!(s.in_flight, 0, "held intervals went back to the queue");
-    assert_eq!(s.clients, 0);
+    assert_eq!(s.sessions, 0);
     let r = server.coordinator.report().await.unwrap();
     assert_eq!(
         r.even_sum.0,
@@ -375,7 +379,7 @@ async fn silent_clients_are_cut_off_by_the_timeouts() {
     assert!(idle.recv().await.is_none());
     // Its interval went back to the queue.
     let mut snap = server.coordinator.snapshot();
-    snap.wait_for(|s| s.in_flight == 0 && s.clients == 0)
+    snap.wait_for(|s| s.in_flight == 0 && s.sessions == 0)
         .await
         .unwrap();
     server.stop().await;

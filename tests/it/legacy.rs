@@ -8,10 +8,9 @@
 
 use piswarm::coordinator::{self, CoordinatorConfig, CoordinatorHandle};
 use piswarm::job::Job;
-use piswarm::net::legacy;
 use piswarm::maths::kernel::pi_partial_naive;
+use piswarm::net::{self, Listeners, ServerConfig};
 use piswarm::report::FinalReport;
-use piswarm::net::session::{self as server, ServerConfig};
 use piswarm::worker::{run_worker, WorkerConfig};
 use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -345,15 +344,11 @@ impl TestServer {
         let (coordinator, _task) = coordinator::spawn(CoordinatorConfig::new(job));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        tokio::spawn(legacy::serve_legacy(
-            legacy_listener,
-            coordinator.clone(),
-            config.clone(),
-            shutdown.clone(),
-            tracker.clone(),
-        ));
-        tokio::spawn(server::serve(
-            native_listener,
+        tokio::spawn(net::serve(
+            Listeners {
+                v1: native_listener,
+                legacy: Some(legacy_listener),
+            },
             coordinator.clone(),
             config,
             shutdown.clone(),

@@ -1,8 +1,6 @@
 //! The binary as users run it: exit codes, `run --json`, `serve` with real worker processes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 

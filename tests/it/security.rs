@@ -1,21 +1,19 @@
 //! Authentication, TLS, the file-descriptor limit and slow clients, in process and through the
 //! binary. Certificates are made inside the tests with rcgen; everything stays on 127.0.0.1.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use piswarm::coordinator::CoordinatorConfig;
 use piswarm::job::Job;
-use piswarm::wire::ErrorCode;
-use piswarm::wire::secret::Secret;
-use piswarm::net::session::ServerConfig;
 use piswarm::net::tls::{TlsClient, TlsServer};
+use piswarm::net::ServerConfig;
+use piswarm::wire::secret::Secret;
+use piswarm::wire::ErrorCode;
 use piswarm::worker::{run_worker, WorkerConfig, WorkerError, WorkerSummary};
 use std::io::{BufRead, BufReader as StdBufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 /// PEM texts made by rcgen: a CA, a certificate it signed for `localhost` and `127.0.0.1`, the
@@ -290,90 +288,9 @@ async fn the_token_is_required_and_checked() {
     server.stop().await;
 }
 
-/// A client sending one byte a second never completes a line: the handshake timeout cuts it before
-/// its hello, the idle timeout after (bytes of an unfinished line do not count as activity).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_sending_one_byte_a_second_is_cut_at_the_timeouts() {
-    let handshake = Duration::from_millis(2500);
-    let idle = Duration::from_millis(3500);
-    let config = ServerConfig {
-        handshake_timeout: handshake,
-        idle_timeout: idle,
-        ..ServerConfig::default()
-    };
-    let server = TestServer::start_with(
-        CoordinatorConfig::new(Job::new(None, None).unwrap()),
-        config,
-    )
-    .await;
-
-    async fn one_byte_a_second(addr: SocketAddr, hello_first: bool) -> (String, Duration, usize) {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (read, mut write) = stream.into_split();
-        let mut lines = tokio::io::BufReader::new(read).lines();
-        if hello_first {
-            write
-                .write_all(b"{\"type\":\"hello\",\"version\":1,\"worker\":\"drip\"}\n")
-                .await
-                .unwrap();
-            let welcome = lines.next_line().await.unwrap().unwrap();
-            assert!(welcome.contains("welcome"), "{welcome}");
-        }
-        let start = Instant::now();
-        // Bytes of a line, one a second, never a newline: never a whole line.
-        let line: &[u8] = if hello_first {
-            b"{\"type\":\"heartbeat\""
-        } else {
-            b"{\"type\":\"hello\",\"version\":1,\"worker\":\"drip\""
-        };
-        let drip = tokio::spawn(async move {
-            let mut sent = 0usize;
-            for &b in line.iter().cycle() {
-                if write.write_all(&[b]).await.is_err() {
-                    break;
-                }
-                sent += 1;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            sent
-        });
-        let error = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .expect("cut off")
-            .unwrap()
-            .expect("an error line before the close");
-        let after = lines.next_line().await.ok().flatten();
-        assert!(after.is_none(), "closed after the error: {after:?}");
-        let elapsed = start.elapsed();
-        drip.abort();
-        let sent = match drip.await {
-            Ok(n) => n,
-            Err(_) => usize::MAX,
-        };
-        (error, elapsed, sent)
-    }
-
-    let before = tokio::spawn(one_byte_a_second(server.addr, false));
-    let after = tokio::spawn(one_byte_a_second(server.addr, true));
-    let (error, elapsed, _) = before.await.unwrap();
-    assert!(error.contains("handshake_timeout"), "{error}");
-    assert!(
-        elapsed >= handshake - Duration::from_millis(100)
-            && elapsed < handshake + Duration::from_millis(900),
-        "{elapsed:?}"
-    );
-    let (error, elapsed, _) = after.await.unwrap();
-    assert!(error.contains("idle_timeout"), "{error}");
-    assert!(
-        elapsed >= idle - Duration::from_millis(100) && elapsed < idle + Duration::from_millis(900),
-        "{elapsed:?}"
-    );
-    server.stop().await;
-}
-
 #[test]
 fn default_connection_limit_follows_the_file_descriptor_limit() {
-    use piswarm::net::session::default_max_connections;
+    use piswarm::net::limits::default_max_connections;
     assert_eq!(default_max_connections(Some(20_000)), 19_900);
     assert_eq!(default_max_connections(Some(1024)), 924);
     assert_eq!(default_max_connections(Some(100)), 50);
@@ -384,7 +301,7 @@ fn default_connection_limit_follows_the_file_descriptor_limit() {
 
 #[test]
 fn exposed_servers_warn() {
-    use piswarm::net::session::exposure_warning;
+    use piswarm::net::limits::exposure_warning;
     let public: SocketAddr = "0.0.0.0:5050".parse().unwrap();
     let loopback: SocketAddr = "127.0.0.1:5050".parse().unwrap();
     let v6: SocketAddr = "[::1]:5050".parse().unwrap();

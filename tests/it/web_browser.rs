@@ -6,9 +6,9 @@
 
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
+use piswarm::commands::serve::ServeOptions;
 use piswarm::job::Job;
 use piswarm::node::Node;
-use piswarm::commands::serve::ServeOptions;
 use serde_json::Value;
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -1,0 +1,1451 @@
+//! The coordinator's state machine: inputs and the current time in, outputs out.
+//!
+//! [`Core`] decides every assignment, lease, strike, acknowledgement and the end of the job. It
+//! owns no socket, task, channel or clock: the caller feeds it [`Input`]s with the time they
+//! happened ([`Core::handle`]), takes the [`Output`]s it produced ([`Core::poll_output`]) —
+//! messages for sessions, rows for the store, results that became durable — and wakes it at
+//! [`Core::poll_timeout`]. `coordinator::shell` drives it with tokio; the deterministic simulator
+//! in `tests/simulation.rs` drives it with a seeded random schedule of faults.
+//!
+//! # The rules it enforces
+//! * **Each interval counts at most once.** The [`Scheduler`] moves an interval to *pending* when
+//!   its first valid result is accepted, and only a commit moves pending to done.
+//! * **An acknowledgement means durable.** An accepted result is written ([`Write::Result`], with a
+//!   sequence number) and its `ack` waits until the store reports that sequence number committed
+//!   ([`Input::Committed`]). Replies to a session's results leave in the order the results came,
+//!   so an `ack duplicate` or an `error` queues behind an earlier `ack accepted` that waits.
+//! * **`done` comes last.** `done job_complete` is sent only when every result is durable, behind
+//!   every reply; `done server_stopping` is queued behind the replies too.
+//! * **A session's backlog is bounded by its prefetch.** An interval stays held by its session
+//!   (and counts toward `max_prefetch`) from its `assign` until its result is durable, so a session
+//!   never has more than `max_prefetch` acknowledgements waiting, plus as many re-sent results.
+//! * **Honest workers are never struck.** A worker that holds an interval twice — re-sent after a
+//!   reconnect and assigned again, or reissued to it after its lease ran out — gets `duplicate`
+//!   for the second copy. Strikes are counted per connection; nothing is refused by name.
+//! * **Re-sent results** (`resend`, after a reconnect) count only for intervals that were handed
+//!   out (in this process or before a restart: ids are reserved durably before they are issued,
+//!   [`Write::Reserve`]) and that no live session holds; for one a live session holds they are a
+//!   `duplicate`, not a steal; beyond the reservation they are `not_assigned`.
+//! * **Leases come from what the server saw**, never from a client's claimed duration: a multiple
+//!   of the slowest assign-to-result time observed (per session once it has delivered, over the
+//!   run before), between a floor and a ceiling. An interval whose lease ran out goes back to the
+//!   queue, but stays counted against its session's prefetch until that session answers it, and
+//!   sessions that deliver are fed before sessions that hold intervals past their leases.
+
+use super::coverage::{self, CoverageMap};
+use super::scheduler::{IntervalState, Scheduler};
+use super::verify::Refusal;
+use crate::job::{Interval, IntervalId, Job};
+use crate::maths::exact::ExactSum;
+use crate::report::{FinalReport, ResultRecord, Totals};
+use crate::store::{RunState, Write};
+use crate::wire::{
+    AckStatus, Dec, DoneReason, ErrorCode, ServerMessage, WorkResult, PROTOCOL_VERSION,
+};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+/// A session: one connection of one worker.
+pub type SessionId = u64;
+
+/// The core's clock: time since an origin chosen by its driver (the shell uses the moment the
+/// coordinator started; the simulator its own virtual clock).
+pub type Time = Duration;
+
+/// How many ids are reserved durably at a time, ahead of those handed out.
+pub const RESERVE_BLOCK: u64 = 4096;
+/// How often the running totals are written (they are a cache: a resume recomputes them).
+const TOTALS_EVERY: Duration = Duration::from_secs(1);
+/// How many recently rejected intervals are remembered for the coverage map.
+const RECENT_REJECTS: usize = 1024;
+/// How many assign-to-result times are remembered to size leases.
+const LATENCY_WINDOW: usize = 64;
+/// Leases are this many times the slowest assign-to-result time observed.
+const LEASE_FACTOR: u32 = 4;
+
+/// How long an assignment may stay unanswered before it goes back to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeasePolicy {
+    /// Every assignment gets this lease.
+    Fixed(Duration),
+    /// [`LEASE_FACTOR`] times the slowest observed assign-to-result time, within these bounds;
+    /// the floor until something has been observed.
+    Observed { floor: Duration, ceiling: Duration },
+}
+
+impl Default for LeasePolicy {
+    fn default() -> Self {
+        LeasePolicy::Observed {
+            floor: Duration::from_secs(30),
+            ceiling: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Settings of a coordinator.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub job: Job,
+    pub run_id: u64,
+    /// The most assignments one session may hold.
+    pub max_prefetch: u32,
+    pub lease: LeasePolicy,
+    /// How often workers must send something (announced in the welcome).
+    pub heartbeat: Duration,
+    /// Bad results one connection may send; the last one closes it.
+    pub max_bad_results: u32,
+    /// Produce [`Output::Durable`] for every result that becomes durable.
+    pub emit_durable: bool,
+}
+
+impl CoreConfig {
+    pub fn new(job: Job) -> CoreConfig {
+        CoreConfig {
+            job,
+            run_id: 1,
+            max_prefetch: 64,
+            lease: LeasePolicy::default(),
+            heartbeat: Duration::from_secs(20),
+            max_bad_results: 3,
+            emit_durable: false,
+        }
+    }
+}
+
+/// What kind of client a session is (for the worker table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerKind {
+    /// `piswarm worker` (its hello says so).
+    Piswarm,
+    /// The original's Python client, on the legacy listener.
+    Legacy,
+    /// A browser on `/join`.
+    Browser,
+    /// Any other client of protocol v1.
+    Other,
+}
+
+/// Everything that can happen to the coordinator.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A session completed its handshake (token and version already checked). The core answers
+    /// with a `welcome` (and `done` if the job is complete), or an error and a close.
+    Join {
+        session: SessionId,
+        name: String,
+        peer: String,
+        kind: WorkerKind,
+    },
+    /// The session asks for `count` more assignments.
+    Request { session: SessionId, count: u32 },
+    /// A result, with the verdict of the O(1) verification (run by the session, off this task).
+    Result {
+        session: SessionId,
+        result: WorkResult,
+        verdict: Result<(), Refusal>,
+        /// When it arrived, as RFC 3339 (stored with the result).
+        received_at: String,
+    },
+    /// The session ended: whatever it holds goes back to the queue.
+    Leave { session: SessionId },
+    /// The store made every write up to this sequence number durable.
+    Committed { through: u64 },
+    /// The store cannot make anything durable any more (or the disk is full).
+    StoreFailed { reason: String },
+    /// Stop serving: every session is told `done server_stopping` (after its pending replies)
+    /// and closed; nothing more is handed out until [`Input::Open`].
+    Drain,
+    /// Serve again after a drain.
+    Open,
+    /// Time passed (leases, periodic writes).
+    Tick,
+}
+
+/// What the core asks its driver to do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Write a message to a session.
+    Send {
+        session: SessionId,
+        message: ServerMessage,
+    },
+    /// Close a session once everything sent before is written.
+    Close { session: SessionId },
+    /// Make this durable; report its sequence number with [`Input::Committed`].
+    Write(Write),
+    /// A result is now durable (in commit order), with the totals after it: print it.
+    /// Produced only with [`CoreConfig::emit_durable`].
+    Durable(DurableLine),
+}
+
+/// A durable result and the totals after it: one printed line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DurableLine {
+    pub record: ResultRecord,
+    pub intervals_done: u64,
+    pub terms_done: u64,
+    pub pi: f64,
+}
+
+impl std::fmt::Display for DurableLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.record;
+        write!(
+            f,
+            "[{:>6}] {} {} [{}, {}] evens={} odds={} pi={:e} {:.3}ms | total: {} intervals, {} terms, π≈{:.15}",
+            r.id.0,
+            r.worker,
+            r.peer,
+            r.a.0,
+            r.b.0,
+            r.even_sum.0,
+            r.odd_sum.0,
+            r.pi,
+            r.duration_s * 1e3,
+            self.intervals_done,
+            self.terms_done,
+            self.pi,
+        )
+    }
+}
+
+/// What a coordinator continues from after a restart (read back from the store).
+#[derive(Debug, Clone, Default)]
+pub struct ResumeState {
+    pub done_ids: Vec<u64>,
+    /// Every id below this may have been handed out before.
+    pub issued_upto: u64,
+    pub pi: ExactSum,
+    pub even_sum: u128,
+    pub odd_sum: u128,
+    pub terms_done: u64,
+    pub worker_names: Vec<String>,
+    pub elapsed_s: f64,
+}
+
+/// What the coordinator publishes for observers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub run_id: u64,
+    pub job: Job,
+    pub totals: Totals,
+    /// Connected sessions (one per connection that completed its handshake).
+    pub sessions: usize,
+    /// Sessions since the coordinator started.
+    pub sessions_seen: u64,
+    pub in_flight: usize,
+    /// Accepted results not yet durable.
+    pub pending: usize,
+    pub complete: bool,
+    pub serving: bool,
+    /// Set when the store failed: the coordinator no longer accepts results.
+    pub store_failed: Option<String>,
+    pub leases_expired: u64,
+    pub results_accepted: u64,
+    pub results_duplicate: u64,
+    pub results_rejected: u64,
+}
+
+/// One row of the worker table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WorkerRow {
+    pub session: SessionId,
+    pub name: String,
+    pub kind: WorkerKind,
+    pub peer: String,
+    /// Seconds since the coordinator started, when the session joined.
+    pub joined_s: f64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub in_hand: usize,
+    pub strikes: u32,
+    /// Terms per second of its accepted results, measured by the server.
+    pub terms_per_s: f64,
+    /// Seconds since the coordinator started, when it last sent something the core saw.
+    pub last_seen_s: f64,
+}
+
+/// Where an interval held by a session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// Assigned; the lease runs until `deadline`.
+    Computing { assigned: Time, deadline: Time },
+    /// The lease ran out: the interval went back to the queue, but the session may still answer
+    /// it (a late result counts if nobody's counted first). Counts against its prefetch.
+    Expired { assigned: Time },
+    /// Another result for it counted (someone else's, or this worker's own re-sent copy): the
+    /// session's own result will be a `duplicate`. Counts against its prefetch.
+    Covered { assigned: Time },
+    /// Its result was accepted and is being made durable; the `ack` waits for the commit.
+    Answered,
+}
+
+/// A reply to a result (or a final message), released in order once its write is durable.
+#[derive(Debug, Clone)]
+struct Reply {
+    message: ServerMessage,
+    /// The write that must be committed first (0: none).
+    after: u64,
+    /// It answers a re-sent result (counted in `Session::resends_waiting`).
+    resend: bool,
+}
+
+#[derive(Debug)]
+struct Session {
+    name: String,
+    peer: String,
+    kind: WorkerKind,
+    joined: Time,
+    last_seen: Time,
+    credit: u32,
+    held: HashMap<u64, Hold>,
+    replies: VecDeque<Reply>,
+    /// Re-sent results whose replies are still queued.
+    resends_waiting: u32,
+    /// Holds in the `Expired` state.
+    expired: u32,
+    strikes: u32,
+    accepted: u64,
+    rejected: u64,
+    terms_accepted: u64,
+    /// Recent assign-to-result times.
+    latencies: VecDeque<Duration>,
+    /// Closing: no more assignments; closed once its replies are out.
+    closing: bool,
+    /// Its close was emitted: nothing more is sent.
+    closed: bool,
+    /// Its key in the hungry queue, while it waits for work.
+    hungry: Option<(u8, SessionId)>,
+}
+
+impl Session {
+    /// The feeding tier: sessions that deliver first, then new ones, then those holding
+    /// intervals past their leases.
+    fn tier(&self) -> u8 {
+        if self.expired > 0 {
+            2
+        } else if self.accepted == 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    fn slowest(&self) -> Option<Duration> {
+        self.latencies.iter().max().copied()
+    }
+}
+
+/// A write whose commit is awaited.
+#[derive(Debug)]
+enum Pending {
+    Result {
+        seq: u64,
+        id: IntervalId,
+        session: SessionId,
+        record: ResultRecord,
+        terms: u64,
+    },
+    Reserve {
+        seq: u64,
+        upto: u64,
+    },
+    Other {
+        seq: u64,
+    },
+}
+
+impl Pending {
+    fn seq(&self) -> u64 {
+        match self {
+            Pending::Result { seq, .. } | Pending::Reserve { seq, .. } | Pending::Other { seq } => {
+                *seq
+            }
+        }
+    }
+}
+
+/// The durable totals, accumulated exactly.
+#[derive(Debug, Clone, Default)]
+struct Aggregate {
+    pi: ExactSum,
+    even_sum: u128,
+    odd_sum: u128,
+    terms: u64,
+    workers: HashSet<String>,
+}
+
+/// The coordinator's state machine (see the module's documentation).
+#[derive(Debug)]
+pub struct Core {
+    config: CoreConfig,
+    schedule: Scheduler,
+    sessions: HashMap<SessionId, Session>,
+    /// Sessions with credit and nothing to be given, by (tier, id).
+    hungry: BTreeSet<(u8, SessionId)>,
+    /// Lease deadlines of `Computing` holds.
+    leases: BTreeSet<(Time, u64, SessionId)>,
+    next_seq: u64,
+    committed: u64,
+    pending: VecDeque<Pending>,
+    /// Ids below this are durably reserved.
+    reserved: u64,
+    /// A reservation written and not yet committed.
+    reserving: bool,
+    aggregate: Aggregate,
+    prior_elapsed: f64,
+    run_latencies: VecDeque<Duration>,
+    store_failed: Option<String>,
+    serving: bool,
+    announced_complete: bool,
+    last_totals: Option<Time>,
+    totals_dirty: bool,
+    recent_rejects: VecDeque<u64>,
+    sessions_seen: u64,
+    leases_expired: u64,
+    results_accepted: u64,
+    results_duplicate: u64,
+    results_rejected: u64,
+    now: Time,
+    out: VecDeque<Output>,
+}
+
+impl Core {
+    /// A coordinator for a new run, or continuing one (`resume`). It starts serving: its first
+    /// output reserves the first block of ids.
+    pub fn new(config: CoreConfig, resume: Option<ResumeState>) -> Core {
+        let r = resume.unwrap_or_default();
+        let schedule = Scheduler::resume(config.job, r.done_ids.iter().copied(), r.issued_upto);
+        let reserved = schedule.next_fresh();
+        let mut core = Core {
+            config,
+            schedule,
+            sessions: HashMap::new(),
+            hungry: BTreeSet::new(),
+            leases: BTreeSet::new(),
+            next_seq: 1,
+            committed: 0,
+            pending: VecDeque::new(),
+            reserved,
+            reserving: false,
+            aggregate: Aggregate {
+                pi: r.pi,
+                even_sum: r.even_sum,
+                odd_sum: r.odd_sum,
+                terms: r.terms_done,
+                workers: r.worker_names.into_iter().collect(),
+            },
+            prior_elapsed: r.elapsed_s,
+            run_latencies: VecDeque::new(),
+            store_failed: None,
+            serving: true,
+            announced_complete: false,
+            last_totals: None,
+            totals_dirty: false,
+            recent_rejects: VecDeque::new(),
+            sessions_seen: 0,
+            leases_expired: 0,
+            results_accepted: 0,
+            results_duplicate: 0,
+            results_rejected: 0,
+            now: Duration::ZERO,
+            out: VecDeque::new(),
+        };
+        core.schedule.allow_up_to(reserved);
+        core.announced_complete = core.schedule.is_complete();
+        core.write_state(RunState::Running);
+        core.reserve_ahead();
+        core
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// Applies one input that happened at `now` (time never goes back: an earlier `now` is taken
+    /// as the latest seen).
+    pub fn handle(&mut self, now: Time, input: Input) {
+        self.now = self.now.max(now);
+        match input {
+            Input::Join {
+                session,
+                name,
+                peer,
+                kind,
+            } => self.join(session, name, peer, kind),
+            Input::Request { session, count } => {
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.last_seen = self.now;
+                    s.credit = s.credit.saturating_add(count).min(self.config.max_prefetch);
+                    self.feed(session);
+                }
+            }
+            Input::Result {
+                session,
+                result,
+                verdict,
+                received_at,
+            } => self.result(session, result, verdict, received_at),
+            Input::Leave { session } => self.leave(session),
+            Input::Committed { through } => self.committed(through),
+            Input::StoreFailed { reason } => self.store_failed(reason),
+            Input::Drain => self.drain(),
+            Input::Open => self.open(),
+            Input::Tick => self.tick(),
+        }
+    }
+
+    /// The next output, if any. Drain them after every [`Core::handle`].
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Input::Tick`] is next due (the earliest lease deadline), if anything is waiting.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let lease = self.leases.first().map(|l| l.0);
+        let totals = self
+            .totals_dirty
+            .then(|| self.last_totals.map_or(self.now, |t| t + TOTALS_EVERY));
+        match (lease, totals) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The sequence number of the last write produced (0 if none): once it is committed,
+    /// everything accepted so far is durable.
+    pub fn last_write(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// The highest sequence number known to be committed.
+    pub fn committed_through(&self) -> u64 {
+        self.committed
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.schedule.is_complete()
+    }
+
+    /// Whether it hands out work (not drained).
+    pub fn snapshot_serving(&self) -> bool {
+        self.serving
+    }
+
+    pub fn store_has_failed(&self) -> bool {
+        self.store_failed.is_some()
+    }
+
+    /// Connected sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            run_id: self.config.run_id,
+            job: self.config.job,
+            totals: self.totals(),
+            sessions: self.sessions.len(),
+            sessions_seen: self.sessions_seen,
+            in_flight: self.schedule.in_flight(),
+            pending: self.schedule.pending(),
+            complete: self.schedule.is_complete(),
+            serving: self.serving,
+            store_failed: self.store_failed.clone(),
+            leases_expired: self.leases_expired,
+            results_accepted: self.results_accepted,
+            results_duplicate: self.results_duplicate,
+            results_rejected: self.results_rejected,
+        }
+    }
+
+    /// The durable totals.
+    pub fn totals(&self) -> Totals {
+        let a = &self.aggregate;
+        Totals {
+            intervals_done: self.schedule.done(),
+            terms_done: a.terms,
+            even_sum: Dec(a.even_sum),
+            odd_sum: Dec(a.odd_sum),
+            pi: a.pi.value(),
+            workers: a.workers.len() as u64,
+            elapsed_s: self.prior_elapsed + self.now.as_secs_f64(),
+        }
+    }
+
+    /// The report of the durable results so far.
+    pub fn report(&self) -> FinalReport {
+        FinalReport::new(
+            &self.config.job,
+            &self.totals(),
+            self.schedule.done_is_prefix(),
+        )
+    }
+
+    /// The coverage map of the grid in at most `buckets` stretches.
+    pub fn coverage(&self, buckets: u32) -> CoverageMap {
+        coverage::map(
+            &self.config.job,
+            &self.schedule,
+            &self.recent_rejects,
+            buckets,
+        )
+    }
+
+    /// The worker table: one row per connected session, oldest first.
+    pub fn workers(&self) -> Vec<WorkerRow> {
+        let mut rows: Vec<WorkerRow> = self
+            .sessions
+            .iter()
+            .map(|(&id, s)| {
+                let alive = self.now.saturating_sub(s.joined).as_secs_f64();
+                WorkerRow {
+                    session: id,
+                    name: s.name.clone(),
+                    kind: s.kind,
+                    peer: s.peer.clone(),
+                    joined_s: s.joined.as_secs_f64(),
+                    accepted: s.accepted,
+                    rejected: s.rejected,
+                    in_hand: s.held.len(),
+                    strikes: s.strikes,
+                    terms_per_s: if alive > 0.0 {
+                        s.terms_accepted as f64 / alive
+                    } else {
+                        0.0
+                    },
+                    last_seen_s: s.last_seen.as_secs_f64(),
+                }
+            })
+            .collect();
+        rows.sort_by_key(|r| r.session);
+        rows
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Sessions
+    // ----------------------------------------------------------------------------------------
+
+    fn join(&mut self, id: SessionId, name: String, peer: String, kind: WorkerKind) {
+        if self.sessions.contains_key(&id) {
+            return; // a driver bug; never two sessions under one id
+        }
+        let refusal = if let Some(reason) = &self.store_failed {
+            Some(format!(
+                "the server cannot store results ({reason}); try again later"
+            ))
+        } else if !self.serving {
+            Some("the server is stopping; try again later".to_string())
+        } else {
+            None
+        };
+        if let Some(message) = refusal {
+            self.out.push_back(Output::Send {
+                session: id,
+                message: ServerMessage::error(ErrorCode::Internal, message),
+            });
+            self.out.push_back(Output::Close { session: id });
+            return;
+        }
+        self.sessions_seen += 1;
+        let job = self.config.job;
+        self.out.push_back(Output::Send {
+            session: id,
+            message: ServerMessage::Welcome {
+                version: PROTOCOL_VERSION,
+                server: format!("piswarm {}", env!("CARGO_PKG_VERSION")),
+                run: self.config.run_id,
+                terms: job.terms.map(Dec),
+                chunk: Dec(job.chunk),
+                max_prefetch: self.config.max_prefetch,
+                heartbeat_s: self.config.heartbeat.as_secs_f64(),
+            },
+        });
+        let mut session = Session {
+            name,
+            peer,
+            kind,
+            joined: self.now,
+            last_seen: self.now,
+            credit: 0,
+            held: HashMap::new(),
+            replies: VecDeque::new(),
+            resends_waiting: 0,
+            expired: 0,
+            strikes: 0,
+            accepted: 0,
+            rejected: 0,
+            terms_accepted: 0,
+            latencies: VecDeque::new(),
+            closing: false,
+            closed: false,
+            hungry: None,
+        };
+        if self.announced_complete {
+            session.replies.push_back(Reply {
+                message: ServerMessage::Done {
+                    reason: DoneReason::JobComplete,
+                },
+                after: 0,
+                resend: false,
+            });
+        }
+        self.sessions.insert(id, session);
+        self.flush(id);
+    }
+
+    fn leave(&mut self, id: SessionId) {
+        let Some(session) = self.sessions.remove(&id) else {
+            return;
+        };
+        if let Some(key) = session.hungry {
+            self.hungry.remove(&key);
+        }
+        let mut returned = false;
+        for (&interval, hold) in &session.held {
+            if let Hold::Computing { deadline, .. } = hold {
+                self.leases.remove(&(*deadline, interval, id));
+            }
+            if matches!(hold, Hold::Computing { .. } | Hold::Expired { .. })
+                && self.schedule.holder(IntervalId(interval)) == Some(id)
+            {
+                self.schedule.give_back(IntervalId(interval));
+                returned = true;
+            }
+        }
+        if returned {
+            self.feed_hungry();
+        }
+    }
+
+    /// Hands the session as many intervals as its credit and prefetch allow.
+    fn feed(&mut self, id: SessionId) {
+        if !self.serving || self.store_failed.is_some() {
+            return;
+        }
+        let max = self.config.max_prefetch as usize;
+        loop {
+            let lease = self.lease_for(id);
+            let Some(s) = self.sessions.get_mut(&id) else {
+                return;
+            };
+            if s.closing || s.credit == 0 || s.held.len() >= max {
+                break;
+            }
+            let Some(interval) = self.schedule.issue(id) else {
+                let key = (s.tier(), id);
+                if s.hungry != Some(key) {
+                    if let Some(old) = s.hungry.take() {
+                        self.hungry.remove(&old);
+                    }
+                    s.hungry = Some(key);
+                    self.hungry.insert(key);
+                }
+                self.reserve_ahead();
+                return;
+            };
+            let deadline = self.now + lease;
+            match s.held.get(&interval.id.0) {
+                Some(Hold::Expired { assigned }) => {
+                    // Reissued to the session that still has it: it is computing it already, so
+                    // only its lease is renewed (no second assign, no credit spent).
+                    let assigned = *assigned;
+                    s.expired -= 1;
+                    s.held
+                        .insert(interval.id.0, Hold::Computing { assigned, deadline });
+                    self.leases.insert((deadline, interval.id.0, id));
+                    continue;
+                }
+                Some(_) => {
+                    // Cannot happen (only an expired hold can be in the queue); keep it safe.
+                    self.schedule.give_back(interval.id);
+                    break;
+                }
+                None => {}
+            }
+            s.held.insert(
+                interval.id.0,
+                Hold::Computing {
+                    assigned: self.now,
+                    deadline,
+                },
+            );
+            s.credit -= 1;
+            self.leases.insert((deadline, interval.id.0, id));
+            self.out.push_back(Output::Send {
+                session: id,
+                message: assign_message(&interval, lease),
+            });
+        }
+        if let Some(s) = self.sessions.get_mut(&id) {
+            if let Some(key) = s.hungry.take() {
+                self.hungry.remove(&key);
+            }
+        }
+        self.reserve_ahead();
+    }
+
+    /// Feeds waiting sessions, best tier first, while there is something to hand out.
+    fn feed_hungry(&mut self) {
+        let waiting: Vec<SessionId> = self.hungry.iter().map(|&(_, id)| id).collect();
+        for id in waiting {
+            self.feed(id);
+            if self.sessions.get(&id).is_some_and(|s| s.hungry.is_some()) {
+                break; // nothing left to hand out
+            }
+        }
+    }
+
+    /// Re-files a waiting session after its tier changed.
+    fn retier(&mut self, id: SessionId) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if let Some(old) = s.hungry {
+            let key = (s.tier(), id);
+            if key != old {
+                self.hungry.remove(&old);
+                self.hungry.insert(key);
+                s.hungry = Some(key);
+            }
+        }
+    }
+
+    fn lease_for(&self, id: SessionId) -> Duration {
+        match self.config.lease {
+            LeasePolicy::Fixed(d) => d,
+            LeasePolicy::Observed { floor, ceiling } => {
+                let own = self.sessions.get(&id).and_then(Session::slowest);
+                let observed = own.or_else(|| self.run_latencies.iter().max().copied());
+                observed
+                    .map_or(floor, |o| o * LEASE_FACTOR)
+                    .clamp(floor, ceiling.max(floor))
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Results
+    // ----------------------------------------------------------------------------------------
+
+    fn result(
+        &mut self,
+        sid: SessionId,
+        result: WorkResult,
+        verdict: Result<(), Refusal>,
+        received_at: String,
+    ) {
+        let now = self.now;
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if s.closed {
+            return;
+        }
+        s.last_seen = now;
+        if self.store_failed.is_some() {
+            return; // not answered: the worker sends it again to a restarted coordinator
+        }
+        let id = IntervalId(result.id.0);
+        if let Err(refusal) = verdict {
+            self.reject(sid, id, refusal);
+            return;
+        }
+        let hold = s.held.get(&id.0).copied();
+        if result.resend && hold.is_none() {
+            self.resent(sid, result, received_at);
+            return;
+        }
+        let Some(hold) = hold else {
+            let message = format!("interval {id} is not assigned to you");
+            self.strike(sid, id, ErrorCode::NotAssigned, message);
+            return;
+        };
+        let assigned = match hold {
+            Hold::Answered => {
+                let message = format!("interval {id} was already answered on this connection");
+                self.strike(sid, id, ErrorCode::NotAssigned, message);
+                return;
+            }
+            Hold::Computing { assigned, deadline } => {
+                self.leases.remove(&(deadline, id.0, sid));
+                assigned
+            }
+            Hold::Expired { assigned } => {
+                s.expired -= 1;
+                assigned
+            }
+            Hold::Covered { assigned } => assigned,
+        };
+        let latency = now.saturating_sub(assigned);
+        push_bounded(&mut s.latencies, latency, LATENCY_WINDOW / 4);
+        push_bounded(&mut self.run_latencies, latency, LATENCY_WINDOW);
+        match self.schedule.state(id) {
+            IntervalState::InFlight(_) | IntervalState::GivenBack => {
+                if let Some(s) = self.sessions.get_mut(&sid) {
+                    s.held.insert(id.0, Hold::Answered);
+                }
+                self.accept(sid, result, received_at);
+            }
+            IntervalState::Pending | IntervalState::Done | IntervalState::Fresh => {
+                if let Some(s) = self.sessions.get_mut(&sid) {
+                    s.held.remove(&id.0);
+                }
+                self.answer(sid, id, AckStatus::Duplicate, 0, false);
+                self.feed(sid);
+            }
+        }
+        self.retier(sid);
+    }
+
+    /// A result computed on an earlier connection (perhaps to an earlier coordinator process)
+    /// and never acknowledged; this session does not hold it.
+    fn resent(&mut self, sid: SessionId, result: WorkResult, received_at: String) {
+        let id = IntervalId(result.id.0);
+        let waiting = self.sessions.get(&sid).map_or(0, |s| s.resends_waiting);
+        if waiting >= self.config.max_prefetch {
+            let message = format!(
+                "more than {} re-sent results awaiting their answers; send more once they are answered",
+                self.config.max_prefetch
+            );
+            self.strike(sid, id, ErrorCode::BadMessage, message);
+            return;
+        }
+        match self.schedule.state(id) {
+            IntervalState::Fresh => {
+                let message = format!("interval {id} was never handed out in this run");
+                self.strike(sid, id, ErrorCode::NotAssigned, message);
+            }
+            IntervalState::InFlight(holder) if holder != sid => {
+                // Another live session holds it: its own result will count. Not a steal.
+                self.answer(sid, id, AckStatus::Duplicate, 0, true);
+            }
+            IntervalState::Pending | IntervalState::Done => {
+                self.answer(sid, id, AckStatus::Duplicate, 0, true);
+            }
+            IntervalState::InFlight(_) | IntervalState::GivenBack => {
+                self.accept(sid, result, received_at);
+            }
+        }
+    }
+
+    /// Counts a verified result for an interval in flight or given back: it becomes pending, is
+    /// written, and its `ack` waits for the commit.
+    fn accept(&mut self, sid: SessionId, result: WorkResult, received_at: String) {
+        let id = IntervalId(result.id.0);
+        // Whoever else holds it now holds a copy whose result will be a duplicate.
+        if let Some(holder) = self.schedule.holder(id).filter(|&h| h != sid) {
+            if let Some(h) = self.sessions.get_mut(&holder) {
+                if let Some(Hold::Computing { assigned, deadline }) = h.held.get(&id.0).copied() {
+                    self.leases.remove(&(deadline, id.0, holder));
+                    h.held.insert(id.0, Hold::Covered { assigned });
+                }
+            }
+        }
+        if !self.schedule.accept(id) {
+            self.answer(sid, id, AckStatus::Duplicate, 0, result.resend);
+            return;
+        }
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        // This worker's own assignment of the interval, if it re-sent an earlier copy: its fresh
+        // result will be a duplicate.
+        if result.resend {
+            if let Some(Hold::Computing { assigned, deadline }) = s.held.get(&id.0).copied() {
+                self.leases.remove(&(deadline, id.0, sid));
+                s.held.insert(id.0, Hold::Covered { assigned });
+            } else if let Some(Hold::Expired { assigned }) = s.held.get(&id.0).copied() {
+                s.expired -= 1;
+                s.held.insert(id.0, Hold::Covered { assigned });
+            }
+        }
+        let terms = result.b.0 - result.a.0 + 1;
+        let record = ResultRecord {
+            id: result.id,
+            a: result.a,
+            b: result.b,
+            worker: s.name.clone(),
+            peer: s.peer.clone(),
+            even_sum: result.even_sum,
+            odd_sum: result.odd_sum,
+            pi: result.pi,
+            duration_s: result.duration_s,
+            timestamp: received_at,
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.out.push_back(Output::Write(Write::Result {
+            seq,
+            record: record.clone(),
+        }));
+        self.pending.push_back(Pending::Result {
+            seq,
+            id,
+            session: sid,
+            record,
+            terms,
+        });
+        self.results_accepted += 1;
+        self.answer(sid, id, AckStatus::Accepted, seq, result.resend);
+    }
+
+    /// Queues the reply to a result.
+    fn answer(
+        &mut self,
+        sid: SessionId,
+        id: IntervalId,
+        status: AckStatus,
+        after: u64,
+        resend: bool,
+    ) {
+        if status == AckStatus::Duplicate {
+            self.results_duplicate += 1;
+        }
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if resend {
+            s.resends_waiting += 1;
+        }
+        s.replies.push_back(Reply {
+            message: ServerMessage::Ack {
+                id: Dec(id.0),
+                status,
+            },
+            after,
+            resend,
+        });
+        self.flush(sid);
+    }
+
+    /// A result that failed verification: the interval goes back, the connection gets a strike.
+    fn reject(&mut self, sid: SessionId, id: IntervalId, refusal: Refusal) {
+        push_bounded(&mut self.recent_rejects, id.0, RECENT_REJECTS);
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            match s.held.get(&id.0).copied() {
+                Some(Hold::Computing { deadline, .. }) => {
+                    self.leases.remove(&(deadline, id.0, sid));
+                    s.held.remove(&id.0);
+                }
+                Some(Hold::Expired { .. }) => {
+                    s.expired -= 1;
+                    s.held.remove(&id.0);
+                }
+                Some(Hold::Covered { .. }) => {
+                    s.held.remove(&id.0);
+                }
+                Some(Hold::Answered) | None => {}
+            }
+        }
+        if self.schedule.holder(id) == Some(sid) {
+            self.schedule.give_back(id);
+        }
+        self.strike(sid, id, refusal.code, refusal.message);
+        self.feed_hungry();
+        self.feed(sid);
+    }
+
+    /// Answers a bad result with an error and counts a strike; past the limit the connection is
+    /// refused and closed. Strikes are per connection: a name proves nothing.
+    fn strike(&mut self, sid: SessionId, id: IntervalId, code: ErrorCode, message: String) {
+        self.results_rejected += 1;
+        let max = self.config.max_bad_results;
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        s.strikes += 1;
+        s.rejected += 1;
+        s.replies.push_back(Reply {
+            message: ServerMessage::Error {
+                code,
+                message,
+                id: Some(Dec(id.0)),
+            },
+            after: 0,
+            resend: false,
+        });
+        if s.strikes >= max && !s.closing {
+            s.replies.push_back(Reply {
+                message: ServerMessage::error(
+                    ErrorCode::Refused,
+                    "too many bad results: this connection is closed",
+                ),
+                after: 0,
+                resend: false,
+            });
+            s.closing = true;
+        }
+        self.flush(sid);
+    }
+
+    /// Sends a session's replies whose writes are durable, in order; closes it when it is
+    /// closing and nothing is left.
+    fn flush(&mut self, sid: SessionId) {
+        let committed = self.committed;
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if s.closed {
+            return;
+        }
+        while let Some(front) = s.replies.front() {
+            if front.after > committed {
+                break;
+            }
+            let Some(reply) = s.replies.pop_front() else {
+                break;
+            };
+            if reply.resend {
+                s.resends_waiting -= 1;
+            }
+            self.out.push_back(Output::Send {
+                session: sid,
+                message: reply.message,
+            });
+        }
+        if s.closing && s.replies.is_empty() {
+            s.closed = true;
+            self.out.push_back(Output::Close { session: sid });
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Durability
+    // ----------------------------------------------------------------------------------------
+
+    fn committed(&mut self, through: u64) {
+        if through <= self.committed {
+            return;
+        }
+        self.committed = through.min(self.last_write());
+        let mut touched: Vec<SessionId> = Vec::new();
+        let mut fed_reserve = false;
+        while self
+            .pending
+            .front()
+            .is_some_and(|p| p.seq() <= self.committed)
+        {
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            match p {
+                Pending::Result {
+                    id,
+                    session,
+                    record,
+                    terms,
+                    ..
+                } => {
+                    self.schedule.make_durable(id);
+                    let a = &mut self.aggregate;
+                    let _ = a.pi.add(record.pi);
+                    a.even_sum += record.even_sum.0;
+                    a.odd_sum += record.odd_sum.0;
+                    a.terms += terms;
+                    if !a.workers.contains(&record.worker) {
+                        a.workers.insert(record.worker.clone());
+                    }
+                    self.totals_dirty = true;
+                    if let Some(s) = self.sessions.get_mut(&session) {
+                        if s.held.get(&id.0) == Some(&Hold::Answered) {
+                            s.held.remove(&id.0);
+                        }
+                        s.accepted += 1;
+                        s.terms_accepted += terms;
+                        touched.push(session);
+                    }
+                    if self.config.emit_durable {
+                        self.out.push_back(Output::Durable(DurableLine {
+                            record,
+                            intervals_done: self.schedule.done(),
+                            terms_done: self.aggregate.terms,
+                            pi: self.aggregate.pi.value(),
+                        }));
+                    }
+                }
+                Pending::Reserve { upto, .. } => {
+                    self.reserved = self.reserved.max(upto);
+                    self.schedule.allow_up_to(self.reserved);
+                    self.reserving = false;
+                    fed_reserve = true;
+                }
+                Pending::Other { .. } => {}
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for sid in &touched {
+            self.retier(*sid);
+            self.flush(*sid);
+            self.feed(*sid);
+        }
+        if fed_reserve {
+            self.feed_hungry();
+            self.reserve_ahead();
+        }
+        self.check_complete();
+    }
+
+    /// Reserves the next block of ids when the handed-out ones come near the reservation.
+    fn reserve_ahead(&mut self) {
+        if self.reserving || self.store_failed.is_some() {
+            return;
+        }
+        let end = self.config.job.intervals().unwrap_or(u64::MAX);
+        if self.reserved >= end {
+            return;
+        }
+        if self.schedule.next_fresh() + RESERVE_BLOCK / 2 < self.reserved {
+            return;
+        }
+        let upto = self.reserved.saturating_add(RESERVE_BLOCK).min(end);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.reserving = true;
+        self.out
+            .push_back(Output::Write(Write::Reserve { seq, upto }));
+        self.pending.push_back(Pending::Reserve { seq, upto });
+    }
+
+    fn write_totals(&mut self, state: RunState) {
+        if self.store_failed.is_some() {
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.out.push_back(Output::Write(Write::Totals {
+            seq,
+            totals: self.totals(),
+            pi_exact: Box::new(self.aggregate.pi.clone()),
+            state,
+        }));
+        self.pending.push_back(Pending::Other { seq });
+        self.last_totals = Some(self.now);
+        self.totals_dirty = false;
+    }
+
+    fn write_state(&mut self, state: RunState) {
+        let state = if self.schedule.is_complete() {
+            RunState::Complete
+        } else {
+            state
+        };
+        self.write_totals(state);
+    }
+
+    fn check_complete(&mut self) {
+        if self.announced_complete || !self.schedule.is_complete() {
+            return;
+        }
+        self.announced_complete = true;
+        self.write_totals(RunState::Complete);
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for sid in ids {
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.replies.push_back(Reply {
+                    message: ServerMessage::Done {
+                        reason: DoneReason::JobComplete,
+                    },
+                    after: 0,
+                    resend: false,
+                });
+            }
+            self.flush(sid);
+        }
+    }
+
+    fn store_failed(&mut self, reason: String) {
+        if self.store_failed.is_some() {
+            return;
+        }
+        self.store_failed = Some(reason.clone());
+        let message = format!(
+            "the server cannot store results ({reason}); results not acknowledged are not counted: send them again later"
+        );
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for sid in ids {
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                // Replies waiting for a commit will never be sent: the worker keeps those
+                // results and sends them again to a restarted coordinator.
+                s.replies.retain(|r| r.after == 0);
+                s.resends_waiting = s.replies.iter().filter(|r| r.resend).count() as u32;
+                s.replies.push_back(Reply {
+                    message: ServerMessage::error(ErrorCode::Internal, message.clone()),
+                    after: 0,
+                    resend: false,
+                });
+                s.closing = true;
+            }
+            self.flush(sid);
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Serving, draining, time
+    // ----------------------------------------------------------------------------------------
+
+    fn drain(&mut self) {
+        if !self.serving {
+            return;
+        }
+        self.serving = false;
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for sid in ids {
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                if !s.closing {
+                    s.replies.push_back(Reply {
+                        message: ServerMessage::Done {
+                            reason: DoneReason::ServerStopping,
+                        },
+                        after: 0,
+                        resend: false,
+                    });
+                    s.closing = true;
+                }
+            }
+            self.flush(sid);
+        }
+        self.write_state(RunState::Stopped);
+    }
+
+    fn open(&mut self) {
+        if self.serving {
+            return;
+        }
+        self.serving = true;
+        self.write_state(RunState::Running);
+    }
+
+    fn tick(&mut self) {
+        let now = self.now;
+        let mut any = false;
+        while let Some(&(deadline, interval, sid)) = self.leases.first() {
+            if deadline > now {
+                break;
+            }
+            self.leases.pop_first();
+            let Some(s) = self.sessions.get_mut(&sid) else {
+                continue;
+            };
+            if let Some(Hold::Computing {
+                assigned,
+                deadline: d,
+            }) = s.held.get(&interval).copied()
+            {
+                if d != deadline {
+                    continue;
+                }
+                s.held.insert(interval, Hold::Expired { assigned });
+                s.expired += 1;
+                self.leases_expired += 1;
+                if self.schedule.holder(IntervalId(interval)) == Some(sid) {
+                    self.schedule.give_back(IntervalId(interval));
+                    any = true;
+                }
+                self.retier(sid);
+            }
+        }
+        if any {
+            self.feed_hungry();
+        }
+        if self.totals_dirty && self.last_totals.map_or(true, |t| now >= t + TOTALS_EVERY) {
+            let state = if self.serving {
+                RunState::Running
+            } else {
+                RunState::Stopped
+            };
+            self.write_state(state);
+        }
+    }
+
+    /// Checks the core's invariants (for tests and the simulator); returns what is broken.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let max = self.config.max_prefetch as usize;
+        for (&sid, s) in &self.sessions {
+            if s.held.len() > max {
+                return Err(format!(
+                    "session {sid} holds {} > max_prefetch {max}",
+                    s.held.len()
+                ));
+            }
+            let expired = s
+                .held
+                .values()
+                .filter(|h| matches!(h, Hold::Expired { .. }))
+                .count();
+            if expired != s.expired as usize {
+                return Err(format!(
+                    "session {sid}: expired count {} != {expired}",
+                    s.expired
+                ));
+            }
+            if s.replies.len() > 2 * max + self.config.max_bad_results as usize + 4 {
+                return Err(format!(
+                    "session {sid} has {} queued replies",
+                    s.replies.len()
+                ));
+            }
+            for (&interval, hold) in &s.held {
+                if let Hold::Computing { deadline, .. } = hold {
+                    if !self.leases.contains(&(*deadline, interval, sid)) {
+                        return Err(format!("session {sid}: lease of {interval} not indexed"));
+                    }
+                }
+            }
+        }
+        for &(_, interval, sid) in &self.leases {
+            let ok = self
+                .sessions
+                .get(&sid)
+                .and_then(|s| s.held.get(&interval))
+                .is_some_and(|h| matches!(h, Hold::Computing { .. }));
+            if !ok {
+                return Err(format!("stale lease of {interval} for session {sid}"));
+            }
+        }
+        for id in self.schedule.in_flight_ids() {
+            let Some(holder) = self.schedule.holder(IntervalId(id)) else {
+                continue;
+            };
+            let held = self
+                .sessions
+                .get(&holder)
+                .and_then(|s| s.held.get(&id))
+                .is_some_and(|h| matches!(h, Hold::Computing { .. }));
+            if !held {
+                return Err(format!(
+                    "interval {id} in flight with session {holder}, which does not compute it"
+                ));
+            }
+        }
+        if self.schedule.pending()
+            != self
+                .pending
+                .iter()
+                .filter(|p| matches!(p, Pending::Result { .. }))
+                .count()
+        {
+            return Err("pending intervals and pending writes disagree".into());
+        }
+        Ok(())
+    }
+}
+
+fn assign_message(interval: &Interval, lease: Duration) -> ServerMessage {
+    ServerMessage::Assign {
+        id: Dec(interval.id.0),
+        a: Dec(interval.a),
+        b: Dec(interval.b),
+        lease_s: lease.as_secs_f64(),
+    }
+}
+
+fn push_bounded<T>(queue: &mut VecDeque<T>, value: T, max: usize) {
+    if queue.len() >= max {
+        queue.pop_front();
+    }
+    queue.push_back(value);
+}

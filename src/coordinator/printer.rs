@@ -1,0 +1,96 @@
+//! Printing one line per durable result, on a thread of its own.
+//!
+//! The coordinator's task never writes to the terminal: it hands lines to [`Printer::print`],
+//! which queues them (bounded) for a dedicated thread. When the terminal (or a pipe nobody reads)
+//! is slower than the run, lines are dropped and counted, and the thread says how many once it
+//! catches up — the run itself never waits for stdout.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+
+/// Lines queued for the printing thread.
+const QUEUE: usize = 4096;
+
+/// The sending side; dropping it ends the thread once its queue is written.
+#[derive(Debug)]
+pub struct Printer {
+    lines: SyncSender<String>,
+    dropped: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Printer {
+    /// Prints to standard output.
+    pub fn stdout() -> std::io::Result<Printer> {
+        Printer::new(Box::new(std::io::stdout()))
+    }
+
+    /// Prints to `out` (tests pass a deliberately slow writer).
+    pub fn new(mut out: Box<dyn Write + Send>) -> std::io::Result<Printer> {
+        let (lines, rx) = sync_channel::<String>(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counter = dropped.clone();
+        let thread = std::thread::Builder::new()
+            .name("piswarm-print".into())
+            .spawn(move || {
+                let mut reported = 0;
+                while let Ok(line) = rx.recv() {
+                    let mut ok = writeln!(out, "{line}").is_ok();
+                    // Write whatever else is queued before flushing.
+                    while let Ok(line) = rx.try_recv() {
+                        ok &= writeln!(out, "{line}").is_ok();
+                    }
+                    let lost = counter.load(Ordering::Relaxed);
+                    if lost > reported {
+                        let _ = writeln!(
+                            out,
+                            "[piswarm: {} result lines not printed: the terminal was slower than the run; all are stored]",
+                            lost - reported
+                        );
+                        reported = lost;
+                    }
+                    if !(ok && out.flush().is_ok()) {
+                        // Standard output is gone (a closed pipe): keep draining, print nothing.
+                        while rx.recv().is_ok() {}
+                        return;
+                    }
+                }
+            })?;
+        Ok(Printer {
+            lines,
+            dropped,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a line; drops it (and counts it) if the queue is full. Never blocks.
+    pub fn print(&self, line: String) {
+        match self.lines.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Lines dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// A counter of dropped lines that outlives the printer.
+    pub fn dropped_counter(&self) -> Arc<AtomicU64> {
+        self.dropped.clone()
+    }
+}
+
+impl Drop for Printer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread after its queue; do not wait for a stuck terminal.
+        let (dead, _) = sync_channel(0);
+        self.lines = dead;
+        drop(self.thread.take());
+    }
+}

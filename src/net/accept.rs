@@ -1,0 +1,124 @@
+//! The one accept loop: protocol v1 and, optionally, the legacy listener, with one connection
+//! budget for both.
+//!
+//! A permit of the budget is taken before a connection gets a task and held until the task ends,
+//! so connections of both kinds together never exceed `max_connections` (derived from the
+//! descriptor limit). A connection beyond it gets `too_many_connections` (v1, plaintext) or is
+//! closed (TLS, where a plaintext line would break the handshake; and legacy, whose format has no
+//! error message).
+
+use super::limits::ServerConfig;
+use super::{legacy, session};
+use crate::coordinator::CoordinatorHandle;
+use crate::wire::{self, ErrorCode, ServerMessage};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The listeners one server accepts on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Protocol v1 (plaintext or TLS, as configured).
+    pub v1: TcpListener,
+    /// The original's wire format.
+    pub legacy: Option<TcpListener>,
+}
+
+/// Which listener a connection came from.
+#[derive(Clone, Copy)]
+enum Kind {
+    V1,
+    Legacy,
+}
+
+/// Accepts connections until `shutdown` is cancelled. Sessions are spawned on `tracker`, so the
+/// caller can wait for them after draining the coordinator.
+pub async fn serve(
+    listeners: Listeners,
+    coordinator: CoordinatorHandle,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let budget = Arc::new(Semaphore::new(config.max_connections));
+    // Recomputations of the original client's π partial: at most one per core at a time, on
+    // the blocking pool, never on the runtime's threads.
+    let recompute = Arc::new(Semaphore::new(
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    ));
+    let config = Arc::new(config);
+    loop {
+        let legacy_accept = async {
+            match &listeners.legacy {
+                Some(l) => l.accept().await,
+                None => std::future::pending().await,
+            }
+        };
+        let (accepted, kind) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listeners.v1.accept() => (a, Kind::V1),
+            a = legacy_accept => (a, Kind::Legacy),
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Typically EMFILE: wait a little rather than spin.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = budget.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "refused: the server holds its maximum of {} connections", config.max_connections);
+            if matches!(kind, Kind::V1) && config.tls.is_none() {
+                tracker.spawn(tell_full(stream));
+            }
+            continue;
+        };
+        let coordinator = coordinator.clone();
+        let config = config.clone();
+        let shutdown = shutdown.clone();
+        match kind {
+            Kind::V1 => {
+                tracker.spawn(async move {
+                    session::serve_connection(stream, peer, coordinator, &config, shutdown).await;
+                    drop(permit);
+                });
+            }
+            Kind::Legacy => {
+                let recompute = recompute.clone();
+                tracker.spawn(async move {
+                    let (read, write) = stream.into_split();
+                    legacy::run_legacy_session(
+                        read,
+                        write,
+                        peer,
+                        coordinator,
+                        &config,
+                        shutdown,
+                        recompute,
+                    )
+                    .await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+/// Tells a v1 client that the server is full, then closes.
+async fn tell_full(mut stream: TcpStream) {
+    let msg = ServerMessage::error(
+        ErrorCode::TooManyConnections,
+        "the server is full; try again later",
+    );
+    let mut buf = Vec::new();
+    wire::encode(&msg, &mut buf);
+    let _ = timeout(Duration::from_secs(1), stream.write_all(&buf)).await;
+}

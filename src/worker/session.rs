@@ -1,0 +1,307 @@
+//! One connection of a worker: handshake, requests, results, re-sent results, heartbeats.
+
+use super::pool::{Pool, Task};
+use super::{Carry, End, WorkerConfig, WorkerError, WorkerSummary};
+use crate::wire::line::read_line;
+use crate::wire::{
+    self, AckStatus, ClientMessage, DoneReason, ErrorCode, ServerMessage, WorkResult, MAX_LINE,
+    PROTOCOL_VERSION,
+};
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+/// How long connecting, the TLS handshake and the welcome may each take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Read = Box<dyn AsyncRead + Unpin + Send>;
+type Write = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// A sentence for a failed TLS handshake, with a hint at the usual cause.
+fn tls_failure(e: &std::io::Error) -> String {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(rustls::Error::InvalidCertificate(why)) => format!(
+            "the coordinator's certificate is not trusted ({why:?}): check that --tls-ca is the \
+             certificate authority that signed it and that it names the host of --connect \
+             (or --tls-server-name)"
+        ),
+        Some(other) => other.to_string(),
+        None if matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+        ) =>
+        {
+            "the coordinator closed the connection during the TLS handshake (does it serve TLS? \
+             it needs --tls-cert and --tls-key; or it is full)"
+                .to_string()
+        }
+        None => e.to_string(),
+    }
+}
+
+/// Connects (with TLS if configured) and returns the two halves.
+async fn connect(config: &WorkerConfig) -> Result<(Read, Write), WorkerError> {
+    let addr = config.connect.clone();
+    let connect_err = |source| WorkerError::Connect {
+        addr: addr.clone(),
+        source,
+    };
+    let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(&config.connect)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(connect_err(e)),
+        Err(_) => {
+            return Err(connect_err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection timed out",
+            )))
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let Some(tls) = &config.tls else {
+        let (read, write) = stream.into_split();
+        return Ok((Box::new(read), Box::new(write)));
+    };
+    let tls_error = |reason: String, transient: bool| WorkerError::Tls {
+        addr: addr.clone(),
+        reason,
+        transient,
+    };
+    let name = crate::net::tls::server_name(&config.connect, config.tls_server_name.as_deref())
+        .map_err(|reason| tls_error(reason, false))?;
+    match timeout(CONNECT_TIMEOUT, tls.connect(name, stream)).await {
+        Ok(Ok(stream)) => {
+            let (read, write) = tokio::io::split(stream);
+            Ok((Box::new(read), Box::new(write)))
+        }
+        Ok(Err(e)) => {
+            let cut = !matches!(e.get_ref(), Some(i) if i.is::<rustls::Error>());
+            Err(tls_error(tls_failure(&e), cut))
+        }
+        Err(_) => Err(tls_error("the TLS handshake timed out".into(), true)),
+    }
+}
+
+/// Runs one connection. Sets `connected` once the coordinator has welcomed the worker.
+pub(super) async fn run(
+    config: &WorkerConfig,
+    pool: &mut Pool,
+    epoch: u64,
+    carry: &mut Carry,
+    summary: &mut WorkerSummary,
+    connected: &mut bool,
+    shutdown: &CancellationToken,
+) -> Result<End, WorkerError> {
+    let addr = config.connect.clone();
+    let lost = || WorkerError::Lost { addr: addr.clone() };
+    let (read, mut write) = connect(config).await?;
+    let mut reader = BufReader::with_capacity(16 * 1024, read);
+    let (mut line, mut complete) = (Vec::new(), false);
+
+    let mut out = Vec::new();
+    let hello = ClientMessage::Hello {
+        version: PROTOCOL_VERSION,
+        worker: config.name.clone(),
+        token: config.token.clone(),
+        agent: Some(format!("piswarm/{}", env!("CARGO_PKG_VERSION"))),
+    };
+    wire::encode(&hello, &mut out);
+    write.write_all(&out).await.map_err(|_| lost())?;
+    out.clear();
+
+    let welcome = match timeout(
+        WELCOME_TIMEOUT,
+        read_line(&mut reader, &mut line, &mut complete, MAX_LINE),
+    )
+    .await
+    {
+        Ok(Ok(true)) => wire::decode_server(&line).map_err(|e| WorkerError::Protocol(e.message))?,
+        _ => return Err(lost()),
+    };
+    let (run, max_prefetch, heartbeat) = match welcome {
+        ServerMessage::Welcome {
+            run,
+            max_prefetch,
+            heartbeat_s,
+            ..
+        } => (run, max_prefetch, heartbeat_s),
+        ServerMessage::Error { code, message, .. } => {
+            return Err(WorkerError::Refused { code, message })
+        }
+        other => {
+            return Err(WorkerError::Protocol(format!(
+                "expected welcome, got {other:?}"
+            )))
+        }
+    };
+    *connected = true;
+    pool.epoch.store(epoch, Ordering::Relaxed);
+    if carry.run != Some(run) {
+        if !carry.unacked.is_empty() {
+            tracing::warn!(
+                "the coordinator now serves run {run}; {} unacknowledged results of run {} are dropped",
+                carry.unacked.len(),
+                carry.run.unwrap_or(0)
+            );
+        }
+        carry.unacked.clear();
+        carry.run = Some(run);
+    }
+    let prefetch = if config.once {
+        1
+    } else {
+        config
+            .prefetch
+            .unwrap_or(2 * config.threads.max(1) as u32)
+            .clamp(1, max_prefetch.max(1))
+    };
+    wire::encode(&ClientMessage::Request { count: prefetch }, &mut out);
+    // Work finished on an earlier connection and never acknowledged, sent again at most
+    // `max_prefetch` at a time (the server answers at most that many at once).
+    let window = max_prefetch.max(1) as usize;
+    let mut to_resend: VecDeque<u64> = carry.unacked.keys().copied().collect();
+    let mut resending: HashSet<u64> = HashSet::new();
+    send_resends(carry, &mut to_resend, &mut resending, window, &mut out);
+    write.write_all(&out).await.map_err(|_| lost())?;
+    out.clear();
+
+    let heartbeat = Duration::from_secs_f64((heartbeat / 2.0).clamp(0.5, 60.0));
+    let mut ticker = tokio::time::interval(heartbeat);
+    ticker.tick().await;
+    let mut reported = 0u64;
+    let mut awaiting = 0u64;
+    let end = loop {
+        tokio::select! {
+            r = read_line(&mut reader, &mut line, &mut complete, MAX_LINE) => {
+                match r {
+                    Ok(true) => {}
+                    _ => break Err(lost()),
+                }
+                let msg = match wire::decode_server(&line) {
+                    Ok(m) => m,
+                    Err(e) => break Err(WorkerError::Protocol(e.message)),
+                };
+                let answered = match msg {
+                    ServerMessage::Assign { id, a, b, .. } => {
+                        let task = Task { epoch, id: id.0, a: a.0, b: b.0 };
+                        if pool.tasks.send(task).is_err() {
+                            break Err(WorkerError::Protocol("compute threads stopped".into()));
+                        }
+                        None
+                    }
+                    ServerMessage::Ack { id, status } => {
+                        match status {
+                            AckStatus::Accepted => summary.accepted += 1,
+                            AckStatus::Duplicate => summary.duplicates += 1,
+                        }
+                        Some(id.0)
+                    }
+                    ServerMessage::Done { reason } => {
+                        match reason {
+                            DoneReason::JobComplete => {
+                                tracing::info!("no more work: the job is complete");
+                                break Ok(End::Finished);
+                            }
+                            DoneReason::ServerStopping => {
+                                tracing::info!("the coordinator is stopping");
+                                break Ok(End::Stopping);
+                            }
+                        }
+                    }
+                    ServerMessage::Error { code, message, id } => {
+                        summary.errors += 1;
+                        tracing::warn!(?code, interval = ?id.map(|i| i.0), "server error: {message}");
+                        if matches!(code, ErrorCode::Refused | ErrorCode::Unauthorized | ErrorCode::UnsupportedVersion | ErrorCode::TooManyConnections | ErrorCode::IdleTimeout | ErrorCode::LineTooLong | ErrorCode::TlsRequired | ErrorCode::Internal) {
+                            break Err(WorkerError::Refused { code, message });
+                        }
+                        if config.once && id.is_some() {
+                            break Err(WorkerError::Refused { code, message });
+                        }
+                        id.map(|i| i.0)
+                    }
+                    ServerMessage::Welcome { .. } => None,
+                };
+                if let Some(id) = answered {
+                    carry.unacked.remove(&id);
+                    if resending.remove(&id) {
+                        send_resends(carry, &mut to_resend, &mut resending, window, &mut out);
+                    } else {
+                        awaiting = awaiting.saturating_sub(1);
+                    }
+                    if config.once && reported >= 1 && awaiting == 0 {
+                        break Ok(End::Finished);
+                    }
+                }
+            }
+            computed = pool.results.recv() => {
+                let mut next = computed;
+                let mut fresh = 0;
+                while let Some(c) = next {
+                    summary.terms += c.result.b.0 - c.result.a.0 + 1;
+                    let id = c.result.id.0;
+                    carry.unacked.insert(id, c.result.clone());
+                    if c.epoch == epoch {
+                        wire::encode(&ClientMessage::Result(c.result), &mut out);
+                        fresh += 1;
+                    } else if !resending.contains(&id) && !to_resend.contains(&id) {
+                        // Assigned on an earlier connection: it goes with the re-sent results.
+                        to_resend.push_back(id);
+                    }
+                    next = pool.results.try_recv().ok();
+                }
+                send_resends(carry, &mut to_resend, &mut resending, window, &mut out);
+                if fresh > 0 && !config.once {
+                    wire::encode(&ClientMessage::Request { count: fresh }, &mut out);
+                }
+                reported += fresh as u64;
+                awaiting += fresh as u64;
+            }
+            _ = ticker.tick() => {
+                wire::encode(&ClientMessage::Heartbeat {}, &mut out);
+            }
+            _ = shutdown.cancelled() => break Ok(End::Shutdown),
+        }
+        if !out.is_empty() {
+            if write.write_all(&out).await.is_err() {
+                break Err(lost());
+            }
+            out.clear();
+        }
+    };
+    if end.is_ok() {
+        out.clear();
+        wire::encode(&ClientMessage::Bye {}, &mut out);
+        let _ = timeout(Duration::from_secs(1), write.write_all(&out)).await;
+        let _ = write.shutdown().await;
+    }
+    end
+}
+
+/// Queues re-sent results while fewer than `window` are awaiting their answers.
+fn send_resends(
+    carry: &Carry,
+    to_resend: &mut VecDeque<u64>,
+    resending: &mut HashSet<u64>,
+    window: usize,
+    out: &mut Vec<u8>,
+) {
+    while resending.len() < window {
+        let Some(id) = to_resend.pop_front() else {
+            break;
+        };
+        let Some(result) = carry.unacked.get(&id) else {
+            continue;
+        };
+        let resent = WorkResult {
+            resend: true,
+            ..result.clone()
+        };
+        wire::encode(&ClientMessage::Result(resent), out);
+        resending.insert(id);
+    }
+}

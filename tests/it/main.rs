@@ -1,0 +1,17 @@
+#![allow(dead_code)]
+//! The integration tests, in one binary (one link instead of one per file: the suite builds in
+//! minutes on two cores). Each module is one concern; `common` holds the shared helpers.
+
+mod common;
+
+mod cli;
+mod durability;
+mod fuzz_properties;
+mod hostile;
+mod legacy;
+mod maths_oracle;
+mod security;
+mod system;
+mod timeouts;
+mod web_api;
+mod web_browser;
