@@ -1,0 +1,94 @@
+//! Headless Chromium for the JavaScript kernel: launching it, and running kernel.js in a Web
+//! Worker. Shared by tests/browser_kernel.rs and examples/browser_kernel_speed.rs (through
+//! `#[path]`), so that what is measured is what is tested.
+#![allow(dead_code)]
+
+use headless_chrome::{Browser, LaunchOptions, Tab};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The script under test, as the dashboard will serve it.
+pub const KERNEL_JS: &str = include_str!("../../src/web/assets/kernel.js");
+
+/// The longest one DevTools call may take (it also bounds how long the browser may stay silent).
+pub const CALL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// A headless Chromium with a fresh profile (kept alive by the returned directory), launched with
+/// the same flags as tests/web_browser.rs.
+pub fn browser() -> (Browser, tempfile::TempDir) {
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "the browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)"
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let args: Vec<OsString> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    let options = LaunchOptions::default_builder()
+        .path(Some(PathBuf::from(CHROMIUM)))
+        .sandbox(false)
+        .headless(true)
+        .user_data_dir(Some(profile.path().to_path_buf()))
+        .args(args.iter().map(|a| a.as_os_str()).collect())
+        .idle_browser_timeout(CALL_DEADLINE)
+        .build()
+        .unwrap();
+    (Browser::new(options).unwrap(), profile)
+}
+
+/// Evaluates `js`, an expression whose value is a promise of a string, and returns the string.
+/// The call is bounded by [`CALL_DEADLINE`]; a rejected promise or a thrown error panics with its
+/// description.
+pub fn eval_string(tab: &Tab, js: &str) -> String {
+    let result = tab
+        .evaluate(js, true)
+        .unwrap_or_else(|e| panic!("evaluating in the page failed: {e}"));
+    match result.value {
+        Some(serde_json::Value::String(s)) => s,
+        _ => panic!(
+            "the page gave no string but {:?}: {}",
+            result.value,
+            result.description.unwrap_or_default()
+        ),
+    }
+}
+
+/// A JavaScript expression that defines `self.PiswarmKernel` in the page (evaluating kernel.js as
+/// a classic script) and `self.kernelWorker(script)`: a promise of the value posted back by a new
+/// Web Worker that loads kernel.js with `importScripts` (from a Blob URL) and then runs `script`,
+/// which must call `postMessage` once. The worker is terminated afterwards; an error in it
+/// rejects the promise, and so does silence for longer than `deadline_ms`.
+pub fn setup_js(deadline_ms: u64) -> String {
+    let source = serde_json::to_string(KERNEL_JS).unwrap();
+    format!(
+        r#"(() => {{
+  const source = {source};
+  (0, eval)(source);
+  const kernelUrl = URL.createObjectURL(new Blob([source], {{ type: 'text/javascript' }}));
+  self.kernelWorker = (script) => new Promise((resolve, reject) => {{
+    const body = 'importScripts(' + JSON.stringify(kernelUrl) + ');\n' + script;
+    const url = URL.createObjectURL(new Blob([body], {{ type: 'text/javascript' }}));
+    const worker = new Worker(url);
+    const done = (f, v) => {{ clearTimeout(timer); worker.terminate(); URL.revokeObjectURL(url); f(v); }};
+    const timer = setTimeout(() => done(reject, new Error('the worker took longer than {deadline_ms} ms')), {deadline_ms});
+    worker.onmessage = (e) => done(resolve, e.data);
+    worker.onerror = (e) => {{ e.preventDefault(); done(reject, new Error('worker error: ' + e.message)); }};
+  }});
+  return Promise.resolve(typeof self.PiswarmKernel);
+}})()"#
+    )
+}
