@@ -12,7 +12,7 @@
 //! doubles per instruction). `piswarm bench kernel --threads 1` gives the figure of the shipped
 //! build.
 
-#[path = "../tests/chromium/mod.rs"]
+#[path = "../tests/it/chromium/mod.rs"]
 mod chromium;
 
 use piswarm::maths::kernel::{self, Isa};

@@ -2,8 +2,10 @@
 //! The integration tests, in one binary (one link instead of one per file: the suite builds in
 //! minutes on two cores). Each module is one concern; `common` holds the shared helpers.
 
+mod chromium;
 mod common;
 
+mod browser_kernel;
 mod cli;
 mod durability;
 mod fuzz_properties;

@@ -11,7 +11,7 @@ use std::time::Duration;
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// The script under test, as the dashboard will serve it.
-pub const KERNEL_JS: &str = include_str!("../../src/web/assets/kernel.js");
+pub const KERNEL_JS: &str = include_str!("../../../src/web/assets/kernel.js");
 
 /// The longest one DevTools call may take (it also bounds how long the browser may stay silent).
 pub const CALL_DEADLINE: Duration = Duration::from_secs(120);

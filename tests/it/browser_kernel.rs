@@ -5,7 +5,7 @@
 //! Every DevTools call is bounded (`chromium::CALL_DEADLINE`), the worker has a deadline of its
 //! own, and a watchdog bounds the whole scenario.
 
-mod chromium;
+use crate::chromium;
 
 use piswarm::maths::{check_interval, kernel, sums, MAX_TERMS};
 use serde_json::Value;
