@@ -12,6 +12,8 @@ pub mod commands;
 pub mod coordinator;
 pub mod job;
 pub mod maths;
+#[doc(hidden)]
+pub mod mutation;
 pub mod net;
 pub mod node;
 pub mod report;

@@ -37,12 +37,13 @@ use super::scheduler::{IntervalState, Scheduler};
 use super::verify::Refusal;
 use crate::job::{Interval, IntervalId, Job};
 use crate::maths::exact::ExactSum;
+use crate::mutation::{self, Mutation};
 use crate::report::{FinalReport, ResultRecord, Totals};
 use crate::store::{RunState, Write};
 use crate::wire::{
     AckStatus, Dec, DoneReason, ErrorCode, ServerMessage, WorkResult, PROTOCOL_VERSION,
 };
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 /// A session: one connection of one worker.
@@ -381,7 +382,8 @@ struct Aggregate {
 pub struct Core {
     config: CoreConfig,
     schedule: Scheduler,
-    sessions: HashMap<SessionId, Session>,
+    /// Ordered, so that everything the core does is deterministic (the simulator replays seeds).
+    sessions: BTreeMap<SessionId, Session>,
     /// Sessions with credit and nothing to be given, by (tier, id).
     hungry: BTreeSet<(u8, SessionId)>,
     /// Lease deadlines of `Computing` holds.
@@ -421,7 +423,7 @@ impl Core {
         let mut core = Core {
             config,
             schedule,
-            sessions: HashMap::new(),
+            sessions: BTreeMap::new(),
             hungry: BTreeSet::new(),
             leases: BTreeSet::new(),
             next_seq: 1,
@@ -854,7 +856,10 @@ impl Core {
             return;
         }
         let hold = s.held.get(&id.0).copied();
-        if result.resend && hold.is_none() {
+        // A re-sent copy never uses up the session's own assignment of the interval: the worker
+        // may be computing it again (it was handed out again after a restart), and that copy
+        // must be answered `duplicate`, not struck.
+        if result.resend && !(mutation::active(Mutation::ResendConsumesHold) && hold.is_some()) {
             self.resent(sid, result, received_at);
             return;
         }
@@ -914,11 +919,19 @@ impl Core {
             return;
         }
         match self.schedule.state(id) {
+            IntervalState::Fresh if mutation::active(Mutation::ResendUnchecked) => {
+                if id.0 - self.schedule.next_fresh() < (1 << 20) {
+                    self.schedule.accept_ahead(id);
+                    self.accept_pending(sid, result, received_at);
+                }
+            }
             IntervalState::Fresh => {
                 let message = format!("interval {id} was never handed out in this run");
                 self.strike(sid, id, ErrorCode::NotAssigned, message);
             }
-            IntervalState::InFlight(holder) if holder != sid => {
+            IntervalState::InFlight(holder)
+                if holder != sid && !mutation::active(Mutation::ResendUnchecked) =>
+            {
                 // Another live session holds it: its own result will count. Not a steal.
                 self.answer(sid, id, AckStatus::Duplicate, 0, true);
             }
@@ -948,6 +961,12 @@ impl Core {
             self.answer(sid, id, AckStatus::Duplicate, 0, result.resend);
             return;
         }
+        self.accept_pending(sid, result, received_at);
+    }
+
+    /// Writes a result whose interval just became pending, and queues its `ack` behind the write.
+    fn accept_pending(&mut self, sid: SessionId, result: WorkResult, received_at: String) {
+        let id = IntervalId(result.id.0);
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
@@ -989,7 +1008,18 @@ impl Core {
             terms,
         });
         self.results_accepted += 1;
-        self.answer(sid, id, AckStatus::Accepted, seq, result.resend);
+        let after = if mutation::active(Mutation::DoneBeforeDurable) {
+            0
+        } else {
+            seq
+        };
+        self.answer(sid, id, AckStatus::Accepted, after, result.resend);
+        if mutation::active(Mutation::DoneBeforeDurable) {
+            let accepted = self.schedule.done() + self.schedule.pending() as u64;
+            if self.config.job.intervals() == Some(accepted) {
+                self.announce_complete();
+            }
+        }
     }
 
     /// Queues the reply to a result.
@@ -1212,6 +1242,8 @@ impl Core {
 
     fn write_totals(&mut self, state: RunState) {
         if self.store_failed.is_some() {
+            // Nothing can be written any more: nothing is waiting to be.
+            self.totals_dirty = false;
             return;
         }
         let seq = self.next_seq;
@@ -1237,7 +1269,15 @@ impl Core {
     }
 
     fn check_complete(&mut self) {
-        if self.announced_complete || !self.schedule.is_complete() {
+        if !self.schedule.is_complete() {
+            return;
+        }
+        self.announce_complete();
+    }
+
+    /// Tells every session `done job_complete`, behind its pending replies.
+    fn announce_complete(&mut self) {
+        if self.announced_complete {
             return;
         }
         self.announced_complete = true;
@@ -1362,8 +1402,46 @@ impl Core {
     }
 
     /// Checks the core's invariants (for tests and the simulator); returns what is broken.
+    ///
+    /// Bounded memory: no session holds more than its prefetch or queues more replies than its
+    /// holds and re-sent results allow, and no id beyond the durable reservation exists. No
+    /// starvation: no session waits for work while something could be handed out. Leases: no
+    /// assignment is held past its deadline once the core has seen that time (`Input::Tick` at
+    /// [`Core::poll_timeout`]).
     pub fn check_invariants(&self) -> Result<(), String> {
         let max = self.config.max_prefetch as usize;
+        if self.schedule.next_fresh() > self.reserved {
+            return Err(format!(
+                "ids up to {} exist beyond the durable reservation {}",
+                self.schedule.next_fresh(),
+                self.reserved
+            ));
+        }
+        if let Some(&(deadline, interval, sid)) = self.leases.first() {
+            if deadline < self.now {
+                return Err(format!(
+                    "session {sid} holds interval {interval} past its lease ({deadline:?} < {:?})",
+                    self.now
+                ));
+            }
+        }
+        if self.serving && self.store_failed.is_none() {
+            let end = self.config.job.intervals().unwrap_or(u64::MAX);
+            let available = self.schedule.given_back_count() > 0
+                || self.schedule.next_fresh() < self.reserved.min(end);
+            if available {
+                for &(_, sid) in &self.hungry {
+                    let Some(s) = self.sessions.get(&sid) else {
+                        return Err(format!("hungry session {sid} does not exist"));
+                    };
+                    if !s.closing && s.credit > 0 && s.held.len() < max {
+                        return Err(format!(
+                            "session {sid} waits for work while intervals can be handed out"
+                        ));
+                    }
+                }
+            }
+        }
         for (&sid, s) in &self.sessions {
             if s.held.len() > max {
                 return Err(format!(

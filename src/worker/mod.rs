@@ -11,6 +11,7 @@
 //! for. Without it, any end of the connection ends the worker.
 
 mod pool;
+pub mod retry;
 mod session;
 
 pub use pool::compute;
@@ -154,10 +155,6 @@ struct Carry {
     unacked: BTreeMap<u64, WorkResult>,
 }
 
-/// The first wait before reconnecting, doubled after each failure up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
 /// Runs a worker until the job is complete (Ok), `shutdown` is cancelled (Ok), or it fails for
 /// good.
 pub async fn run_worker(
@@ -168,8 +165,8 @@ pub async fn run_worker(
     let mut pool = pool::Pool::new(threads).map_err(WorkerError::Threads)?;
     let mut summary = WorkerSummary::default();
     let mut carry = Carry::default();
-    let mut give_up_at = config.retry_for.map(|d| Instant::now() + d);
-    let mut backoff = FIRST_BACKOFF;
+    let start = Instant::now();
+    let mut reconnect = retry::Reconnect::new(config.retry_for, Duration::ZERO);
     let mut epoch = 0;
     loop {
         epoch += 1;
@@ -179,9 +176,7 @@ pub async fn run_worker(
             r = session::run(&config, &mut pool, epoch, &mut carry, &mut summary, &mut connected, &shutdown) => r,
         };
         if connected {
-            // The time without a coordinator starts again, and so does the backoff.
-            give_up_at = config.retry_for.map(|d| Instant::now() + d);
-            backoff = FIRST_BACKOFF;
+            reconnect.connected(start.elapsed());
         }
         let failure = match outcome {
             Ok(End::Finished) | Ok(End::Shutdown) => return Ok(summary),
@@ -192,23 +187,15 @@ pub async fn run_worker(
             Err(e) if e.is_transient() && config.retry_for.is_some() => e,
             Err(e) => return Err(e),
         };
-        let retry = failure.to_string();
-        let wait = jittered(backoff);
-        if give_up_at.is_some_and(|t| Instant::now() + wait >= t) {
+        let jitter =
+            f64::from(getrandom::u32().unwrap_or(u32::MAX / 2)) / (f64::from(u32::MAX) + 1.0);
+        let Some(wait) = reconnect.next_wait(start.elapsed(), jitter) else {
             return Err(failure);
-        }
-        tracing::warn!("{retry}; retrying in {wait:?}");
+        };
+        tracing::warn!("{failure}; retrying in {wait:?}");
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(summary),
             _ = tokio::time::sleep(wait) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
-}
-
-/// `base` times a random factor in [0.5, 1.5), so that workers refused together (a server that
-/// was full, or restarting) do not come back together.
-fn jittered(base: Duration) -> Duration {
-    let r = getrandom::u32().unwrap_or(u32::MAX / 2);
-    base.mul_f64(0.5 + f64::from(r) / f64::from(u32::MAX))
 }

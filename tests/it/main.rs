@@ -13,6 +13,7 @@ mod hostile;
 mod legacy;
 mod maths_oracle;
 mod security;
+mod simulation;
 mod system;
 mod timeouts;
 mod web_api;
