@@ -83,11 +83,9 @@ fn verification(c: &mut Criterion) {
         duration_s: 0.0,
         resend: false,
     };
-    assert!(piswarm::coordinator::verify::check_result(&job, &result).is_ok());
+    assert!(piswarm::job::verify::check_result(&job, &result).is_ok());
     c.bench_function("verify/check_result_chunk_1000", |bench| {
-        bench.iter(|| {
-            piswarm::coordinator::verify::check_result(black_box(&job), black_box(&result))
-        })
+        bench.iter(|| piswarm::job::verify::check_result(black_box(&job), black_box(&result)))
     });
 }
 

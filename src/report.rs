@@ -44,6 +44,12 @@ pub struct FinalReport {
     pub pi: f64,
     /// `|pi − π|`.
     pub pi_error: f64,
+    /// A rigorous bound on `|pi − exact partial sum of the accepted intervals|`, whichever clients
+    /// computed them (each result's distance to the O(1) reference plus the reference's error,
+    /// summed, plus the final rounding).
+    pub pi_bound: f64,
+    /// Decimal places of π that every value within `pi_bound` of `pi` gets right: the largest
+    /// `d` with `pi_error + pi_bound ≤ ½·10⁻ᵈ`.
     pub correct_digits: u32,
     /// `pi` plus the Euler-number estimate of the series' remainder, when the accepted intervals
     /// form a contiguous prefix `[0, terms − 1]`; otherwise null.
@@ -72,6 +78,21 @@ pub struct Totals {
     pub workers: u64,
     /// Seconds the run has been served.
     pub elapsed_s: f64,
+    /// A rigorous bound on |pi − the exact partial sum of the done intervals|: the sum of each
+    /// accepted result's certified bound (`job::verify::Verified`) plus the final rounding.
+    pub pi_bound: f64,
+}
+
+/// The run's `pi_bound` from the exact sum of its results' bounds and its estimate: rounded up,
+/// plus half a unit in the last place of the estimate (the one rounding of the exact sum).
+pub fn certified_bound(sum_of_bounds: f64, pi: f64) -> f64 {
+    let half_ulp = if pi.is_finite() {
+        let x = pi.abs();
+        (f64::from_bits(x.to_bits() + 1) - x) / 2.0
+    } else {
+        0.0
+    };
+    sum_of_bounds * (1.0 + f64::EPSILON) + half_ulp
 }
 
 impl FinalReport {
@@ -88,7 +109,8 @@ impl FinalReport {
             odd_sum: t.odd_sum,
             pi: t.pi,
             pi_error: series::pi_error(t.pi),
-            correct_digits: series::correct_digits(t.pi),
+            pi_bound: t.pi_bound,
+            correct_digits: series::correct_digits_within(t.pi, t.pi_bound),
             pi_corrected,
             workers: t.workers,
             elapsed_s: t.elapsed_s,
@@ -104,7 +126,7 @@ impl FinalReport {
     pub fn human(&self) -> String {
         let mut s = format!(
             "{} terms in {} intervals of {}, {} worker{}, {:.3} s ({:.3e} terms/s)\n\
-             sum of evens  {}\nsum of odds   {}\nπ estimate    {:.17} (error {:.2e}, {} correct digits)\n",
+             sum of evens  {}\nsum of odds   {}\nπ estimate    {:.17} (error {:.2e}, {} correct digits; within {:.1e} of the exact partial sum)\n",
             self.terms,
             self.intervals,
             self.chunk,
@@ -116,7 +138,8 @@ impl FinalReport {
             self.odd_sum.0,
             self.pi,
             self.pi_error,
-            self.correct_digits
+            self.correct_digits,
+            self.pi_bound
         );
         if let Some(c) = self.pi_corrected {
             s.push_str(&format!(

@@ -34,11 +34,11 @@
 
 use super::coverage::{self, CoverageMap};
 use super::scheduler::{IntervalState, Scheduler};
-use super::verify::Refusal;
+use crate::job::verify::{Refusal, Verified};
 use crate::job::{Interval, IntervalId, Job};
 use crate::maths::exact::ExactSum;
 use crate::mutation::{self, Mutation};
-use crate::report::{FinalReport, ResultRecord, Totals};
+use crate::report::{certified_bound, FinalReport, ResultRecord, Totals};
 use crate::store::{RunState, Write};
 use crate::wire::{
     AckStatus, Dec, DoneReason, ErrorCode, ServerMessage, WorkResult, PROTOCOL_VERSION,
@@ -144,7 +144,7 @@ pub enum Input {
     Result {
         session: SessionId,
         result: WorkResult,
-        verdict: Result<(), Refusal>,
+        verdict: Result<Verified, Refusal>,
         /// When it arrived, as RFC 3339 (stored with the result).
         received_at: String,
     },
@@ -223,6 +223,8 @@ pub struct ResumeState {
     pub terms_done: u64,
     pub worker_names: Vec<String>,
     pub elapsed_s: f64,
+    /// The exact sum of the stored results' certified bounds.
+    pub pi_bound: ExactSum,
 }
 
 /// What the coordinator publishes for observers.
@@ -290,6 +292,8 @@ struct Reply {
     after: u64,
     /// It answers a re-sent result (counted in `Session::resends_waiting`).
     resend: bool,
+    /// The hold it ends when it is sent.
+    releases: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -347,6 +351,7 @@ enum Pending {
         session: SessionId,
         record: ResultRecord,
         terms: u64,
+        pi_bound: f64,
     },
     Reserve {
         seq: u64,
@@ -371,6 +376,7 @@ impl Pending {
 #[derive(Debug, Clone, Default)]
 struct Aggregate {
     pi: ExactSum,
+    pi_bound: ExactSum,
     even_sum: u128,
     odd_sum: u128,
     terms: u64,
@@ -433,6 +439,7 @@ impl Core {
             reserving: false,
             aggregate: Aggregate {
                 pi: r.pi,
+                pi_bound: r.pi_bound,
                 even_sum: r.even_sum,
                 odd_sum: r.odd_sum,
                 terms: r.terms_done,
@@ -574,6 +581,7 @@ impl Core {
             pi: a.pi.value(),
             workers: a.workers.len() as u64,
             elapsed_s: self.prior_elapsed + self.now.as_secs_f64(),
+            pi_bound: certified_bound(a.pi_bound.value(), a.pi.value()),
         }
     }
 
@@ -692,6 +700,7 @@ impl Core {
                 },
                 after: 0,
                 resend: false,
+                releases: None,
             });
         }
         self.sessions.insert(id, session);
@@ -836,14 +845,15 @@ impl Core {
         &mut self,
         sid: SessionId,
         result: WorkResult,
-        verdict: Result<(), Refusal>,
+        verdict: Result<Verified, Refusal>,
         received_at: String,
     ) {
         let now = self.now;
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        if s.closed {
+        if s.closing {
+            // Refused or told to leave: nothing more is answered (its replies are bounded).
             return;
         }
         s.last_seen = now;
@@ -851,16 +861,19 @@ impl Core {
             return; // not answered: the worker sends it again to a restarted coordinator
         }
         let id = IntervalId(result.id.0);
-        if let Err(refusal) = verdict {
-            self.reject(sid, id, refusal);
-            return;
-        }
+        let verified = match verdict {
+            Ok(v) => v,
+            Err(refusal) => {
+                self.reject(sid, id, refusal);
+                return;
+            }
+        };
         let hold = s.held.get(&id.0).copied();
         // A re-sent copy never uses up the session's own assignment of the interval: the worker
         // may be computing it again (it was handed out again after a restart), and that copy
         // must be answered `duplicate`, not struck.
         if result.resend && !(mutation::active(Mutation::ResendConsumesHold) && hold.is_some()) {
-            self.resent(sid, result, received_at);
+            self.resent(sid, result, verified, received_at);
             return;
         }
         let Some(hold) = hold else {
@@ -892,14 +905,15 @@ impl Core {
                 if let Some(s) = self.sessions.get_mut(&sid) {
                     s.held.insert(id.0, Hold::Answered);
                 }
-                self.accept(sid, result, received_at);
+                self.accept(sid, result, verified, received_at);
             }
             IntervalState::Pending | IntervalState::Done | IntervalState::Fresh => {
+                // Held until its answer leaves (it may queue behind an `ack` that waits for a
+                // commit), so that answers waiting never outnumber the session's prefetch.
                 if let Some(s) = self.sessions.get_mut(&sid) {
-                    s.held.remove(&id.0);
+                    s.held.insert(id.0, Hold::Answered);
                 }
-                self.answer(sid, id, AckStatus::Duplicate, 0, false);
-                self.feed(sid);
+                self.answer_releasing(sid, id, AckStatus::Duplicate, 0, false, Some(id.0));
             }
         }
         self.retier(sid);
@@ -907,7 +921,13 @@ impl Core {
 
     /// A result computed on an earlier connection (perhaps to an earlier coordinator process)
     /// and never acknowledged; this session does not hold it.
-    fn resent(&mut self, sid: SessionId, result: WorkResult, received_at: String) {
+    fn resent(
+        &mut self,
+        sid: SessionId,
+        result: WorkResult,
+        verified: Verified,
+        received_at: String,
+    ) {
         let id = IntervalId(result.id.0);
         let waiting = self.sessions.get(&sid).map_or(0, |s| s.resends_waiting);
         if waiting >= self.config.max_prefetch {
@@ -922,7 +942,7 @@ impl Core {
             IntervalState::Fresh if mutation::active(Mutation::ResendUnchecked) => {
                 if id.0 - self.schedule.next_fresh() < (1 << 20) {
                     self.schedule.accept_ahead(id);
-                    self.accept_pending(sid, result, received_at);
+                    self.accept_pending(sid, result, verified, received_at);
                 }
             }
             IntervalState::Fresh => {
@@ -939,14 +959,20 @@ impl Core {
                 self.answer(sid, id, AckStatus::Duplicate, 0, true);
             }
             IntervalState::InFlight(_) | IntervalState::GivenBack => {
-                self.accept(sid, result, received_at);
+                self.accept(sid, result, verified, received_at);
             }
         }
     }
 
     /// Counts a verified result for an interval in flight or given back: it becomes pending, is
     /// written, and its `ack` waits for the commit.
-    fn accept(&mut self, sid: SessionId, result: WorkResult, received_at: String) {
+    fn accept(
+        &mut self,
+        sid: SessionId,
+        result: WorkResult,
+        verified: Verified,
+        received_at: String,
+    ) {
         let id = IntervalId(result.id.0);
         // Whoever else holds it now holds a copy whose result will be a duplicate.
         if let Some(holder) = self.schedule.holder(id).filter(|&h| h != sid) {
@@ -961,11 +987,17 @@ impl Core {
             self.answer(sid, id, AckStatus::Duplicate, 0, result.resend);
             return;
         }
-        self.accept_pending(sid, result, received_at);
+        self.accept_pending(sid, result, verified, received_at);
     }
 
     /// Writes a result whose interval just became pending, and queues its `ack` behind the write.
-    fn accept_pending(&mut self, sid: SessionId, result: WorkResult, received_at: String) {
+    fn accept_pending(
+        &mut self,
+        sid: SessionId,
+        result: WorkResult,
+        verified: Verified,
+        received_at: String,
+    ) {
         let id = IntervalId(result.id.0);
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
@@ -1006,6 +1038,7 @@ impl Core {
             session: sid,
             record,
             terms,
+            pi_bound: verified.pi_bound,
         });
         self.results_accepted += 1;
         let after = if mutation::active(Mutation::DoneBeforeDurable) {
@@ -1031,6 +1064,19 @@ impl Core {
         after: u64,
         resend: bool,
     ) {
+        self.answer_releasing(sid, id, status, after, resend, None);
+    }
+
+    /// Queues the reply to a result, which ends the session's hold of `releases` once sent.
+    fn answer_releasing(
+        &mut self,
+        sid: SessionId,
+        id: IntervalId,
+        status: AckStatus,
+        after: u64,
+        resend: bool,
+        releases: Option<u64>,
+    ) {
         if status == AckStatus::Duplicate {
             self.results_duplicate += 1;
         }
@@ -1047,6 +1093,7 @@ impl Core {
             },
             after,
             resend,
+            releases,
         });
         self.flush(sid);
     }
@@ -1096,6 +1143,7 @@ impl Core {
             },
             after: 0,
             resend: false,
+            releases: None,
         });
         if s.strikes >= max && !s.closing {
             s.replies.push_back(Reply {
@@ -1105,6 +1153,7 @@ impl Core {
                 ),
                 after: 0,
                 resend: false,
+                releases: None,
             });
             s.closing = true;
         }
@@ -1121,6 +1170,7 @@ impl Core {
         if s.closed {
             return;
         }
+        let mut released = false;
         while let Some(front) = s.replies.front() {
             if front.after > committed {
                 break;
@@ -1131,6 +1181,12 @@ impl Core {
             if reply.resend {
                 s.resends_waiting -= 1;
             }
+            if let Some(id) = reply.releases {
+                if s.held.get(&id) == Some(&Hold::Answered) {
+                    s.held.remove(&id);
+                    released = true;
+                }
+            }
             self.out.push_back(Output::Send {
                 session: sid,
                 message: reply.message,
@@ -1139,6 +1195,9 @@ impl Core {
         if s.closing && s.replies.is_empty() {
             s.closed = true;
             self.out.push_back(Output::Close { session: sid });
+        }
+        if released {
+            self.feed(sid);
         }
     }
 
@@ -1167,11 +1226,13 @@ impl Core {
                     session,
                     record,
                     terms,
+                    pi_bound,
                     ..
                 } => {
                     self.schedule.make_durable(id);
                     let a = &mut self.aggregate;
                     let _ = a.pi.add(record.pi);
+                    let _ = a.pi_bound.add(pi_bound);
                     a.even_sum += record.even_sum.0;
                     a.odd_sum += record.odd_sum.0;
                     a.terms += terms;
@@ -1291,6 +1352,7 @@ impl Core {
                     },
                     after: 0,
                     resend: false,
+                    releases: None,
                 });
             }
             self.flush(sid);
@@ -1316,6 +1378,7 @@ impl Core {
                     message: ServerMessage::error(ErrorCode::Internal, message.clone()),
                     after: 0,
                     resend: false,
+                    releases: None,
                 });
                 s.closing = true;
             }
@@ -1342,6 +1405,7 @@ impl Core {
                         },
                         after: 0,
                         resend: false,
+                        releases: None,
                     });
                     s.closing = true;
                 }
@@ -1461,9 +1525,24 @@ impl Core {
                 ));
             }
             if s.replies.len() > 2 * max + self.config.max_bad_results as usize + 4 {
+                let replies: Vec<String> = s
+                    .replies
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{:?}@{}{}",
+                            r.message,
+                            r.after,
+                            if r.resend { " r" } else { "" }
+                        )
+                    })
+                    .collect();
                 return Err(format!(
-                    "session {sid} has {} queued replies",
-                    s.replies.len()
+                    "session {sid} has {} queued replies (committed {}; held {:?}): {}",
+                    s.replies.len(),
+                    self.committed,
+                    s.held,
+                    replies.join(", ")
                 ));
             }
             for (&interval, hold) in &s.held {

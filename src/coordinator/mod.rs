@@ -3,7 +3,6 @@
 //! * [`core`]: the sans-I/O state machine — assignments, leases, strikes, acknowledgements and
 //!   completion, as a function of inputs and time. Everything that decides is there.
 //! * [`scheduler`]: the bookkeeping of intervals (fresh, in flight, given back, pending, done).
-//! * [`verify`]: the O(1) check of a result, run by sessions before the core sees it.
 //! * [`coverage`]: the coverage map of the grid, for the dashboard.
 //! * [`shell`]: the tokio task around the core: it receives [`Event`]s from sessions over a
 //!   bounded channel, writes the core's messages into per-session outboxes, forwards its writes to
@@ -15,7 +14,6 @@ pub mod coverage;
 pub mod printer;
 pub mod scheduler;
 pub mod shell;
-pub mod verify;
 
 pub use self::core::{
     CoreConfig as CoordinatorConfig, Input, LeasePolicy, Output, SessionId, Snapshot, WorkerKind,

@@ -15,7 +15,7 @@ use super::core::{
 };
 use super::coverage::CoverageMap;
 use super::printer::Printer;
-use super::verify::{check_record, Refusal};
+use crate::job::verify::{Refusal, Verified};
 use crate::job::Job;
 use crate::report::FinalReport;
 use crate::store::{self, Durability, Store, StoreError, Writer};
@@ -58,7 +58,7 @@ pub enum Event {
     Result {
         session: SessionId,
         result: WorkResult,
-        verdict: Result<(), Refusal>,
+        verdict: Result<Verified, Refusal>,
         received_at: String,
     },
     /// The session ended.
@@ -536,7 +536,7 @@ pub async fn start_run(
 ) -> Result<RunningRun, StoreError> {
     let (store, resume) = tokio::task::spawn_blocking(move || {
         let mut store = store;
-        let resume = store.load(run, check_record)?;
+        let resume = store.load(run)?;
         Ok::<_, StoreError>((store, resume))
     })
     .await
@@ -551,6 +551,7 @@ pub async fn start_run(
         terms_done: resume.run.totals.terms_done,
         worker_names: resume.worker_names,
         elapsed_s: resume.run.totals.elapsed_s,
+        pi_bound: resume.pi_bound,
         done_ids: resume.done_ids,
     };
     options.config.run_id = run as u64;

@@ -4,6 +4,7 @@
 //! is why a run's result is the same whatever the workers do.
 
 pub mod count;
+pub mod verify;
 
 use crate::maths::{MAX_INTERVAL_TERMS, MAX_TERMS};
 use serde::{Deserialize, Serialize};

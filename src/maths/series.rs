@@ -153,6 +153,20 @@ pub fn correct_digits(estimate: f64) -> u32 {
     d.clamp(0.0, 17.0) as u32
 }
 
+/// [`correct_digits`] of every value within `bound` of `estimate`: the largest `d` with
+/// `|estimate − π| + bound ≤ ½·10⁻ᵈ`.
+pub fn correct_digits_within(estimate: f64, bound: f64) -> u32 {
+    let err = pi_error(estimate) + bound.max(0.0);
+    if !err.is_finite() {
+        return 0;
+    }
+    if err == 0.0 {
+        return 17;
+    }
+    let d = (-(2.0 * err).log10()).floor();
+    d.clamp(0.0, 17.0) as u32
+}
+
 /// The truncation-corrected estimate of π from the π partial of the prefix `[0, n−1]`:
 /// `prefix + 4·T(n)`.
 pub fn pi_corrected(prefix: f64, n: u64) -> f64 {
@@ -167,6 +181,19 @@ pub fn magnitude_sum_bound(a: u64, b: u64) -> f64 {
     4.0 * (first + 0.5 * log) * (1.0 + 1e-12)
 }
 
+/// A bound on the error of [`pi_partial_reference`] itself: 10⁻¹⁴ of its value (its worst
+/// error measured against exact rationals is 2·10⁻¹⁶ relative; tests/it/maths_oracle.rs), plus
+/// the smallest normal double.
+pub fn reference_error(reference: f64) -> f64 {
+    1e-14 * reference.abs() + f64::MIN_POSITIVE
+}
+
+/// The largest difference between the compensated kernel's partial ([`super::kernel`]: relative
+/// error at most 10⁻¹⁵, tested) and the reference: what `--strict` accepts.
+pub fn kernel_tolerance(reference: f64) -> f64 {
+    1e-15 * reference.abs() + reference_error(reference)
+}
+
 /// The largest error an honest client may make on the π partial of `[a, b]` when it sums the
 /// terms forward in plain `f64`, plus the error of [`pi_partial_reference`] itself.
 ///
@@ -174,12 +201,12 @@ pub fn magnitude_sum_bound(a: u64, b: u64) -> f64 {
 /// term `tᵢ = ±4/(2i+1)` carries one rounding of its own, `u·|tᵢ|`. The series alternates with
 /// decreasing terms, so every partial sum is at most the first term, `|sₖ| ≤ |tₐ| = 4/(2a+1)`:
 /// the error is at most `u·(n·|tₐ| + Σ|tᵢ|)`. We allow twice that (for second-order terms and
-/// clients that round a little differently), plus 1e-14 of the reference for its own error.
+/// clients that round a little differently), plus the reference's own error ([`reference_error`]).
 pub fn pi_partial_tolerance(a: u64, b: u64, reference: f64) -> f64 {
     let n = (b - a + 1) as f64;
     let u = f64::EPSILON / 2.0;
     let first = 4.0 / (2 * a + 1) as f64;
-    2.0 * u * (n * first + magnitude_sum_bound(a, b)) + 1e-14 * reference.abs() + f64::MIN_POSITIVE
+    2.0 * u * (n * first + magnitude_sum_bound(a, b)) + reference_error(reference)
 }
 
 /// Whether `reported` is an acceptable π partial for `[a, b]` (see [`pi_partial_tolerance`]).

@@ -9,8 +9,8 @@
 //! authenticates it.
 
 use super::limits::ServerConfig;
-use crate::coordinator::verify::check_result;
 use crate::coordinator::{CoordinatorHandle, Event, SessionId, WorkerKind};
+use crate::job::verify::check_result_with;
 use crate::report::now_iso8601;
 use crate::wire::legacy::{
     encode_frame, interval_body, is_original_trapezoid, parse_client_body, read_frame, ClientFrame,
@@ -265,7 +265,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             resend: false,
         };
         let job = self.coordinator.job();
-        let verdict = check_result(&job, &result);
+        let verdict = check_result_with(&job, &result, self.config.tolerance);
         if let Err(refusal) = &verdict {
             // The coordinator logs the rejection, with the peer, at warn level.
             tracing::debug!(%peer, worker = %name, interval = id, code = ?refusal.code, "wrong legacy result: {}; closing the connection", refusal.message);

@@ -1,14 +1,14 @@
 //! A protocol v1 session: one task per connection.
 //!
 //! A session owns its socket and nothing else. It enforces the limits (line length, handshake and
-//! idle timeouts), decodes messages, verifies results (`coordinator::verify`, here, on whichever
+//! idle timeouts), decodes messages, verifies results (`job::verify`, here, on whichever
 //! core runs the task), forwards events to the coordinator and writes the coordinator's answers
 //! back. A broken or hostile peer only ever ends its own session; the server goes on.
 
 use super::limits::{for_log, printable, ServerConfig, OUTBOX_CAPACITY};
 use super::tls::TLS_HANDSHAKE_RECORD;
-use crate::coordinator::verify::check_result;
 use crate::coordinator::{CoordinatorHandle, Event, WorkerKind};
+use crate::job::verify::check_result_with;
 use crate::report::now_iso8601;
 use crate::wire::line::{read_line, LineError};
 use crate::wire::{self, ClientMessage, ErrorCode, ServerMessage, MAX_LINE, PROTOCOL_VERSION};
@@ -293,7 +293,7 @@ async fn run_session_until<R, W>(
                         if coordinator.send(Event::Request { session, count }).await.is_err() { break "coordinator gone"; }
                     }
                     Ok(ClientMessage::Result(result)) => {
-                        let verdict = check_result(&job, &result);
+                        let verdict = check_result_with(&job, &result, config.tolerance);
                         let event = Event::Result { session, result, verdict, received_at: now_iso8601() };
                         if coordinator.send(event).await.is_err() { break "coordinator gone"; }
                     }

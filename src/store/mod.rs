@@ -20,10 +20,11 @@ pub use queries::{PiPoint, StoredResult, WorkerThroughput};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use writer::{Durability, Write, Writer};
 
+use crate::job::verify::check_result;
 use crate::job::Job;
 use crate::maths::exact::ExactSum;
-use crate::report::{FinalReport, ResultRecord, Totals};
-use crate::wire::Dec;
+use crate::report::{certified_bound, FinalReport, ResultRecord, Totals};
+use crate::wire::{Dec, WorkResult};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 
@@ -131,6 +132,8 @@ pub struct Resume {
     pub run: RunRow,
     pub done_ids: Vec<u64>,
     pub pi: ExactSum,
+    /// The exact sum of the results' certified bounds (`job::verify::Verified::pi_bound`).
+    pub pi_bound: ExactSum,
     pub worker_names: Vec<String>,
     /// Stored results that failed verification and were deleted (their intervals will be
     /// computed again).
@@ -271,18 +274,15 @@ impl Store {
     /// Loads a run's done intervals and exact totals, recomputed from its results (the source of
     /// truth), so that a resumed run continues exactly where the last durable commit left it.
     ///
-    /// Every row is checked with `keep` (the coordinator passes its O(1) verification); a row that
-    /// fails it — a bit flipped on disk — is deleted, so that its interval is computed again,
-    /// and reported in [`Resume::dropped`].
-    pub fn load(
-        &mut self,
-        id: i64,
-        keep: impl Fn(&Job, &ResultRecord) -> bool,
-    ) -> Result<Resume, StoreError> {
+    /// Every row is verified again ([`verify_record`]); a row that fails — a bit flipped on
+    /// disk — is deleted, so that its interval is computed again, and reported in
+    /// [`Resume::dropped`].
+    pub fn load(&mut self, id: i64) -> Result<Resume, StoreError> {
         let mut run = self.run(id)?;
         let job = run.job();
         let (mut done_ids, mut dropped) = (Vec::new(), Vec::new());
         let (mut pi, mut even, mut odd, mut terms) = (ExactSum::new(), 0u128, 0u128, 0u64);
+        let mut pi_bound = ExactSum::new();
         let mut names = std::collections::BTreeSet::new();
         {
             let mut stmt = self
@@ -295,8 +295,15 @@ impl Store {
             let mut rows = stmt.query([id]).map_err(self.sql_err())?;
             while let Some(row) = rows.next().map_err(self.sql_err())? {
                 let stored = queries::stored_result(row);
-                let record = match stored {
-                    Ok(r) if keep(&job, &r.record) && pi_is_finite(&r.record) => r.record,
+                let verified = stored
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| verify_record(&job, &r.record));
+                let record = match (stored, verified) {
+                    (Ok(r), Some(bound)) => {
+                        let _ = pi_bound.add(bound);
+                        r.record
+                    }
                     _ => {
                         let seq: i64 = row.get(0).map_err(self.sql_err())?;
                         dropped.push(seq);
@@ -334,6 +341,7 @@ impl Store {
             pi: pi.value(),
             workers: names.len() as u64,
             elapsed_s: run.totals.elapsed_s,
+            pi_bound: certified_bound(pi_bound.value(), pi.value()),
         };
         run.issued_upto = run
             .issued_upto
@@ -342,6 +350,7 @@ impl Store {
             run,
             done_ids,
             pi,
+            pi_bound,
             worker_names: names.into_iter().collect(),
             dropped: dropped.into_iter().map(|s| s as u64).collect(),
         })
@@ -353,9 +362,12 @@ impl Store {
         let job = row.job();
         let (mut pi, mut even, mut odd, mut terms, mut count) =
             (ExactSum::new(), 0u128, 0u128, 0u64, 0u64);
+        let mut pi_bound = ExactSum::new();
         let mut names = std::collections::BTreeSet::new();
         let mut ids = Vec::new();
         self.for_each_result(run, |r| {
+            // A row that does not verify any more (a damaged file) bounds nothing: infinity.
+            let _ = pi_bound.add(verify_record(&job, &r).unwrap_or(f64::MAX));
             even += r.even_sum.0;
             odd += r.odd_sum.0;
             let _ = pi.add(r.pi);
@@ -374,6 +386,7 @@ impl Store {
             pi: pi.value(),
             workers: names.len() as u64,
             elapsed_s: row.totals.elapsed_s,
+            pi_bound: certified_bound(pi_bound.value(), pi.value()),
         };
         Ok(FinalReport::new(&job, &totals, prefix))
     }
@@ -424,6 +437,7 @@ impl Store {
                 pi: raw.pi,
                 workers: count(raw.workers, "worker count")?,
                 elapsed_s: raw.elapsed_s,
+                pi_bound: raw.pi_bound,
             },
             issued_upto: count(raw.issued_upto, "reservation")?,
         })
@@ -442,13 +456,25 @@ pub(crate) fn sum_column(r: &rusqlite::Row, i: usize) -> rusqlite::Result<Dec<u1
     })
 }
 
-fn pi_is_finite(r: &ResultRecord) -> bool {
-    r.pi.is_finite()
+/// Verifies a stored result again, as it was when it was accepted; its certified bound, or
+/// `None` if it does not verify (a damaged row).
+pub fn verify_record(job: &Job, r: &ResultRecord) -> Option<f64> {
+    let result = WorkResult {
+        id: r.id,
+        a: r.a,
+        b: r.b,
+        even_sum: r.even_sum,
+        odd_sum: r.odd_sum,
+        pi: r.pi,
+        duration_s: r.duration_s.max(0.0),
+        resend: false,
+    };
+    check_result(job, &result).ok().map(|v| v.pi_bound)
 }
 
 const RUN_SELECT: &str =
     "SELECT id, terms, chunk, state, created_at, updated_at, intervals_done, terms_done,
-    even_sum, odd_sum, pi, workers, elapsed_s, issued_upto FROM runs";
+    even_sum, odd_sum, pi, workers, elapsed_s, issued_upto, pi_bound FROM runs";
 
 /// A run row as SQLite holds it, before it is checked.
 struct RawRunRow {
@@ -466,6 +492,7 @@ struct RawRunRow {
     workers: i64,
     elapsed_s: f64,
     issued_upto: i64,
+    pi_bound: f64,
 }
 
 fn raw_run_row(r: &rusqlite::Row) -> rusqlite::Result<RawRunRow> {
@@ -484,6 +511,7 @@ fn raw_run_row(r: &rusqlite::Row) -> rusqlite::Result<RawRunRow> {
         workers: r.get(11)?,
         elapsed_s: r.get(12)?,
         issued_upto: r.get(13)?,
+        pi_bound: r.get(14)?,
     })
 }
 
@@ -505,7 +533,6 @@ pub fn free_disk_bytes(path: &Path) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinator::verify::check_record;
 
     fn record(id: u64) -> ResultRecord {
         ResultRecord {
@@ -563,7 +590,7 @@ mod tests {
         // Reopening (a restart) finds everything and recomputes the exact totals.
         drop(store);
         let mut store = Store::open(&location).unwrap();
-        let resume = store.load(run, check_record).unwrap();
+        let resume = store.load(run).unwrap();
         let mut ids = resume.done_ids.clone();
         ids.sort_unstable();
         assert_eq!(ids, vec![0, 1]);
@@ -601,7 +628,7 @@ mod tests {
                 [flipped],
             )
             .unwrap();
-        let resume = store.load(run, check_record).unwrap();
+        let resume = store.load(run).unwrap();
         assert_eq!(resume.dropped.len(), 1);
         assert_eq!(resume.done_ids.len(), 2);
         assert_eq!(

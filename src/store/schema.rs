@@ -47,9 +47,11 @@ const SCHEMA_1: &str = "
     CREATE INDEX results_by_run ON results(run_id, seq);
 ";
 
-/// Migration 1 → 2: the durable reservation of handed-out ids, and the application id.
+/// Migration 1 → 2: the durable reservation of handed-out ids, the certified bound of the
+/// estimate (a cache, like the other totals), and the application id.
 const MIGRATION_2: &str = "
     ALTER TABLE runs ADD COLUMN issued_upto INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN pi_bound REAL NOT NULL DEFAULT 0;
     UPDATE runs SET issued_upto =
         COALESCE((SELECT MAX(interval_id) + 1 FROM results WHERE run_id = runs.id), 0);
 ";

@@ -169,7 +169,7 @@ pub(super) fn commit(store: &mut Store, run: i64, batch: &[Write]) -> Result<(),
         if let Some((t, pi_exact, state)) = totals {
             tx.execute(
                 "UPDATE runs SET intervals_done = ?2, terms_done = ?3, even_sum = ?4, odd_sum = ?5, pi_exact = ?6,
-                 pi = ?7, workers = ?8, elapsed_s = ?9, state = ?10, updated_at = ?11 WHERE id = ?1",
+                 pi = ?7, workers = ?8, elapsed_s = ?9, state = ?10, updated_at = ?11, pi_bound = ?12 WHERE id = ?1",
                 params![
                     run,
                     t.intervals_done as i64,
@@ -182,6 +182,7 @@ pub(super) fn commit(store: &mut Store, run: i64, batch: &[Write]) -> Result<(),
                     t.elapsed_s,
                     state.as_str(),
                     now_iso8601(),
+                    t.pi_bound,
                 ],
             )?;
         }

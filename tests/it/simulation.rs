@@ -25,13 +25,13 @@
 use piswarm::coordinator::core::{
     Core, CoreConfig, Input, LeasePolicy, Output, ResumeState, SessionId, WorkerKind,
 };
-use piswarm::coordinator::verify::{check_record, check_result};
+use piswarm::job::verify::check_result;
 use piswarm::job::{IntervalId, Job};
 use piswarm::maths::exact::ExactSum;
-use piswarm::maths::{kernel, sums};
+use piswarm::maths::{kernel, series, sums};
 use piswarm::mutation::{self, Mutation};
 use piswarm::report::ResultRecord;
-use piswarm::store::Write;
+use piswarm::store::{verify_record, Write};
 use piswarm::wire::{
     AckStatus, ClientMessage, Dec, DoneReason, ErrorCode, ServerMessage, WorkResult,
     PROTOCOL_VERSION,
@@ -106,6 +106,8 @@ enum Kind {
     Slow,
     /// Sends a wrong result half of the time.
     Liar,
+    /// Moves every π partial by most of what verification tolerates: accepted, and wrong.
+    Shifter,
     /// Uses an honest worker's name, and lies.
     Squatter,
     /// Sends correct results, marked re-sent, for intervals it never held.
@@ -196,10 +198,11 @@ impl Scenario {
         }
         let hostile = rng.below(4);
         for i in 0..hostile {
-            let kind = match rng.below(5) {
+            let kind = match rng.below(6) {
                 0 => Kind::Liar,
                 1 => Kind::Squatter,
                 2 => Kind::Resender,
+                3 => Kind::Shifter,
                 _ => Kind::Hoarder,
             };
             let name = if kind == Kind::Squatter {
@@ -537,10 +540,14 @@ impl World {
             None
         } else {
             let mut pi = ExactSum::new();
+            let mut pi_bound = ExactSum::new();
             let (mut even, mut odd, mut terms) = (0u128, 0u128, 0u64);
             let mut names = BTreeSet::new();
             for r in self.store.durable.values() {
                 pi.add(r.pi).unwrap();
+                pi_bound
+                    .add(verify_record(&self.sc.job, r).expect("stored results verify"))
+                    .unwrap();
                 even += r.even_sum.0;
                 odd += r.odd_sum.0;
                 terms += r.b.0 - r.a.0 + 1;
@@ -555,6 +562,7 @@ impl World {
                 terms_done: terms,
                 worker_names: names.into_iter().collect(),
                 elapsed_s: 0.0,
+                pi_bound,
             })
         };
         self.note(|| "coordinator starts".into());
@@ -1210,7 +1218,13 @@ impl World {
             Kind::Liar => self.rng.chance(0.5),
             _ => false,
         };
-        let result = honest_result(&self.sc.job, id, kind == Kind::Naive, lie);
+        let mut result = honest_result(&self.sc.job, id, kind == Kind::Naive, lie);
+        if kind == Kind::Shifter {
+            let (a, b) = (result.a.0, result.b.0);
+            let reference = series::pi_partial_reference(a, b);
+            let shift = 0.9 * series::pi_partial_tolerance(a, b, reference);
+            result.pi = reference + if id % 2 == 0 { shift } else { -shift };
+        }
         let w = &mut self.workers[wi];
         w.unacked.insert(id, result.clone());
         if let (Some(conn), WState::Active) = (w.conn, w.state) {
@@ -1534,7 +1548,7 @@ impl World {
         let mut pi = ExactSum::new();
         let mut exact_only = true;
         for (id, r) in &self.store.durable {
-            if !check_record(&self.sc.job, r) {
+            if verify_record(&self.sc.job, r).is_none() {
                 return Err(format!(
                     "stored result for interval {id} fails verification"
                 ));
@@ -1548,6 +1562,17 @@ impl World {
         }
         if let Some(core) = &self.core {
             let t = core.totals();
+            // The certified bound contains the exact partial sum, whoever computed what.
+            let exact = exact_partial(self.sc.job.terms.unwrap());
+            if (t.pi - exact).abs() > t.pi_bound {
+                return Err(format!(
+                    "|π {} − exact partial sum {}| = {:e} exceeds the certified bound {:e}",
+                    t.pi,
+                    exact,
+                    (t.pi - exact).abs(),
+                    t.pi_bound
+                ));
+            }
             if t.pi.to_bits() != pi.value().to_bits() {
                 return Err(format!(
                     "the coordinator's π {} is not the exact sum of the stored partials {}",
@@ -1565,6 +1590,29 @@ impl World {
         }
         Ok(())
     }
+}
+
+/// `4·Σₙ₌₀ᴺ⁻¹ (−1)ⁿ/(2n+1)`, independently of the library: every term and every addition in
+/// double-double (Knuth's two-sum, and the quotient's exact remainder by a fused multiply-add),
+/// about 30 digits — far below any bound in question.
+fn exact_partial(n: u64) -> f64 {
+    fn two_sum(a: f64, b: f64) -> (f64, f64) {
+        let s = a + b;
+        let bb = s - a;
+        (s, (a - (s - bb)) + (b - bb))
+    }
+    let (mut hi, mut lo) = (0.0f64, 0.0f64);
+    for k in (0..n).rev() {
+        let d = (2 * k + 1) as f64;
+        let q = 4.0 / d;
+        let r = (-q).mul_add(d, 4.0) / d; // 4/d = q + r, to double-double precision
+        let (q, r) = if k % 2 == 0 { (q, r) } else { (-q, -r) };
+        let (s, e) = two_sum(hi, q);
+        let (s2, e2) = two_sum(s, lo + r + e);
+        hi = s2;
+        lo = e2;
+    }
+    hi + lo
 }
 
 /// The result an honest worker computes (exact kernel, or the plain loop of a naive client); a

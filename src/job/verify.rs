@@ -1,13 +1,37 @@
 //! Checking a worker's result for one interval, exactly and in O(1).
 //!
 //! Pure: no state, no I/O. Sessions call [`check_result`] before a result reaches the coordinator,
-//! so verification runs on every core, in parallel, and the coordinator only does bookkeeping. A
-//! resumed run re-verifies its stored results with [`check_record`].
+//! so verification runs on every core, in parallel, and the coordinator only does bookkeeping; a
+//! resumed run re-verifies its stored results the same way (`store::Store::load`). It lives with
+//! the job because it is a property of the job's grid, used by sessions, coordinator and store.
+//!
+//! Besides the verdict, an accepted result comes with a certified bound on its π partial's error
+//! ([`Verified::pi_bound`]): the run's `pi_bound` is their sum, so the final report says how far
+//! the estimate can be from the exact partial sum whichever clients computed it. `--strict`
+//! ([`Tolerance::Kernel`]) accepts only what the compensated kernel can produce, so that no
+//! client can move the result by more than the kernel's own error.
 
 use crate::job::{IntervalId, Job};
 use crate::maths::{series, sums};
-use crate::report::ResultRecord;
 use crate::wire::{ErrorCode, WorkResult};
+
+/// What verification certifies about an accepted result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verified {
+    /// A rigorous bound on |reported π partial − exact partial sum|: its distance to the O(1)
+    /// reference (rounded up) plus the reference's own error bound.
+    pub pi_bound: f64,
+}
+
+/// How far a π partial may be from the reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tolerance {
+    /// Anything an honest client summing in plain `f64` can produce (the default).
+    #[default]
+    Honest,
+    /// Only what the compensated kernel can produce (`serve --strict`).
+    Kernel,
+}
 
 /// Why a result was refused: the code sent on the wire and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +43,16 @@ pub struct Refusal {
 /// Checks the bounds against the job's grid, the even and odd sums against their closed forms and
 /// the π partial against its closed form within the honest-rounding tolerance
 /// (see [`series::pi_partial_tolerance`]).
-pub fn check_result(job: &Job, r: &WorkResult) -> Result<(), Refusal> {
+pub fn check_result(job: &Job, r: &WorkResult) -> Result<Verified, Refusal> {
+    check_result_with(job, r, Tolerance::Honest)
+}
+
+/// [`check_result`] with a choice of tolerance for the π partial.
+pub fn check_result_with(
+    job: &Job,
+    r: &WorkResult,
+    tolerance: Tolerance,
+) -> Result<Verified, Refusal> {
     let refuse = |code, message: String| Err(Refusal { code, message });
     let Some(interval) = job.interval(IntervalId(r.id.0)) else {
         return refuse(
@@ -55,17 +88,24 @@ pub fn check_result(job: &Job, r: &WorkResult) -> Result<(), Refusal> {
             format!("the π partial must be a finite number, got {}", r.pi),
         );
     }
-    if !series::pi_partial_plausible(interval.a, interval.b, r.pi) {
-        let reference = series::pi_partial_reference(interval.a, interval.b);
+    let reference = series::pi_partial_reference(interval.a, interval.b);
+    let allowed = match tolerance {
+        Tolerance::Honest => series::pi_partial_tolerance(interval.a, interval.b, reference),
+        Tolerance::Kernel => series::kernel_tolerance(reference),
+    };
+    let deviation = (r.pi - reference).abs();
+    // (NaN cannot reach here: `pi` is finite and so is the reference.)
+    if deviation > allowed {
+        let strict = if tolerance == Tolerance::Kernel {
+            " (--strict: the compensated kernel's bound)"
+        } else {
+            ""
+        };
         return refuse(
             ErrorCode::WrongPi,
             format!(
-                "wrong π partial for [{}, {}]: got {:e}, expected {:e} within {:.1e}",
-                interval.a,
-                interval.b,
-                r.pi,
-                reference,
-                series::pi_partial_tolerance(interval.a, interval.b, reference)
+                "wrong π partial for [{}, {}]: got {:e}, expected {:e} within {:.1e}{strict}",
+                interval.a, interval.b, r.pi, reference, allowed
             ),
         );
     }
@@ -78,22 +118,11 @@ pub fn check_result(job: &Job, r: &WorkResult) -> Result<(), Refusal> {
             ),
         );
     }
-    Ok(())
-}
-
-/// Whether a stored result is still one that [`check_result`] accepts (bit rot, a damaged file).
-pub fn check_record(job: &Job, r: &ResultRecord) -> bool {
-    let result = WorkResult {
-        id: r.id,
-        a: r.a,
-        b: r.b,
-        even_sum: r.even_sum,
-        odd_sum: r.odd_sum,
-        pi: r.pi,
-        duration_s: r.duration_s.max(0.0),
-        resend: false,
-    };
-    check_result(job, &result).is_ok()
+    // |p − P| ≤ |p − R| + |R − P|; the subtraction above rounds by at most half an ulp, hence
+    // the factor (one ulp up covers it).
+    Ok(Verified {
+        pi_bound: deviation * (1.0 + f64::EPSILON) + series::reference_error(reference),
+    })
 }
 
 #[cfg(test)]
@@ -121,15 +150,19 @@ mod tests {
         let job = Job::new(None, Some(1000)).unwrap();
         for id in [0, 1, 7, 123_456, 4_000_000_000] {
             let r = honest(&job, id);
-            assert_eq!(check_result(&job, &r), Ok(()));
+            assert!(check_result(&job, &r).is_ok());
             let naive = WorkResult {
                 pi: kernel::pi_partial_naive(r.a.0, r.b.0),
                 ..r.clone()
             };
-            assert_eq!(
-                check_result(&job, &naive),
-                Ok(()),
+            assert!(
+                check_result(&job, &naive).is_ok(),
                 "naive client on interval {id}"
+            );
+            assert_eq!(
+                check_result_with(&job, &r, Tolerance::Kernel).map(|v| v.pi_bound <= 1e-13),
+                Ok(true),
+                "the kernel passes --strict on interval {id}"
             );
         }
         let r = honest(&job, 3);
