@@ -202,6 +202,10 @@ pub struct ServeArgs {
     /// The most local clients (the dashboard's Create) running at once [default: 4 per core]
     #[arg(long, value_parser = count_usize)]
     pub max_local_clients: Option<usize>,
+    /// Accept only π partials within the compensated kernel's error bound (piswarm workers pass;
+    /// plain-loop clients of long intervals do not), so that no client can move the result.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// How to reach a running server's dashboard API.
@@ -508,6 +512,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         idle_timeout: args.idle_timeout,
         token: args.token,
         tls,
+        tolerance: if args.strict {
+            crate::job::verify::Tolerance::Kernel
+        } else {
+            crate::job::verify::Tolerance::Honest
+        },
         ..ServerConfig::default()
     };
     options.exit_when_done = args.exit_when_done;

@@ -511,6 +511,8 @@ pub struct RunningRun {
     pub dropped: Vec<u64>,
     /// Intervals already done when it started.
     pub resumed_done: u64,
+    /// Results the store's high-water mark says were durable and are missing (a lost `-wal`).
+    pub lost: u64,
     task: tokio::task::JoinHandle<()>,
     writer: std::thread::JoinHandle<()>,
 }
@@ -543,6 +545,7 @@ pub async fn start_run(
     .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
     let dropped = resume.dropped.clone();
     let resumed_done = resume.done_ids.len() as u64;
+    let lost = resume.lost;
     let state = ResumeState {
         issued_upto: resume.run.issued_upto,
         pi: resume.pi,
@@ -574,6 +577,7 @@ pub async fn start_run(
         handle,
         dropped,
         resumed_done,
+        lost,
         task,
         writer: writer_thread,
     })

@@ -379,6 +379,12 @@ impl Node {
                 running.resumed_done
             );
         }
+        if running.lost > 0 {
+            eprintln!(
+                "piswarm: warning: the store lost {} acknowledged results of run {run} (its -wal file was deleted or damaged after a crash?); their intervals will be computed again",
+                running.lost
+            );
+        }
         let dropped = running.dropped.len();
         if dropped > 0 {
             eprintln!(

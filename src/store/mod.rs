@@ -138,6 +138,9 @@ pub struct Resume {
     /// Stored results that failed verification and were deleted (their intervals will be
     /// computed again).
     pub dropped: Vec<u64>,
+    /// Results the high-water mark says were durable and that are missing (a lost `-wal` file):
+    /// they will be computed again, and this says so.
+    pub lost: u64,
 }
 
 impl Resume {
@@ -346,8 +349,18 @@ impl Store {
         run.issued_upto = run
             .issued_upto
             .max(done_ids.iter().max().map_or(0, |m| m + 1));
+        let lost = match &self.location {
+            Location::File(db) => match writer::read_mark(db) {
+                Some((r, marked)) if r == id => {
+                    marked.saturating_sub(done_ids.len() as u64 + dropped.len() as u64)
+                }
+                _ => 0,
+            },
+            Location::Memory => 0,
+        };
         Ok(Resume {
             run,
+            lost,
             done_ids,
             pi,
             pi_bound,

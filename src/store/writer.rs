@@ -6,17 +6,62 @@
 //! ([`Durability`]). It never talks to sessions: the coordinator alone turns commits into
 //! acknowledgements. If a commit fails, it says so on the same channel and drops everything
 //! after: nothing more can be made durable.
+//!
+//! It also keeps a high-water mark of the results made durable, in a file beside the database
+//! (`<db>.acked`, at most once a second): a store that comes back with fewer results than the
+//! mark says — its `-wal` file deleted or damaged after a crash — is detected when the run is
+//! resumed ([`super::Store::load`]), not silently recomputed.
 
-use super::{RunState, Store, StoreError};
+use super::{Location, RunState, Store, StoreError};
 use crate::maths::exact::ExactSum;
 use crate::report::{now_iso8601, ResultRecord, Totals};
 use rusqlite::params;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 20_000;
 /// Writes queued for the writer thread; the coordinator waits when it is full (backpressure).
 const QUEUE: usize = 2 * MAX_BATCH;
+/// How often, at most, the high-water mark is written.
+const MARK_EVERY: Duration = Duration::from_secs(1);
+
+/// The high-water mark file of a store.
+pub fn mark_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".acked");
+    PathBuf::from(name)
+}
+
+/// Reads a store's high-water mark: the run and how many of its results were durable.
+pub fn read_mark(db: &Path) -> Option<(i64, u64)> {
+    let text = std::fs::read_to_string(mark_path(db)).ok()?;
+    let mut words = text.split_whitespace();
+    let (Some("run"), Some(run), Some("results"), Some(n)) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return None;
+    };
+    Some((run.parse().ok()?, n.parse().ok()?))
+}
+
+/// Writes the mark: a temporary file, synced, renamed over the old one.
+fn write_mark(db: &Path, run: i64, results: u64) -> std::io::Result<()> {
+    let path = mark_path(db);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(
+        &mut tmp,
+        format!("run {run} results {results}\n").as_bytes(),
+    )?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(&path).map_err(|e| e.error)?;
+    Ok(())
+}
 
 /// A write. Sequence numbers increase by one per write.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +142,13 @@ fn writer_loop(
     durable: watch::Sender<Durability>,
 ) {
     let mut batch = Vec::with_capacity(1024);
+    let db = match store.location() {
+        Location::File(p) => Some(p.clone()),
+        Location::Memory => None,
+    };
+    let mut durable_results = store.count_results(run).map_or(0, |c| c.0);
+    let mut marked = durable_results;
+    let mut last_mark = Instant::now();
     while let Some(op) = rx.blocking_recv() {
         batch.push(op);
         while batch.len() < MAX_BATCH {
@@ -107,9 +159,21 @@ fn writer_loop(
         }
         let last = batch.iter().map(Write::seq).max().unwrap_or(0);
         match commit(&mut store, run, &batch) {
-            Ok(()) => {
+            Ok(inserted) => {
                 durable.send_modify(|d| d.committed = d.committed.max(last));
                 batch.clear();
+                durable_results += inserted;
+                if let Some(db) = &db {
+                    if durable_results > marked && last_mark.elapsed() >= MARK_EVERY {
+                        match write_mark(db, run, durable_results) {
+                            Ok(()) => marked = durable_results,
+                            Err(e) => {
+                                tracing::warn!("could not write the store's high-water mark: {e}")
+                            }
+                        }
+                        last_mark = Instant::now();
+                    }
+                }
             }
             Err(e) => {
                 let reason = format!("could not write to the store: {e}");
@@ -124,9 +188,10 @@ fn writer_loop(
     }
 }
 
-/// Commits one batch in one transaction.
-pub(super) fn commit(store: &mut Store, run: i64, batch: &[Write]) -> Result<(), rusqlite::Error> {
+/// Commits one batch in one transaction; returns how many results were inserted.
+pub(super) fn commit(store: &mut Store, run: i64, batch: &[Write]) -> Result<u64, rusqlite::Error> {
     let tx = store.conn.transaction()?;
+    let mut inserted = 0u64;
     {
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO results (run_id, interval_id, a, b, worker, peer, even_sum, odd_sum, pi, duration_s, timestamp)
@@ -137,7 +202,7 @@ pub(super) fn commit(store: &mut Store, run: i64, batch: &[Write]) -> Result<(),
         for op in batch {
             match op {
                 Write::Result { record: r, .. } => {
-                    insert.execute(params![
+                    inserted += insert.execute(params![
                         run,
                         r.id.0 as i64,
                         r.a.0 as i64,
@@ -149,7 +214,7 @@ pub(super) fn commit(store: &mut Store, run: i64, batch: &[Write]) -> Result<(),
                         r.pi,
                         r.duration_s,
                         r.timestamp,
-                    ])?;
+                    ])? as u64;
                 }
                 Write::Reserve { upto, .. } => reserved = Some(reserved.unwrap_or(0).max(*upto)),
                 Write::Totals {
@@ -187,5 +252,6 @@ pub(super) fn commit(store: &mut Store, run: i64, batch: &[Write]) -> Result<(),
             )?;
         }
     }
-    tx.commit()
+    tx.commit()?;
+    Ok(inserted)
 }
