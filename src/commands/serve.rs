@@ -70,6 +70,7 @@ async fn serve_with(
     );
     let http = options.http.clone();
     let ui_token = options.ui_token.clone();
+    let metrics = options.metrics.clone();
     let node = match Node::start_locked(options, lock, listener, true).await {
         Ok(node) => node,
         Err(e @ StartError::Complete { .. }) => return Ok(Served::AlreadyComplete(e.to_string())),
@@ -90,6 +91,30 @@ async fn serve_with(
                     "piswarm: warning: cannot serve the dashboard on {addr}: {e}; going on without \
                      it (choose another address with --http, or --no-http)"
                 );
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    // Like the dashboard, a metrics listener that cannot bind does not stop the coordinator.
+    let metrics = match &metrics {
+        Some(addr) => {
+            let scraped = node.clone();
+            let render: crate::metrics::listener::Render = std::sync::Arc::new(move || {
+                let node = scraped.clone();
+                Box::pin(async move { crate::metrics::serve::render(&node).await })
+            });
+            match crate::metrics::listener::bind(addr, render, web_stop.clone()).await {
+                Ok((server, local)) => {
+                    println!("piswarm: metrics at http://{local}/metrics");
+                    Some(server)
+                }
+                Err(e) => {
+                    eprintln!(
+                        "piswarm: warning: cannot serve metrics on {addr}: {e}; going on without \
+                         them (choose another address with --metrics)"
+                    );
                     None
                 }
             }
@@ -131,6 +156,9 @@ async fn serve_with(
     let shut = node.shutdown().await;
     if let Some(web) = web {
         let _ = web.await;
+    }
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
     }
     let report = match shut {
         Ok(report) => report,

@@ -492,7 +492,6 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 /// How [`start_run`] sets a coordinator up.
-#[derive(Debug)]
 pub struct RunOptions {
     pub config: CoreConfig,
     /// Print a line per durable result to standard output.
@@ -500,6 +499,20 @@ pub struct RunOptions {
     /// The store's file (to watch its disk), if it is a file.
     pub path: Option<PathBuf>,
     pub min_free_disk: u64,
+    /// Told how long each of the store's commits took (metrics).
+    pub on_commit: Option<store::CommitObserver>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("config", &self.config)
+            .field("print_results", &self.print_results)
+            .field("path", &self.path)
+            .field("min_free_disk", &self.min_free_disk)
+            .field("on_commit", &self.on_commit.is_some())
+            .finish()
+    }
 }
 
 /// A coordinator wired to its store: what `serve`, `run` and `bench` run.
@@ -555,7 +568,8 @@ pub async fn start_run(
     };
     options.config.run_id = run as u64;
     options.config.emit_durable = options.print_results;
-    let (writer, durability, writer_thread) = Writer::start(store, run)?;
+    let (writer, durability, writer_thread) =
+        Writer::start_observed(store, run, options.on_commit.take())?;
     let link = StoreLink {
         writer,
         durability,

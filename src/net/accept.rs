@@ -10,6 +10,7 @@
 use super::limits::ServerConfig;
 use super::{legacy, session};
 use crate::coordinator::CoordinatorHandle;
+use crate::metrics::ConnectionKind;
 use crate::wire::{self, ErrorCode, ServerMessage};
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +76,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = budget.clone().try_acquire_owned() else {
+            config.metrics.connections_refused.inc();
             tracing::warn!(%peer, "refused: the server holds its maximum of {} connections", config.max_connections);
             if matches!(kind, Kind::V1) && config.tls.is_none() {
                 tracker.spawn(tell_full(stream));
@@ -86,13 +88,15 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         match kind {
             Kind::V1 => {
+                let open = config.metrics.connection(ConnectionKind::V1);
                 tracker.spawn(async move {
                     session::serve_connection(stream, peer, coordinator, &config, shutdown).await;
-                    drop(permit);
+                    drop((permit, open));
                 });
             }
             Kind::Legacy => {
                 let recompute = recompute.clone();
+                let open = config.metrics.connection(ConnectionKind::Legacy);
                 tracker.spawn(async move {
                     let (read, write) = stream.into_split();
                     legacy::run_legacy_session(
@@ -105,7 +109,7 @@ pub async fn serve(
                         recompute,
                     )
                     .await;
-                    drop(permit);
+                    drop((permit, open));
                 });
             }
         }

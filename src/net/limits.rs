@@ -1,6 +1,7 @@
 //! The limits of the servers (connections, timeouts, line length), derived from the process's
 //! file-descriptor limit, and the warning printed when workers can reach a server unprotected.
 
+use crate::metrics::ServeInstruments;
 use crate::net::tls::TlsServer;
 use crate::wire::Secret;
 use std::net::SocketAddr;
@@ -18,6 +19,8 @@ pub struct ServerConfig {
     pub token: Option<Secret>,
     /// Serve TLS only (`--tls-cert`, `--tls-key`).
     pub tls: Option<TlsServer>,
+    /// Where sessions count connections and time verifications (for `/metrics`).
+    pub metrics: ServeInstruments,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +34,7 @@ impl Default for ServerConfig {
             max_protocol_errors: 16,
             token: None,
             tls: None,
+            metrics: ServeInstruments::default(),
         }
     }
 }

@@ -66,6 +66,8 @@ pub struct ServeOptions {
     pub http: Option<String>,
     /// The token the dashboard requires (one is generated when it listens beyond loopback).
     pub ui_token: Option<Secret>,
+    /// Serve `GET /metrics` on this address too, without a token (`--metrics`).
+    pub metrics: Option<String>,
     /// Start a new run even if the latest one could be resumed (`--new-run`).
     pub new_run: bool,
     /// Continue this run (`--resume RUN`).
@@ -92,6 +94,7 @@ impl ServeOptions {
             legacy_listen: None,
             http: None,
             ui_token: None,
+            metrics: None,
             new_run: false,
             resume: None,
             min_free_disk: None,
@@ -724,6 +727,7 @@ fn run_options(options: &ServeOptions, job: Job) -> RunOptions {
         min_free_disk: options
             .min_free_disk
             .unwrap_or_else(|| default_min_free_disk(&options.db)),
+        on_commit: Some(options.server.metrics.commit_observer()),
     }
 }
 

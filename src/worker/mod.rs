@@ -15,6 +15,7 @@ mod session;
 
 pub use pool::compute;
 
+use crate::metrics::worker::WorkerInstruments;
 use crate::net::tls::TlsClient;
 use crate::wire::{ErrorCode, Secret, WorkResult};
 use std::collections::BTreeMap;
@@ -39,6 +40,8 @@ pub struct WorkerConfig {
     pub tls: Option<TlsClient>,
     /// The name expected in the coordinator's certificate (default: the host part of `connect`).
     pub tls_server_name: Option<String>,
+    /// What the worker counts for `worker --metrics`.
+    pub metrics: WorkerInstruments,
 }
 
 impl WorkerConfig {
@@ -53,6 +56,7 @@ impl WorkerConfig {
             prefetch: None,
             tls: None,
             tls_server_name: None,
+            metrics: WorkerInstruments::default(),
         }
     }
 }
@@ -154,9 +158,11 @@ struct Carry {
     unacked: BTreeMap<u64, WorkResult>,
 }
 
-/// The first wait before reconnecting, doubled after each failure up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The first wait before reconnecting, doubled after each failure up to [`MAX_BACKOFF`]; each
+/// wait is [`jittered`]. A fleet refused at once (`too_many_connections`, a restarting server)
+/// thus comes back spread over 50–150 ms, then 100–300 ms, … and at most 2.5–7.5 s apart.
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Runs a worker until the job is complete (Ok), `shutdown` is cancelled (Ok), or it fails for
 /// good.
@@ -166,6 +172,11 @@ pub async fn run_worker(
 ) -> Result<WorkerSummary, WorkerError> {
     let threads = if config.once { 1 } else { config.threads };
     let mut pool = pool::Pool::new(threads).map_err(WorkerError::Threads)?;
+    let metrics = &config.metrics;
+    metrics
+        .threads
+        .set(i64::try_from(threads).unwrap_or(i64::MAX));
+    let mut welcomed_before = false;
     let mut summary = WorkerSummary::default();
     let mut carry = Carry::default();
     let mut give_up_at = config.retry_for.map(|d| Instant::now() + d);
@@ -174,11 +185,17 @@ pub async fn run_worker(
     loop {
         epoch += 1;
         let mut connected = false;
+        metrics.connection_attempts.inc();
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return Ok(summary),
             r = session::run(&config, &mut pool, epoch, &mut carry, &mut summary, &mut connected, &shutdown) => r,
         };
+        metrics.connected.set(0);
         if connected {
+            if welcomed_before {
+                metrics.reconnects.inc();
+            }
+            welcomed_before = true;
             // The time without a coordinator starts again, and so does the backoff.
             give_up_at = config.retry_for.map(|d| Instant::now() + d);
             backoff = FIRST_BACKOFF;
@@ -208,7 +225,7 @@ pub async fn run_worker(
 
 /// `base` times a random factor in [0.5, 1.5), so that workers refused together (a server that
 /// was full, or restarting) do not come back together.
-fn jittered(base: Duration) -> Duration {
+pub fn jittered(base: Duration) -> Duration {
     let r = getrandom::u32().unwrap_or(u32::MAX / 2);
     base.mul_f64(0.5 + f64::from(r) / f64::from(u32::MAX))
 }
