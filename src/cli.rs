@@ -122,9 +122,13 @@ pub enum BenchCommand {
         /// The server's --max-connections (default: enough for the whole fleet).
         #[arg(long, value_parser = count_usize)]
         max_connections: Option<usize>,
-        /// Each session takes this many intervals, reports them and leaves.
+        /// Each session takes this many intervals and reports them.
         #[arg(long, default_value = "1", value_parser = count_u32)]
         intervals: u32,
+        /// A served session leaves after this long (default: when the whole fleet is served;
+        /// needed when the fleet is larger than --max-connections).
+        #[arg(long, value_parser = duration)]
+        hold: Option<Duration>,
         #[arg(long)]
         json: bool,
     },
@@ -670,6 +674,7 @@ async fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
             within,
             max_connections,
             intervals,
+            hold,
             json,
         } => {
             let options = commands::fleet::FleetOptions {
@@ -677,6 +682,7 @@ async fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
                 within,
                 max_connections,
                 intervals,
+                hold,
             };
             show(json, &commands::fleet::fleet(&options).await?)
         }

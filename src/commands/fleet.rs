@@ -6,7 +6,7 @@
 //! is measured exactly as deployed, with its own descriptors and runtime). Each session says
 //! hello, takes `intervals` intervals, computes and reports them, waits for their
 //! acknowledgements, and then stays connected, like a worker waiting for work, until every
-//! session of the fleet has been served; then all say bye. A session refused with
+//! session of the fleet has been served (or, with `hold`, for that long); then it says bye. A session refused with
 //! `too_many_connections` comes back after the worker's own jittered backoff
 //! (`worker::jittered`), as `piswarm worker --retry-for` does.
 //!
@@ -26,7 +26,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-/// How long one session may take to be served, retries included, before it counts as failed.
+/// How long a session may be refused (and retry) before it counts as failed.
 const SESSION_DEADLINE: Duration = Duration::from_secs(120);
 /// How long one answer (welcome, assignment, acknowledgement) may take.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -41,6 +41,10 @@ pub struct FleetOptions {
     pub max_connections: Option<usize>,
     /// Intervals each session computes.
     pub intervals: u32,
+    /// How long a served session stays connected (default: until the whole fleet is served;
+    /// give a duration when the fleet is larger than `max_connections`, so that sessions leave
+    /// and refused ones get their turn).
+    pub hold: Option<Duration>,
 }
 
 /// What happened.
@@ -93,13 +97,25 @@ enum Outcome {
 }
 
 /// Shared counters of the fleet.
-#[derive(Default)]
 struct Tally {
+    sessions: usize,
     refusals: AtomicU64,
     connected: AtomicUsize,
     peak: AtomicUsize,
-    finished: AtomicUsize,
+    /// Sessions served or failed for good.
+    settled: AtomicUsize,
+    /// Cancelled once every session is settled.
+    all_served: CancellationToken,
     last_welcome: Mutex<Option<Instant>>,
+}
+
+impl Tally {
+    /// One more session is served or has failed for good.
+    fn settle(&self) {
+        if self.settled.fetch_add(1, Ordering::SeqCst) + 1 == self.sessions {
+            self.all_served.cancel();
+        }
+    }
 }
 
 /// Runs the fleet against a `piswarm serve` child process and reports.
@@ -176,25 +192,28 @@ async fn drive(
     // Keep reading the server's output, so that it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
-    let tally = Arc::new(Tally::default());
     let all_served = CancellationToken::new();
+    let tally = Arc::new(Tally {
+        sessions,
+        refusals: AtomicU64::new(0),
+        connected: AtomicUsize::new(0),
+        peak: AtomicUsize::new(0),
+        settled: AtomicUsize::new(0),
+        all_served: all_served.clone(),
+        last_welcome: Mutex::new(None),
+    });
     let start = Instant::now();
     let spacing = options.within.div_f64(sessions as f64);
     let mut tasks = Vec::with_capacity(sessions);
     for i in 0..sessions {
         let (tally, all_served) = (tally.clone(), all_served.clone());
         let begin = start + spacing.mul_f64(i as f64);
-        let intervals = options.intervals.max(1);
+        let (intervals, hold) = (options.intervals.max(1), options.hold);
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(begin.into()).await;
-            let outcome = tokio::time::timeout(
-                SESSION_DEADLINE,
-                session(addr, i, intervals, &tally, &all_served),
-            )
-            .await
-            .unwrap_or_else(|_| Outcome::Failed("not served within 120 s".into()));
-            if tally.finished.fetch_add(1, Ordering::SeqCst) + 1 == sessions {
-                all_served.cancel();
+            let outcome = session(addr, i, intervals, hold, &tally, &all_served).await;
+            if matches!(outcome, Outcome::Failed(_)) {
+                tally.settle();
             }
             outcome
         }));
@@ -258,15 +277,19 @@ async fn session(
     addr: SocketAddr,
     index: usize,
     intervals: u32,
+    hold: Option<Duration>,
     tally: &Tally,
     all_served: &CancellationToken,
 ) -> Outcome {
     let first_try = Instant::now();
     let mut backoff = crate::worker::FIRST_BACKOFF;
     loop {
-        match attempt(addr, index, intervals, tally, all_served, first_try).await {
+        match attempt(addr, index, intervals, hold, tally, all_served, first_try).await {
             Attempt::Refused => {
                 tally.refusals.fetch_add(1, Ordering::SeqCst);
+                if first_try.elapsed() > SESSION_DEADLINE {
+                    return Outcome::Failed("refused for 120 s".into());
+                }
                 tokio::time::sleep(crate::worker::jittered(backoff)).await;
                 backoff = (backoff * 2).min(crate::worker::MAX_BACKOFF);
             }
@@ -301,6 +324,7 @@ async fn attempt(
     addr: SocketAddr,
     index: usize,
     intervals: u32,
+    hold: Option<Duration>,
     tally: &Tally,
     all_served: &CancellationToken,
     first_try: Instant,
@@ -381,13 +405,22 @@ async fn attempt(
     let Some(join) = join else {
         return fail("acknowledged without a welcome".into());
     };
+    tally.settle();
     // Stay connected, like a worker waiting for work, until the whole fleet is served; then
     // leave. Heartbeats keep the session within the server's idle timeout meanwhile.
     let mut heartbeat = tokio::time::interval(Duration::from_secs(10));
     heartbeat.tick().await;
+    let held = async {
+        match hold {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(held);
     loop {
         tokio::select! {
             _ = all_served.cancelled() => break,
+            _ = &mut held => break,
             _ = heartbeat.tick() => {
                 wire::encode(&ClientMessage::Heartbeat {}, &mut out);
                 let _ = write.write_all(&out).await;
