@@ -494,7 +494,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
                     Box::pin(async move { text })
                 });
                 match crate::metrics::listener::bind(addr, render, metrics_stop.clone()).await {
-                    Ok((_, local)) => tracing::info!(%local, "metrics at http://{local}/metrics"),
+                    Ok((_, local)) => println!("piswarm worker: metrics at http://{local}/metrics"),
                     Err(e) => {
                         eprintln!("piswarm worker: cannot serve metrics on {addr}: {e}");
                         return Ok(ExitCode::from(1));

@@ -7,7 +7,7 @@
 //! `interval`, `code`, …) at the top level, never nested.
 //!
 //! What it must never do: log a secret. Nothing here filters; secrets are kept out at the source
-//! (`wire::Secret` has no `Display` and a redacting `Debug`), and tests/it/ops_logs.rs checks the
+//! (`wire::Secret` has no `Display` and a redacting `Debug`), and tests/it/ops/logs.rs checks the
 //! logs of a real `serve` and `worker` at debug level.
 
 /// How log lines are written.

@@ -15,8 +15,8 @@
 //! `/metrics`.
 
 use crate::wire::line::read_line;
-use crate::wire::{self, AckStatus, ClientMessage, ErrorCode, ServerMessage, MAX_LINE};
 use crate::wire::PROTOCOL_VERSION;
+use crate::wire::{self, AckStatus, ClientMessage, ErrorCode, ServerMessage, MAX_LINE};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

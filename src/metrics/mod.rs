@@ -202,8 +202,17 @@ mod tests {
         let mut registry = Registry::default();
         m.register(&mut registry);
         let text = encode(&registry);
-        assert!(text.contains("piswarm_result_verify_seconds_count 1\n"), "{text}");
-        assert!(text.contains("piswarm_store_commit_seconds_count 1\n"), "{text}");
-        assert!(text.contains("piswarm_store_commit_seconds_sum 0.003\n"), "{text}");
+        assert!(
+            text.contains("piswarm_result_verify_seconds_count 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("piswarm_store_commit_seconds_count 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("piswarm_store_commit_seconds_sum 0.003\n"),
+            "{text}"
+        );
     }
 }

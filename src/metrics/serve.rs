@@ -138,7 +138,10 @@ fn register_run(
     info.get_or_create(&vec![
         ("run", snap.run_id.to_string()),
         // Empty for an open-ended job.
-        ("terms", snap.job.terms.map_or(String::new(), |n| n.to_string())),
+        (
+            "terms",
+            snap.job.terms.map_or(String::new(), |n| n.to_string()),
+        ),
         ("chunk", snap.job.chunk.to_string()),
     ])
     .set(1);
@@ -148,4 +151,3 @@ fn register_run(
         info,
     );
 }
-

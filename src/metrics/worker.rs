@@ -37,14 +37,46 @@ impl WorkerInstruments {
     pub fn render(&self, name: &str) -> String {
         let mut registry = Registry::default();
         let counters = [
-            ("piswarm_worker_results_sent", "Results sent to the coordinator (including re-sent ones)", &self.results_sent),
-            ("piswarm_worker_results_resent", "Results sent again after a reconnection", &self.results_resent),
-            ("piswarm_worker_results_accepted", "Results the coordinator acknowledged as accepted", &self.results_accepted),
-            ("piswarm_worker_results_duplicate", "Results the coordinator acknowledged as duplicates", &self.results_duplicate),
-            ("piswarm_worker_server_errors", "Error messages received from the coordinator", &self.server_errors),
-            ("piswarm_worker_terms_computed", "Terms of the series computed", &self.terms_computed),
-            ("piswarm_worker_connection_attempts", "Attempts to connect to the coordinator", &self.connection_attempts),
-            ("piswarm_worker_reconnects", "Connections welcomed by the coordinator after the first", &self.reconnects),
+            (
+                "piswarm_worker_results_sent",
+                "Results sent to the coordinator (including re-sent ones)",
+                &self.results_sent,
+            ),
+            (
+                "piswarm_worker_results_resent",
+                "Results sent again after a reconnection",
+                &self.results_resent,
+            ),
+            (
+                "piswarm_worker_results_accepted",
+                "Results the coordinator acknowledged as accepted",
+                &self.results_accepted,
+            ),
+            (
+                "piswarm_worker_results_duplicate",
+                "Results the coordinator acknowledged as duplicates",
+                &self.results_duplicate,
+            ),
+            (
+                "piswarm_worker_server_errors",
+                "Error messages received from the coordinator",
+                &self.server_errors,
+            ),
+            (
+                "piswarm_worker_terms_computed",
+                "Terms of the series computed",
+                &self.terms_computed,
+            ),
+            (
+                "piswarm_worker_connection_attempts",
+                "Attempts to connect to the coordinator",
+                &self.connection_attempts,
+            ),
+            (
+                "piswarm_worker_reconnects",
+                "Connections welcomed by the coordinator after the first",
+                &self.reconnects,
+            ),
         ];
         for (name, help, c) in counters {
             registry.register(name, help, c.clone());
@@ -65,7 +97,11 @@ impl WorkerInstruments {
             ("version", env!("CARGO_PKG_VERSION").to_string()),
         ])
         .set(1);
-        registry.register("piswarm_worker_info", "This worker's name and version", info);
+        registry.register(
+            "piswarm_worker_info",
+            "This worker's name and version",
+            info,
+        );
         super::encode(&registry)
     }
 }

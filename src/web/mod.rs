@@ -160,7 +160,7 @@ pub fn router(node: Node, token: Option<Secret>) -> Router {
 
 /// Binds the dashboard on `addr` and serves it until `stop` is cancelled. A UI token is required
 /// when one is given, and generated when the address is not loopback. Returns the server task and
-/// the URL to open (with the token, if any).
+/// the URL to open (with the token if it was generated; a token the user gave is never shown).
 pub async fn bind(
     node: Node,
     addr: &str,
@@ -169,12 +169,14 @@ pub async fn bind(
 ) -> std::io::Result<(JoinHandle<()>, String)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let token = match token {
-        Some(t) => Some(t),
+    // A token made up here is printed in the URL (nobody else knows it); one the user gave is
+    // never printed.
+    let generated = match &token {
         None if !local.ip().is_loopback() => Some(Secret::new(generate_token()?)),
-        None => None,
+        _ => None,
     };
-    let url = dashboard_url(local, token.as_ref());
+    let url = dashboard_url(local, generated.as_ref());
+    let token = token.or(generated);
     let app = router(node, token);
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)

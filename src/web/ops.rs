@@ -24,7 +24,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let reason = if let Some(why) = store_failed {
         Some(format!("the store failed: {why}"))
     } else if !view.running {
-        Some("the TCP server is stopped (start it from the dashboard or POST /api/server/start)".to_string())
+        Some(
+            "the TCP server is stopped (start it from the dashboard or POST /api/server/start)"
+                .to_string(),
+        )
     } else {
         None
     };

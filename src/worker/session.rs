@@ -168,7 +168,14 @@ pub(super) async fn run(
     let window = max_prefetch.max(1) as usize;
     let mut to_resend: VecDeque<u64> = carry.unacked.keys().copied().collect();
     let mut resending: HashSet<u64> = HashSet::new();
-    send_resends(config, carry, &mut to_resend, &mut resending, window, &mut out);
+    send_resends(
+        config,
+        carry,
+        &mut to_resend,
+        &mut resending,
+        window,
+        &mut out,
+    );
     write.write_all(&out).await.map_err(|_| lost())?;
     out.clear();
 

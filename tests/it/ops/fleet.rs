@@ -1,0 +1,52 @@
+//! A fleet of worker sessions joining at once (`piswarm bench fleet`, smaller than the 5 000 of
+//! docs/performance.md): every session is served, and the only refusals are those the connection
+//! limit explains, each retried with the worker's jittered backoff.
+
+use super::*;
+
+fn fleet(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec!["bench", "fleet", "--json"];
+    all.extend_from_slice(args);
+    let mut bench = Proc::start(dir.path(), "fleet", &all, &[]);
+    let status = bench.wait();
+    assert!(status.success(), "{}", bench.stderr());
+    let out = bench.stdout_so_far();
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn five_hundred_sessions_joining_at_once_are_all_served() {
+    let r = fleet(&["--sessions", "500", "--within", "0s"]);
+    assert_eq!(r["served"], 500, "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    assert_eq!(r["refusals"], 0, "{r}");
+    assert_eq!(
+        r["peak_connected"], 500,
+        "all 500 held a connection at once: {r}"
+    );
+    assert_eq!(r["results_accepted"], 500, "{r}");
+    assert_eq!(r["server"]["results_accepted"], 500, "{r}");
+    assert_eq!(r["server"]["results_rejected"], 0, "{r}");
+    assert_eq!(r["server"]["sessions"], 500, "{r}");
+}
+
+#[test]
+fn a_fleet_beyond_the_connection_limit_is_served_after_jittered_retries() {
+    let r = fleet(&[
+        "--sessions",
+        "300",
+        "--within",
+        "0s",
+        "--max-connections",
+        "100",
+        "--hold",
+        "100ms",
+    ]);
+    assert_eq!(r["served"], 300, "{r}");
+    assert_eq!(r["failed"], 0, "only the limit refuses anyone: {r}");
+    assert_eq!(r["server"]["results_accepted"], 300, "{r}");
+    // Every refusal the fleet saw is one the server counted, and nothing else was refused.
+    assert_eq!(r["refusals"], r["server"]["connections_refused"], "{r}");
+    assert!(r["peak_connected"].as_u64().unwrap() <= 300, "{r}");
+}
