@@ -381,7 +381,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("piswarm: {e:#}");
+            crate::logging::error("piswarm", format_args!("{e:#}"));
             ExitCode::from(1)
         }
     }
@@ -494,9 +494,14 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
                     Box::pin(async move { text })
                 });
                 match crate::metrics::listener::bind(addr, render, metrics_stop.clone()).await {
-                    Ok((_, local)) => println!("piswarm worker: metrics at http://{local}/metrics"),
+                    Ok((_, local)) => {
+                        crate::logging::say(format_args!("metrics at http://{local}/metrics"))
+                    }
                     Err(e) => {
-                        eprintln!("piswarm worker: cannot serve metrics on {addr}: {e}");
+                        crate::logging::error(
+                            "piswarm worker",
+                            format_args!("cannot serve metrics on {addr}: {e}"),
+                        );
                         return Ok(ExitCode::from(1));
                     }
                 }
@@ -512,7 +517,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    eprintln!("piswarm worker: {e}");
+                    crate::logging::error("piswarm worker", &e);
                     Ok(ExitCode::from(1))
                 }
             }
@@ -578,10 +583,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
         .filter(|a| !a.ip().is_loopback())
     {
-        eprintln!(
-            "piswarm: warning: the legacy listener on {legacy} has no authentication (the \
-             original's wire format has no token): anyone who can reach it can take part"
-        );
+        crate::logging::warn(format_args!(
+            "the legacy listener on {legacy} has no authentication (the original's wire format \
+             has no token): anyone who can reach it can take part"
+        ));
     }
     let mut options = commands::serve::ServeOptions::new(job, args.db, args.out);
     options.quiet = args.quiet;
@@ -610,7 +615,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     match served {
         Ok(Served::Stopped(_)) => Ok(ExitCode::SUCCESS),
         Ok(Served::AlreadyComplete(why)) => {
-            println!("piswarm: {why}");
+            crate::logging::say(&why);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => match e.downcast_ref::<crate::node::StartError>() {

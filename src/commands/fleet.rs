@@ -144,6 +144,7 @@ pub async fn fleet(options: &FleetOptions) -> anyhow::Result<FleetReport> {
         .arg("--db")
         .arg(dir.join("piswarm.db"))
         .env_remove("PISWARM_TOKEN")
+        .env_remove("PISWARM_LOG_FORMAT")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)

@@ -2,6 +2,7 @@
 //! caller says stop. The lifecycle (start, stop, new run, local clients) lives in `node`; the
 //! dashboard in `web`.
 
+use crate::logging;
 pub use crate::node::ServeOptions;
 use crate::node::{Node, StartError};
 use crate::report::FinalReport;
@@ -34,7 +35,12 @@ pub async fn serve_command(
         options.server.token.is_some(),
         options.server.tls.is_some(),
     ) {
-        eprintln!("{warning}");
+        match crate::logging::format() {
+            crate::logging::LogFormat::Human => eprintln!("{warning}"),
+            crate::logging::LogFormat::Json => {
+                crate::logging::warn(warning.trim_start_matches("piswarm: warning: "))
+            }
+        }
     }
     serve_with(listener, lock, options, shutdown).await
 }
@@ -83,14 +89,14 @@ async fn serve_with(
         Some(addr) => {
             match crate::web::bind(node.clone(), addr, ui_token, web_stop.clone()).await {
                 Ok((server, url)) => {
-                    println!("piswarm: dashboard at {url}");
+                    logging::say(format_args!("dashboard at {url}"));
                     Some(server)
                 }
                 Err(e) => {
-                    eprintln!(
-                    "piswarm: warning: cannot serve the dashboard on {addr}: {e}; going on without \
-                     it (choose another address with --http, or --no-http)"
-                );
+                    logging::warn(format_args!(
+                        "cannot serve the dashboard on {addr}: {e}; going on without it (choose \
+                         another address with --http, or --no-http)"
+                    ));
                     None
                 }
             }
@@ -107,14 +113,14 @@ async fn serve_with(
             });
             match crate::metrics::listener::bind(addr, render, web_stop.clone()).await {
                 Ok((server, local)) => {
-                    println!("piswarm: metrics at http://{local}/metrics");
+                    logging::say(format_args!("metrics at http://{local}/metrics"));
                     Some(server)
                 }
                 Err(e) => {
-                    eprintln!(
-                        "piswarm: warning: cannot serve metrics on {addr}: {e}; going on without \
-                         them (choose another address with --metrics)"
-                    );
+                    logging::warn(format_args!(
+                        "cannot serve metrics on {addr}: {e}; going on without them (choose \
+                         another address with --metrics)"
+                    ));
                     None
                 }
             }
@@ -150,7 +156,7 @@ async fn serve_with(
             changed = current.changed() => if changed.is_err() { break None },
         }
     };
-    println!("piswarm: stopping — telling workers, writing results");
+    logging::say("stopping — telling workers, writing results");
     // The dashboard's event streams end now, so that its server can finish while the node stops.
     web_stop.cancel();
     let shut = node.shutdown().await;
@@ -169,21 +175,26 @@ async fn serve_with(
             anyhow::bail!("could not finish the run: {e}");
         }
     };
-    println!("{}", report.human());
+    match logging::format() {
+        logging::LogFormat::Human => println!("{}", report.human()),
+        logging::LogFormat::Json => {
+            logging::say_with("final result", serde_json::json!({ "report": report }))
+        }
+    }
     if let Some(reason) = failure {
         anyhow::bail!("stopped because the store failed: {reason}");
     }
     if report.intervals > 0 {
-        println!(
-            "piswarm: results written to {} (store: {})",
+        logging::say(format_args!(
+            "results written to {} (store: {})",
             out.display(),
             db.display()
-        );
+        ));
     } else {
-        println!(
-            "piswarm: no results yet: nothing written (store: {})",
+        logging::say(format_args!(
+            "no results yet: nothing written (store: {})",
             db.display()
-        );
+        ));
     }
     Ok(Served::Stopped(report))
 }

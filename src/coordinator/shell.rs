@@ -403,7 +403,20 @@ impl Shell {
                     }
                     Output::Durable(line) => {
                         if let Some(printer) = &self.printer {
-                            printer.print(line.to_string());
+                            printer.print(match crate::logging::format() {
+                                crate::logging::LogFormat::Human => line.to_string(),
+                                crate::logging::LogFormat::Json => crate::logging::json_line(
+                                    "INFO",
+                                    "piswarm::result",
+                                    "result",
+                                    serde_json::json!({
+                                        "result": line.record,
+                                        "intervals_done": line.intervals_done,
+                                        "terms_done": line.terms_done,
+                                        "pi_total": line.pi,
+                                    }),
+                                ),
+                            });
                         }
                     }
                 }

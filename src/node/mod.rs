@@ -28,6 +28,7 @@ use crate::coordinator::{
     self, CoordinatorConfig, CoordinatorHandle, LeasePolicy, RunOptions, RunningRun, Snapshot,
 };
 use crate::job::Job;
+use crate::logging;
 use crate::net::{self, Listeners, ServerConfig};
 use crate::report::FinalReport;
 use crate::store::lock::{LockError, StoreLock};
@@ -374,19 +375,19 @@ impl Node {
         };
         let running = coordinator::start_run(store, run, run_options(&options, job)).await?;
         if let RunChoice::Resume(row) = &choice {
-            println!(
-                "piswarm: resuming run {} from {} ({}; {} intervals already done)",
+            logging::say(format_args!(
+                "resuming run {} from {} ({}; {} intervals already done)",
                 row.id,
                 options.db.display(),
                 describe_job(&job),
                 running.resumed_done
-            );
+            ));
         }
         let dropped = running.dropped.len();
         if dropped > 0 {
-            eprintln!(
-                "piswarm: warning: {dropped} stored results of run {run} failed verification (a damaged file?); they were removed and their intervals will be computed again"
-            );
+            logging::warn(format_args!(
+                "{dropped} stored results of run {run} failed verification (a damaged file?); they were removed and their intervals will be computed again"
+            ));
         }
         let ctx = spawn_files_task(&options, running, job);
         let listen = listener.local_addr()?.to_string();
@@ -554,7 +555,9 @@ impl Node {
         let addr = v1.local_addr()?;
         state.listen = addr.to_string();
         if let Some(a) = legacy.as_ref().and_then(|l| l.local_addr().ok()) {
-            println!("piswarm: legacy clients (the original's wire format) on {a}");
+            logging::say(format_args!(
+                "legacy clients (the original's wire format) on {a}"
+            ));
             state.legacy_listen = Some(a.to_string());
         }
         run.handle().open().await?;
@@ -567,10 +570,13 @@ impl Node {
             stop.clone(),
             sessions.clone(),
         ));
-        println!(
-            "piswarm: coordinator listening on {addr} — run {}, job: {}",
-            run.running.id,
-            describe_job(&run.job)
+        logging::say_with(
+            format_args!(
+                "coordinator listening on {addr} — run {}, job: {}",
+                run.running.id,
+                describe_job(&run.job)
+            ),
+            serde_json::json!({ "listen": addr.to_string(), "run": run.running.id }),
         );
         state.server = Some(Listening {
             addr,
@@ -594,7 +600,7 @@ impl Node {
         let Some(server) = state.server.take() else {
             return Ok(());
         };
-        println!("piswarm: stopping the TCP server — telling workers, writing results");
+        logging::say("stopping the TCP server — telling workers, writing results");
         self.publish_view(state);
         server.stop.cancel();
         let _ = server.accept.await;
@@ -676,7 +682,7 @@ impl Node {
         if let Some(old) = state.run.replace(ctx) {
             finish_run(old).await;
         }
-        println!("piswarm: new run {id}, job: {}", describe_job(&job));
+        logging::say(format_args!("new run {id}, job: {}", describe_job(&job)));
         if was_running {
             self.start_locked_server(&mut state, None).await?;
         } else if let Some(run) = &state.run {

@@ -78,7 +78,19 @@ fn json_logs_at_debug_level_are_json_and_carry_no_token() {
     let serve_log = server.proc.stderr();
     assert!(serve_log.contains("\"level\":\"DEBUG\""), "{serve_log}");
     assert!(serve_log.contains("unauthorized"), "{serve_log}");
-    for (what, log) in [("serve", &serve_log), ("worker", &worker.stderr())] {
+    // In the JSON format, what serve says on standard output (addresses, a line per result, the
+    // final result) is JSON too: a collector of both streams sees nothing else.
+    let serve_out = server.proc.stdout_so_far();
+    assert!(
+        serve_out.contains("\"message\":\"final result\""),
+        "{serve_out}"
+    );
+    assert!(serve_out.contains("\"message\":\"result\""), "{serve_out}");
+    for (what, log) in [
+        ("serve", &serve_log),
+        ("serve stdout", &serve_out),
+        ("worker", &worker.stderr()),
+    ] {
         let lines: Vec<&str> = log.lines().collect();
         assert!(!lines.is_empty(), "{what}: no log at all");
         for line in lines {
