@@ -46,3 +46,55 @@ fn probes_need_no_token_and_readiness_follows_the_server() {
     assert!(!server.proc.stdout_so_far().contains(UI_TOKEN));
     assert!(server.proc.terminate().success());
 }
+
+/// A node whose store cannot make results durable (here: its disk has less free space than
+/// `--min-free-disk`, which the coordinator checks every 5 s) is alive but not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_store_makes_the_coordinator_unready() {
+    use axum::body::Body;
+    use axum::http::{header, Request};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = piswarm::job::Job::new(None, Some(1000)).unwrap();
+    let mut options = piswarm::node::ServeOptions::new(
+        job,
+        dir.path().join("piswarm.db"),
+        dir.path().to_path_buf(),
+    );
+    options.min_free_disk = Some(u64::MAX);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node = piswarm::node::Node::start(options, listener, true)
+        .await
+        .unwrap();
+    let app = piswarm::web::router(node.clone(), Some(piswarm::wire::Secret::new(UI_TOKEN)));
+    let probe = |path: &'static str| {
+        let app = app.clone();
+        async move {
+            let request = Request::get(path)
+                .header(header::HOST, "127.0.0.1:8080")
+                .body(Body::empty())
+                .unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            let code = response.status().as_u16();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (code, serde_json::from_slice::<serde_json::Value>(&body).unwrap())
+        }
+    };
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let answer = loop {
+        let (code, answer) = probe("/readyz").await;
+        if code == 503 {
+            break answer;
+        }
+        assert_eq!(code, 200, "{answer}");
+        assert!(tokio::time::Instant::now() < deadline, "still ready: {answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(answer["ready"], false);
+    let reason = answer["reason"].as_str().unwrap();
+    assert!(reason.contains("store failed") && reason.contains("--min-free-disk"), "{reason}");
+    assert_eq!(probe("/healthz").await.0, 200);
+    node.shutdown().await.ok();
+}
