@@ -27,7 +27,7 @@ pub async fn serve_command(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Served> {
     let lock = StoreLock::acquire(&options.db)?;
-    let listener = TcpListener::bind(listen)
+    let listener = crate::net::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     if let Some(warning) = crate::net::limits::exposure_warning(

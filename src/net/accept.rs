@@ -21,6 +21,38 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Connections the kernel may hold for the accept loop before it answers more SYNs by dropping
+/// them (Linux caps it at `net.core.somaxconn`, 4096 by default). tokio's `TcpListener::bind`
+/// asks for 1024, and a fleet of thousands starting at once then loses SYNs, which clients
+/// resend only after a second.
+pub const LISTEN_BACKLOG: u32 = 8192;
+
+/// Binds a listener for workers on `addr` (HOST:PORT, the first address that binds) with a
+/// backlog of [`LISTEN_BACKLOG`].
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let mut failure = None;
+    for candidate in tokio::net::lookup_host(addr).await? {
+        let socket = if candidate.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does: a restarted server can bind while old connections linger.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(candidate) {
+            Ok(()) => return socket.listen(LISTEN_BACKLOG),
+            Err(e) => failure = Some(e),
+        }
+    }
+    Err(failure.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr} names no address"),
+        )
+    }))
+}
+
 /// The listeners one server accepts on.
 #[derive(Debug)]
 pub struct Listeners {

@@ -540,7 +540,7 @@ impl Node {
             return Err(ControlError::StoreFailed);
         }
         let bind = |addr: String| async move {
-            TcpListener::bind(&addr)
+            net::bind(&addr)
                 .await
                 .map_err(|source| ControlError::Bind { addr, source })
         };

@@ -79,7 +79,10 @@ async fn a_failed_store_makes_the_coordinator_unready() {
             let response = app.oneshot(request).await.unwrap();
             let code = response.status().as_u16();
             let body = response.into_body().collect().await.unwrap().to_bytes();
-            (code, serde_json::from_slice::<serde_json::Value>(&body).unwrap())
+            (
+                code,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
         }
     };
     let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -89,12 +92,18 @@ async fn a_failed_store_makes_the_coordinator_unready() {
             break answer;
         }
         assert_eq!(code, 200, "{answer}");
-        assert!(tokio::time::Instant::now() < deadline, "still ready: {answer}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still ready: {answer}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(answer["ready"], false);
     let reason = answer["reason"].as_str().unwrap();
-    assert!(reason.contains("store failed") && reason.contains("--min-free-disk"), "{reason}");
+    assert!(
+        reason.contains("store failed") && reason.contains("--min-free-disk"),
+        "{reason}"
+    );
     assert_eq!(probe("/healthz").await.0, 200);
     node.shutdown().await.ok();
 }
