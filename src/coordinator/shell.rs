@@ -11,7 +11,8 @@
 //! `bench` all use it).
 
 use super::core::{
-    Core, CoreConfig, Input, Output, ResumeState, SessionId, Snapshot, WorkerKind, WorkerRow,
+    Core, CoreConfig, DurableLine, Input, Output, ResumeState, SessionId, Snapshot, WorkerKind,
+    WorkerRow,
 };
 use super::coverage::CoverageMap;
 use super::printer::Printer;
@@ -403,20 +404,7 @@ impl Shell {
                     }
                     Output::Durable(line) => {
                         if let Some(printer) = &self.printer {
-                            printer.print(match crate::logging::format() {
-                                crate::logging::LogFormat::Human => line.to_string(),
-                                crate::logging::LogFormat::Json => crate::logging::json_line(
-                                    "INFO",
-                                    "piswarm::result",
-                                    "result",
-                                    serde_json::json!({
-                                        "result": line.record,
-                                        "intervals_done": line.intervals_done,
-                                        "terms_done": line.terms_done,
-                                        "pi_total": line.pi,
-                                    }),
-                                ),
-                            });
+                            printer.print(printed(&line));
                         }
                     }
                 }
@@ -494,6 +482,25 @@ impl Shell {
                 true
             }
         });
+    }
+}
+
+/// A durable result as printed: the human line, or with `--log-format json` a JSON line (fields
+/// in docs/deployment.md, "Logs").
+fn printed(line: &DurableLine) -> String {
+    match crate::logging::format() {
+        crate::logging::LogFormat::Human => line.to_string(),
+        crate::logging::LogFormat::Json => crate::logging::json_line(
+            "INFO",
+            "piswarm::result",
+            "result",
+            serde_json::json!({
+                "result": line.record,
+                "intervals_done": line.intervals_done,
+                "terms_done": line.terms_done,
+                "pi_total": line.pi,
+            }),
+        ),
     }
 }
 
