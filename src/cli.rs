@@ -24,12 +24,23 @@ use tokio_util::sync::CancellationToken;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// How log lines are written to standard error: human (lines for people) or json (one JSON
+    /// object per line; fields in docs/deployment.md). Levels: PISWARM_LOG (e.g. debug).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "human",
+        env = "PISWARM_LOG_FORMAT"
+    )]
+    pub log_format: crate::logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the coordinator: hand out intervals to workers, check and aggregate their results.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Connect to a coordinator and compute intervals until there is no more work.
     Worker(WorkerArgs),
     /// Run a whole job on this machine: a coordinator and local workers over loopback TCP.
@@ -41,9 +52,29 @@ pub enum Command {
     /// Ask a running `piswarm serve` to stop its TCP coordinator (gracefully); with --exit, to
     /// stop the whole process.
     Stop(StopArgs),
-    /// Measure the kernel, the coordinator, or idle connections (see docs/performance.md).
+    /// Measure the kernel, the coordinator, idle connections or a fleet of workers joining (see
+    /// docs/performance.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Make a private certificate authority and a server certificate for `serve --tls-cert`
+    /// (ca.pem, server.pem, server.key); never overwrites a file.
+    Cert(CertArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertArgs {
+    /// The names and IP addresses workers use to reach the coordinator, comma-separated (e.g.
+    /// pi.example,10.0.0.5,localhost): each goes into the certificate as a DNS name or an IP
+    /// address.
+    #[arg(long, value_name = "HOST,...", value_delimiter = ',', required = true)]
+    pub hosts: Vec<String>,
+    /// The directory to write ca.pem, server.pem and server.key into (created if missing). The
+    /// CA's own key is never written: it signs this one certificate and is discarded.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// How long the certificates are valid, in days.
+    #[arg(long, default_value = "825", value_parser = count_u32)]
+    pub days: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +107,28 @@ pub enum BenchCommand {
     Connections {
         #[arg(long, default_value = "10000", value_parser = count_usize)]
         count: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A fleet of worker sessions joining a `piswarm serve` child process at once (one process,
+    /// many connections): how many were served, refused or failed, and how fast they joined.
+    Fleet {
+        /// Worker sessions to open.
+        #[arg(long, default_value = "5000", value_parser = count_usize)]
+        sessions: usize,
+        /// The window over which the sessions start, spread evenly (e.g. 2s; 0s: all at once).
+        #[arg(long, default_value = "2s", value_parser = duration)]
+        within: Duration,
+        /// The server's --max-connections (default: enough for the whole fleet).
+        #[arg(long, value_parser = count_usize)]
+        max_connections: Option<usize>,
+        /// Each session takes this many intervals and reports them.
+        #[arg(long, default_value = "1", value_parser = count_u32)]
+        intervals: u32,
+        /// A served session leaves after this long (default: when the whole fleet is served;
+        /// needed when the fleet is larger than --max-connections).
+        #[arg(long, value_parser = duration)]
+        hold: Option<Duration>,
         #[arg(long)]
         json: bool,
     },
@@ -182,6 +235,10 @@ pub struct ServeArgs {
     /// Address of the dashboard and its JSON API.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub http: String,
+    /// Also serve GET /metrics (Prometheus text format) on this address, without a token
+    /// (restrict it by network); the dashboard serves it too, behind its token.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// Do not serve the dashboard.
     #[arg(long)]
     pub no_http: bool,
@@ -258,6 +315,9 @@ pub struct WorkerArgs {
     /// The name the coordinator's certificate must carry (default: the host part of --connect).
     #[arg(long, value_name = "NAME", requires = "tls_ca")]
     pub tls_server_name: Option<String>,
+    /// Serve this worker's own GET /metrics (Prometheus text format) on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -309,7 +369,7 @@ pub fn main() -> ExitCode {
         Some(Command::Bench(_)) => "error",
         _ => "info",
     };
-    init_logging(level);
+    crate::logging::init(cli.log_format, level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -325,21 +385,10 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("piswarm: {e:#}");
+            crate::logging::error("piswarm", format_args!("{e:#}"));
             ExitCode::from(1)
         }
     }
-}
-
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PISWARM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
 }
 
 fn usage_error(message: impl std::fmt::Display) -> ExitCode {
@@ -376,9 +425,29 @@ fn shutdown_on_signals() -> CancellationToken {
 }
 
 async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
-    let command = command.unwrap_or_else(|| Command::Serve(ServeArgs::parse_defaults()));
+    let command = command.unwrap_or_else(|| Command::Serve(Box::new(ServeArgs::parse_defaults())));
     match command {
         Command::Bench(what) => bench(what).await,
+        Command::Cert(args) => {
+            let options = commands::cert::CertOptions {
+                hosts: args.hosts,
+                out: args.out,
+                days: args.days,
+            };
+            match commands::cert::write_certificates(&options) {
+                Ok(written) => {
+                    for line in written.describe() {
+                        println!("{line}");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e @ commands::cert::CertError::BadHost(_)) => Ok(usage_error(e)),
+                Err(e) => {
+                    eprintln!("piswarm cert: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         Command::Export(args) => {
             if !args.db.exists() {
                 return Ok(usage_error(format!("no database at {}", args.db.display())));
@@ -402,7 +471,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
             };
             api_call(&args.api, "POST", path).await
         }
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Worker(args) => {
             let mut config = crate::worker::WorkerConfig::new(args.connect);
             config.threads = args.threads.unwrap_or_else(cores).max(1);
@@ -420,6 +489,27 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
                 }
             }
             config.tls_server_name = args.tls_server_name;
+            let metrics_stop = CancellationToken::new();
+            let _metrics_stopper = metrics_stop.clone().drop_guard();
+            if let Some(addr) = &args.metrics {
+                let (instruments, name) = (config.metrics.clone(), config.name.clone());
+                let render: crate::metrics::listener::Render = std::sync::Arc::new(move || {
+                    let text = instruments.render(&name);
+                    Box::pin(async move { text })
+                });
+                match crate::metrics::listener::bind(addr, render, metrics_stop.clone()).await {
+                    Ok((_, local)) => {
+                        crate::logging::say(format_args!("metrics at http://{local}/metrics"))
+                    }
+                    Err(e) => {
+                        crate::logging::error(
+                            "piswarm worker",
+                            format_args!("cannot serve metrics on {addr}: {e}"),
+                        );
+                        return Ok(ExitCode::from(1));
+                    }
+                }
+            }
             match crate::worker::run_worker(config, shutdown_on_signals()).await {
                 Ok(summary) => {
                     tracing::info!(
@@ -431,7 +521,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    eprintln!("piswarm worker: {e}");
+                    crate::logging::error("piswarm worker", &e);
                     Ok(ExitCode::from(1))
                 }
             }
@@ -497,10 +587,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
         .filter(|a| !a.ip().is_loopback())
     {
-        eprintln!(
-            "piswarm: warning: the legacy listener on {legacy} has no authentication (the \
-             original's wire format has no token): anyone who can reach it can take part"
-        );
+        crate::logging::warn(format_args!(
+            "the legacy listener on {legacy} has no authentication (the original's wire format \
+             has no token): anyone who can reach it can take part"
+        ));
     }
     let mut options = commands::serve::ServeOptions::new(job, args.db, args.out);
     options.quiet = args.quiet;
@@ -522,6 +612,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     options.exit_when_done = args.exit_when_done;
     options.legacy_listen = args.legacy_listen;
     options.http = (!args.no_http).then_some(args.http);
+    options.metrics = args.metrics;
     options.ui_token = args.ui_token;
     options.new_run = args.new_run;
     options.resume = args.resume;
@@ -533,7 +624,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     match served {
         Ok(Served::Stopped(_)) => Ok(ExitCode::SUCCESS),
         Ok(Served::AlreadyComplete(why)) => {
-            println!("piswarm: {why}");
+            crate::logging::say(&why);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => match e.downcast_ref::<crate::node::StartError>() {
@@ -591,6 +682,23 @@ async fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
         ),
         BenchCommand::Connections { count, json } => {
             show(json, &crate::commands::bench::connections(count).await?)
+        }
+        BenchCommand::Fleet {
+            sessions,
+            within,
+            max_connections,
+            intervals,
+            hold,
+            json,
+        } => {
+            let options = commands::fleet::FleetOptions {
+                sessions,
+                within,
+                max_connections,
+                intervals,
+                hold,
+            };
+            show(json, &commands::fleet::fleet(&options).await?)
         }
     }
 }

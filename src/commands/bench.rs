@@ -114,6 +114,7 @@ pub async fn coordinator(
             print_results: false,
             path: Some(db.clone()),
             min_free_disk: 0,
+            on_commit: None,
         },
     )
     .await?;

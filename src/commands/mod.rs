@@ -2,7 +2,9 @@
 //! only layer (with `cli`) that uses `anyhow`: below it, every module has its own error type.
 
 pub mod bench;
+pub mod cert;
 pub mod export;
+pub mod fleet;
 pub mod run;
 pub mod serve;
 pub mod status;

@@ -45,6 +45,7 @@ pub async fn run_local(options: RunOptions) -> anyhow::Result<FinalReport> {
                 .db
                 .as_deref()
                 .map_or(0, crate::node::default_min_free_disk),
+            on_commit: None,
         },
     )
     .await?;

@@ -2,6 +2,7 @@
 //! caller says stop. The lifecycle (start, stop, new run, local clients) lives in `node`; the
 //! dashboard in `web`.
 
+use crate::logging;
 pub use crate::node::ServeOptions;
 use crate::node::{Node, StartError};
 use crate::report::FinalReport;
@@ -26,7 +27,7 @@ pub async fn serve_command(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Served> {
     let lock = StoreLock::acquire(&options.db)?;
-    let listener = TcpListener::bind(listen)
+    let listener = crate::net::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     if let Some(warning) = crate::net::limits::exposure_warning(
@@ -34,7 +35,12 @@ pub async fn serve_command(
         options.server.token.is_some(),
         options.server.tls.is_some(),
     ) {
-        eprintln!("{warning}");
+        match crate::logging::format() {
+            crate::logging::LogFormat::Human => eprintln!("{warning}"),
+            crate::logging::LogFormat::Json => {
+                crate::logging::warn(warning.trim_start_matches("piswarm: warning: "))
+            }
+        }
     }
     serve_with(listener, lock, options, shutdown).await
 }
@@ -70,6 +76,7 @@ async fn serve_with(
     );
     let http = options.http.clone();
     let ui_token = options.ui_token.clone();
+    let metrics = options.metrics.clone();
     let node = match Node::start_locked(options, lock, listener, true).await {
         Ok(node) => node,
         Err(e @ StartError::Complete { .. }) => return Ok(Served::AlreadyComplete(e.to_string())),
@@ -82,14 +89,38 @@ async fn serve_with(
         Some(addr) => {
             match crate::web::bind(node.clone(), addr, ui_token, web_stop.clone()).await {
                 Ok((server, url)) => {
-                    println!("piswarm: dashboard at {url}");
+                    logging::say(format_args!("dashboard at {url}"));
                     Some(server)
                 }
                 Err(e) => {
-                    eprintln!(
-                    "piswarm: warning: cannot serve the dashboard on {addr}: {e}; going on without \
-                     it (choose another address with --http, or --no-http)"
-                );
+                    logging::warn(format_args!(
+                        "cannot serve the dashboard on {addr}: {e}; going on without it (choose \
+                         another address with --http, or --no-http)"
+                    ));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    // Like the dashboard, a metrics listener that cannot bind does not stop the coordinator.
+    let metrics = match &metrics {
+        Some(addr) => {
+            let scraped = node.clone();
+            let render: crate::metrics::listener::Render = std::sync::Arc::new(move || {
+                let node = scraped.clone();
+                Box::pin(async move { crate::metrics::serve::render(&node).await })
+            });
+            match crate::metrics::listener::bind(addr, render, web_stop.clone()).await {
+                Ok((server, local)) => {
+                    logging::say(format_args!("metrics at http://{local}/metrics"));
+                    Some(server)
+                }
+                Err(e) => {
+                    logging::warn(format_args!(
+                        "cannot serve metrics on {addr}: {e}; going on without them (choose \
+                         another address with --metrics)"
+                    ));
                     None
                 }
             }
@@ -125,12 +156,15 @@ async fn serve_with(
             changed = current.changed() => if changed.is_err() { break None },
         }
     };
-    println!("piswarm: stopping — telling workers, writing results");
+    logging::say("stopping — telling workers, writing results");
     // The dashboard's event streams end now, so that its server can finish while the node stops.
     web_stop.cancel();
     let shut = node.shutdown().await;
     if let Some(web) = web {
         let _ = web.await;
+    }
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
     }
     let report = match shut {
         Ok(report) => report,
@@ -141,21 +175,26 @@ async fn serve_with(
             anyhow::bail!("could not finish the run: {e}");
         }
     };
-    println!("{}", report.human());
+    match logging::format() {
+        logging::LogFormat::Human => println!("{}", report.human()),
+        logging::LogFormat::Json => {
+            logging::say_with("final result", serde_json::json!({ "report": report }))
+        }
+    }
     if let Some(reason) = failure {
         anyhow::bail!("stopped because the store failed: {reason}");
     }
     if report.intervals > 0 {
-        println!(
-            "piswarm: results written to {} (store: {})",
+        logging::say(format_args!(
+            "results written to {} (store: {})",
             out.display(),
             db.display()
-        );
+        ));
     } else {
-        println!(
-            "piswarm: no results yet: nothing written (store: {})",
+        logging::say(format_args!(
+            "no results yet: nothing written (store: {})",
             db.display()
-        );
+        ));
     }
     Ok(Served::Stopped(report))
 }

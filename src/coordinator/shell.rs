@@ -11,7 +11,8 @@
 //! `bench` all use it).
 
 use super::core::{
-    Core, CoreConfig, Input, Output, ResumeState, SessionId, Snapshot, WorkerKind, WorkerRow,
+    Core, CoreConfig, DurableLine, Input, Output, ResumeState, SessionId, Snapshot, WorkerKind,
+    WorkerRow,
 };
 use super::coverage::CoverageMap;
 use super::printer::Printer;
@@ -403,7 +404,7 @@ impl Shell {
                     }
                     Output::Durable(line) => {
                         if let Some(printer) = &self.printer {
-                            printer.print(line.to_string());
+                            printer.print(printed(&line));
                         }
                     }
                 }
@@ -484,6 +485,25 @@ impl Shell {
     }
 }
 
+/// A durable result as printed: the human line, or with `--log-format json` a JSON line (fields
+/// in docs/deployment.md, "Logs").
+fn printed(line: &DurableLine) -> String {
+    match crate::logging::format() {
+        crate::logging::LogFormat::Human => line.to_string(),
+        crate::logging::LogFormat::Json => crate::logging::json_line(
+            "INFO",
+            "piswarm::result",
+            "result",
+            serde_json::json!({
+                "result": line.record,
+                "intervals_done": line.intervals_done,
+                "terms_done": line.terms_done,
+                "pi_total": line.pi,
+            }),
+        ),
+    }
+}
+
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -492,7 +512,6 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 /// How [`start_run`] sets a coordinator up.
-#[derive(Debug)]
 pub struct RunOptions {
     pub config: CoreConfig,
     /// Print a line per durable result to standard output.
@@ -500,6 +519,20 @@ pub struct RunOptions {
     /// The store's file (to watch its disk), if it is a file.
     pub path: Option<PathBuf>,
     pub min_free_disk: u64,
+    /// Told how long each of the store's commits took (metrics).
+    pub on_commit: Option<store::CommitObserver>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("config", &self.config)
+            .field("print_results", &self.print_results)
+            .field("path", &self.path)
+            .field("min_free_disk", &self.min_free_disk)
+            .field("on_commit", &self.on_commit.is_some())
+            .finish()
+    }
 }
 
 /// A coordinator wired to its store: what `serve`, `run` and `bench` run.
@@ -559,7 +592,8 @@ pub async fn start_run(
     };
     options.config.run_id = run as u64;
     options.config.emit_durable = options.print_results;
-    let (writer, durability, writer_thread) = Writer::start(store, run)?;
+    let (writer, durability, writer_thread) =
+        Writer::start_observed(store, run, options.on_commit.take())?;
     let link = StoreLink {
         writer,
         durability,

@@ -10,6 +10,7 @@
 use super::limits::ServerConfig;
 use super::{legacy, session};
 use crate::coordinator::CoordinatorHandle;
+use crate::metrics::ConnectionKind;
 use crate::wire::{self, ErrorCode, ServerMessage};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,38 @@ use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// Connections the kernel may hold for the accept loop before it answers more SYNs by dropping
+/// them (Linux caps it at `net.core.somaxconn`, 4096 by default). tokio's `TcpListener::bind`
+/// asks for 1024, and a fleet of thousands starting at once then loses SYNs, which clients
+/// resend only after a second.
+pub const LISTEN_BACKLOG: u32 = 8192;
+
+/// Binds a listener for workers on `addr` (HOST:PORT, the first address that binds) with a
+/// backlog of [`LISTEN_BACKLOG`].
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let mut failure = None;
+    for candidate in tokio::net::lookup_host(addr).await? {
+        let socket = if candidate.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does: a restarted server can bind while old connections linger.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(candidate) {
+            Ok(()) => return socket.listen(LISTEN_BACKLOG),
+            Err(e) => failure = Some(e),
+        }
+    }
+    Err(failure.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr} names no address"),
+        )
+    }))
+}
 
 /// The listeners one server accepts on.
 #[derive(Debug)]
@@ -75,6 +108,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = budget.clone().try_acquire_owned() else {
+            config.metrics.connections_refused.inc();
             tracing::warn!(%peer, "refused: the server holds its maximum of {} connections", config.max_connections);
             if matches!(kind, Kind::V1) && config.tls.is_none() {
                 tracker.spawn(tell_full(stream));
@@ -86,13 +120,15 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         match kind {
             Kind::V1 => {
+                let open = config.metrics.connection(ConnectionKind::V1);
                 tracker.spawn(async move {
                     session::serve_connection(stream, peer, coordinator, &config, shutdown).await;
-                    drop(permit);
+                    drop((permit, open));
                 });
             }
             Kind::Legacy => {
                 let recompute = recompute.clone();
+                let open = config.metrics.connection(ConnectionKind::Legacy);
                 tracker.spawn(async move {
                     let (read, write) = stream.into_split();
                     legacy::run_legacy_session(
@@ -105,7 +141,7 @@ pub async fn serve(
                         recompute,
                     )
                     .await;
-                    drop(permit);
+                    drop((permit, open));
                 });
             }
         }

@@ -265,7 +265,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             resend: false,
         };
         let job = self.coordinator.job();
-        let verdict = check_result_with(&job, &result, self.config.tolerance);
+        let tolerance = self.config.tolerance;
+        let verdict = self
+            .config
+            .metrics
+            .time_verify(|| check_result_with(&job, &result, tolerance));
         if let Err(refusal) = &verdict {
             // The coordinator logs the rejection, with the peer, at warn level.
             tracing::debug!(%peer, worker = %name, interval = id, code = ?refusal.code, "wrong legacy result: {}; closing the connection", refusal.message);

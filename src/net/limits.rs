@@ -2,6 +2,7 @@
 //! file-descriptor limit, and the warning printed when workers can reach a server unprotected.
 
 use crate::job::verify::Tolerance;
+use crate::metrics::ServeInstruments;
 use crate::net::tls::TlsServer;
 use crate::wire::Secret;
 use std::net::SocketAddr;
@@ -21,6 +22,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsServer>,
     /// How close to the reference a π partial must be (`--strict`: the kernel's bound).
     pub tolerance: Tolerance,
+    /// Where sessions count connections and time verifications (for `/metrics`).
+    pub metrics: ServeInstruments,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +38,7 @@ impl Default for ServerConfig {
             token: None,
             tls: None,
             tolerance: Tolerance::Honest,
+            metrics: ServeInstruments::default(),
         }
     }
 }

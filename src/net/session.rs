@@ -293,7 +293,7 @@ async fn run_session_until<R, W>(
                         if coordinator.send(Event::Request { session, count }).await.is_err() { break "coordinator gone"; }
                     }
                     Ok(ClientMessage::Result(result)) => {
-                        let verdict = check_result_with(&job, &result, config.tolerance);
+                        let verdict = config.metrics.time_verify(|| check_result_with(&job, &result, config.tolerance));
                         let event = Event::Result { session, result, verdict, received_at: now_iso8601() };
                         if coordinator.send(event).await.is_err() { break "coordinator gone"; }
                     }

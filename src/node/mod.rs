@@ -28,6 +28,7 @@ use crate::coordinator::{
     self, CoordinatorConfig, CoordinatorHandle, LeasePolicy, RunOptions, RunningRun, Snapshot,
 };
 use crate::job::Job;
+use crate::logging;
 use crate::net::{self, Listeners, ServerConfig};
 use crate::report::FinalReport;
 use crate::store::lock::{LockError, StoreLock};
@@ -66,6 +67,8 @@ pub struct ServeOptions {
     pub http: Option<String>,
     /// The token the dashboard requires (one is generated when it listens beyond loopback).
     pub ui_token: Option<Secret>,
+    /// Serve `GET /metrics` on this address too, without a token (`--metrics`).
+    pub metrics: Option<String>,
     /// Start a new run even if the latest one could be resumed (`--new-run`).
     pub new_run: bool,
     /// Continue this run (`--resume RUN`).
@@ -92,6 +95,7 @@ impl ServeOptions {
             legacy_listen: None,
             http: None,
             ui_token: None,
+            metrics: None,
             new_run: false,
             resume: None,
             min_free_disk: None,
@@ -371,13 +375,13 @@ impl Node {
         };
         let running = coordinator::start_run(store, run, run_options(&options, job)).await?;
         if let RunChoice::Resume(row) = &choice {
-            println!(
-                "piswarm: resuming run {} from {} ({}; {} intervals already done)",
+            logging::say(format_args!(
+                "resuming run {} from {} ({}; {} intervals already done)",
                 row.id,
                 options.db.display(),
                 describe_job(&job),
                 running.resumed_done
-            );
+            ));
         }
         if running.lost > 0 {
             eprintln!(
@@ -387,9 +391,9 @@ impl Node {
         }
         let dropped = running.dropped.len();
         if dropped > 0 {
-            eprintln!(
-                "piswarm: warning: {dropped} stored results of run {run} failed verification (a damaged file?); they were removed and their intervals will be computed again"
-            );
+            logging::warn(format_args!(
+                "{dropped} stored results of run {run} failed verification (a damaged file?); they were removed and their intervals will be computed again"
+            ));
         }
         let ctx = spawn_files_task(&options, running, job);
         let listen = listener.local_addr()?.to_string();
@@ -542,7 +546,7 @@ impl Node {
             return Err(ControlError::StoreFailed);
         }
         let bind = |addr: String| async move {
-            TcpListener::bind(&addr)
+            net::bind(&addr)
                 .await
                 .map_err(|source| ControlError::Bind { addr, source })
         };
@@ -557,7 +561,9 @@ impl Node {
         let addr = v1.local_addr()?;
         state.listen = addr.to_string();
         if let Some(a) = legacy.as_ref().and_then(|l| l.local_addr().ok()) {
-            println!("piswarm: legacy clients (the original's wire format) on {a}");
+            logging::say(format_args!(
+                "legacy clients (the original's wire format) on {a}"
+            ));
             state.legacy_listen = Some(a.to_string());
         }
         run.handle().open().await?;
@@ -570,10 +576,13 @@ impl Node {
             stop.clone(),
             sessions.clone(),
         ));
-        println!(
-            "piswarm: coordinator listening on {addr} — run {}, job: {}",
-            run.running.id,
-            describe_job(&run.job)
+        logging::say_with(
+            format_args!(
+                "coordinator listening on {addr} — run {}, job: {}",
+                run.running.id,
+                describe_job(&run.job)
+            ),
+            serde_json::json!({ "listen": addr.to_string(), "run": run.running.id }),
         );
         state.server = Some(Listening {
             addr,
@@ -597,7 +606,7 @@ impl Node {
         let Some(server) = state.server.take() else {
             return Ok(());
         };
-        println!("piswarm: stopping the TCP server — telling workers, writing results");
+        logging::say("stopping the TCP server — telling workers, writing results");
         self.publish_view(state);
         server.stop.cancel();
         let _ = server.accept.await;
@@ -679,7 +688,7 @@ impl Node {
         if let Some(old) = state.run.replace(ctx) {
             finish_run(old).await;
         }
-        println!("piswarm: new run {id}, job: {}", describe_job(&job));
+        logging::say(format_args!("new run {id}, job: {}", describe_job(&job)));
         if was_running {
             self.start_locked_server(&mut state, None).await?;
         } else if let Some(run) = &state.run {
@@ -730,6 +739,7 @@ fn run_options(options: &ServeOptions, job: Job) -> RunOptions {
         min_free_disk: options
             .min_free_disk
             .unwrap_or_else(|| default_min_free_disk(&options.db)),
+        on_commit: Some(options.server.metrics.commit_observer()),
     }
 }
 

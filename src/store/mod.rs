@@ -18,7 +18,7 @@ pub mod writer;
 
 pub use queries::{PiPoint, StoredResult, WorkerThroughput};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
-pub use writer::{Durability, Write, Writer};
+pub use writer::{CommitObserver, Durability, Write, Writer};
 
 use crate::job::verify::check_result;
 use crate::job::Job;

@@ -11,14 +11,23 @@
 //! (`<db>.acked`, at most once a second): a store that comes back with fewer results than the
 //! mark says — its `-wal` file deleted or damaged after a crash — is detected when the run is
 //! resumed ([`super::Store::load`]), not silently recomputed.
+//!
+//! An optional [`CommitObserver`] is told how long each commit took (the metrics'
+//! `piswarm_store_commit_seconds`).
 
 use super::{Location, RunState, Store, StoreError};
 use crate::maths::exact::ExactSum;
 use crate::report::{now_iso8601, ResultRecord, Totals};
 use rusqlite::params;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
+
+/// Called by the writer thread after each successful commit with the time it took (a
+/// transaction of a group commit). It runs on the writer's thread: it must be quick and never
+/// block.
+pub type CommitObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 20_000;
@@ -116,11 +125,27 @@ impl Writer {
         ),
         StoreError,
     > {
+        Self::start_observed(store, run, None)
+    }
+
+    /// [`Writer::start`], telling `observer` how long each commit took.
+    pub fn start_observed(
+        store: Store,
+        run: i64,
+        observer: Option<CommitObserver>,
+    ) -> Result<
+        (
+            Writer,
+            watch::Receiver<Durability>,
+            std::thread::JoinHandle<()>,
+        ),
+        StoreError,
+    > {
         let (ops, rx) = mpsc::channel(QUEUE);
         let (durable_tx, durable) = watch::channel(Durability::default());
         let thread = std::thread::Builder::new()
             .name("piswarm-store".into())
-            .spawn(move || writer_loop(store, run, rx, durable_tx))
+            .spawn(move || writer_loop(store, run, rx, durable_tx, observer))
             .map_err(|e| {
                 StoreError::Io(std::io::Error::other(format!(
                     "cannot start the store's writer thread: {e}"
@@ -140,6 +165,7 @@ fn writer_loop(
     run: i64,
     mut rx: mpsc::Receiver<Write>,
     durable: watch::Sender<Durability>,
+    observer: Option<CommitObserver>,
 ) {
     let mut batch = Vec::with_capacity(1024);
     let db = match store.location() {
@@ -158,8 +184,12 @@ fn writer_loop(
             }
         }
         let last = batch.iter().map(Write::seq).max().unwrap_or(0);
+        let started = Instant::now();
         match commit(&mut store, run, &batch) {
             Ok(inserted) => {
+                if let Some(observe) = &observer {
+                    observe(started.elapsed());
+                }
                 durable.send_modify(|d| d.committed = d.committed.max(last));
                 batch.clear();
                 durable_results += inserted;

@@ -13,9 +13,11 @@
 //! answered with a generic 500, never with details.
 //!
 //! Modules: `api` (the JSON handlers and the live stream), `page` (the HTML page, its
-//! translations and its embedded assets).
+//! translations and its embedded assets), `ops` (`/healthz`, `/readyz` outside the guard, and
+//! `/metrics` behind it).
 
 mod api;
+mod ops;
 
 mod page;
 
@@ -139,19 +141,26 @@ pub fn router(node: Node, token: Option<Secret>) -> Router {
         .route("/openapi.json", get(api::openapi))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed);
-    Router::new()
+    let guarded = Router::new()
         .route("/", get(page::index))
         .route("/assets/app.js", get(page::app_js))
         .route("/assets/style.css", get(page::style_css))
+        .route("/metrics", get(ops::metrics))
         .nest("/api", api)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
-        .with_state(state)
+        .with_state(state.clone());
+    // Probes carry no token: these two are outside the guard.
+    let probes = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .with_state(state);
+    probes.merge(guarded)
 }
 
 /// Binds the dashboard on `addr` and serves it until `stop` is cancelled. A UI token is required
 /// when one is given, and generated when the address is not loopback. Returns the server task and
-/// the URL to open (with the token, if any).
+/// the URL to open (with the token if it was generated; a token the user gave is never shown).
 pub async fn bind(
     node: Node,
     addr: &str,
@@ -160,12 +169,14 @@ pub async fn bind(
 ) -> std::io::Result<(JoinHandle<()>, String)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let token = match token {
-        Some(t) => Some(t),
+    // A token made up here is printed in the URL (nobody else knows it); one the user gave is
+    // never printed.
+    let generated = match &token {
         None if !local.ip().is_loopback() => Some(Secret::new(generate_token()?)),
-        None => None,
+        _ => None,
     };
-    let url = dashboard_url(local, token.as_ref());
+    let url = dashboard_url(local, generated.as_ref());
+    let token = token.or(generated);
     let app = router(node, token);
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)

@@ -16,6 +16,7 @@ mod session;
 
 pub use pool::compute;
 
+use crate::metrics::worker::WorkerInstruments;
 use crate::net::tls::TlsClient;
 use crate::wire::{ErrorCode, Secret, WorkResult};
 use std::collections::BTreeMap;
@@ -40,6 +41,8 @@ pub struct WorkerConfig {
     pub tls: Option<TlsClient>,
     /// The name expected in the coordinator's certificate (default: the host part of `connect`).
     pub tls_server_name: Option<String>,
+    /// What the worker counts for `worker --metrics`.
+    pub metrics: WorkerInstruments,
 }
 
 impl WorkerConfig {
@@ -54,6 +57,7 @@ impl WorkerConfig {
             prefetch: None,
             tls: None,
             tls_server_name: None,
+            metrics: WorkerInstruments::default(),
         }
     }
 }
@@ -163,6 +167,11 @@ pub async fn run_worker(
 ) -> Result<WorkerSummary, WorkerError> {
     let threads = if config.once { 1 } else { config.threads };
     let mut pool = pool::Pool::new(threads).map_err(WorkerError::Threads)?;
+    let metrics = &config.metrics;
+    metrics
+        .threads
+        .set(i64::try_from(threads).unwrap_or(i64::MAX));
+    let mut welcomed_before = false;
     let mut summary = WorkerSummary::default();
     let mut carry = Carry::default();
     let start = Instant::now();
@@ -171,11 +180,17 @@ pub async fn run_worker(
     loop {
         epoch += 1;
         let mut connected = false;
+        metrics.connection_attempts.inc();
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return Ok(summary),
             r = session::run(&config, &mut pool, epoch, &mut carry, &mut summary, &mut connected, &shutdown) => r,
         };
+        metrics.connected.set(0);
         if connected {
+            if welcomed_before {
+                metrics.reconnects.inc();
+            }
+            welcomed_before = true;
             reconnect.connected(start.elapsed());
         }
         let failure = match outcome {

@@ -140,6 +140,8 @@ pub(super) async fn run(
         }
     };
     *connected = true;
+    let metrics = &config.metrics;
+    metrics.connected.set(1);
     pool.epoch.store(epoch, Ordering::Relaxed);
     if carry.run != Some(run) {
         if !carry.unacked.is_empty() {
@@ -166,7 +168,14 @@ pub(super) async fn run(
     let window = max_prefetch.max(1) as usize;
     let mut to_resend: VecDeque<u64> = carry.unacked.keys().copied().collect();
     let mut resending: HashSet<u64> = HashSet::new();
-    send_resends(carry, &mut to_resend, &mut resending, window, &mut out);
+    send_resends(
+        config,
+        carry,
+        &mut to_resend,
+        &mut resending,
+        window,
+        &mut out,
+    );
     write.write_all(&out).await.map_err(|_| lost())?;
     out.clear();
 
@@ -196,8 +205,14 @@ pub(super) async fn run(
                     }
                     ServerMessage::Ack { id, status } => {
                         match status {
-                            AckStatus::Accepted => summary.accepted += 1,
-                            AckStatus::Duplicate => summary.duplicates += 1,
+                            AckStatus::Accepted => {
+                                summary.accepted += 1;
+                                metrics.results_accepted.inc();
+                            }
+                            AckStatus::Duplicate => {
+                                summary.duplicates += 1;
+                                metrics.results_duplicate.inc();
+                            }
                         }
                         Some(id.0)
                     }
@@ -215,6 +230,7 @@ pub(super) async fn run(
                     }
                     ServerMessage::Error { code, message, id } => {
                         summary.errors += 1;
+                        metrics.server_errors.inc();
                         tracing::warn!(?code, interval = ?id.map(|i| i.0), "server error: {message}");
                         if matches!(code, ErrorCode::Refused | ErrorCode::Unauthorized | ErrorCode::UnsupportedVersion | ErrorCode::TooManyConnections | ErrorCode::IdleTimeout | ErrorCode::LineTooLong | ErrorCode::TlsRequired | ErrorCode::Internal) {
                             break Err(WorkerError::Refused { code, message });
@@ -229,7 +245,7 @@ pub(super) async fn run(
                 if let Some(id) = answered {
                     carry.unacked.remove(&id);
                     if resending.remove(&id) {
-                        send_resends(carry, &mut to_resend, &mut resending, window, &mut out);
+                        send_resends(config, carry, &mut to_resend, &mut resending, window, &mut out);
                     } else {
                         awaiting = awaiting.saturating_sub(1);
                     }
@@ -242,11 +258,14 @@ pub(super) async fn run(
                 let mut next = computed;
                 let mut fresh = 0;
                 while let Some(c) = next {
-                    summary.terms += c.result.b.0 - c.result.a.0 + 1;
+                    let terms = c.result.b.0 - c.result.a.0 + 1;
+                    summary.terms += terms;
+                    metrics.terms_computed.inc_by(terms);
                     let id = c.result.id.0;
                     carry.unacked.insert(id, c.result.clone());
                     if c.epoch == epoch {
                         wire::encode(&ClientMessage::Result(c.result), &mut out);
+                        metrics.results_sent.inc();
                         fresh += 1;
                     } else if !resending.contains(&id) && !to_resend.contains(&id) {
                         // Assigned on an earlier connection: it goes with the re-sent results.
@@ -254,7 +273,7 @@ pub(super) async fn run(
                     }
                     next = pool.results.try_recv().ok();
                 }
-                send_resends(carry, &mut to_resend, &mut resending, window, &mut out);
+                send_resends(config, carry, &mut to_resend, &mut resending, window, &mut out);
                 if fresh > 0 && !config.once {
                     wire::encode(&ClientMessage::Request { count: fresh }, &mut out);
                 }
@@ -284,6 +303,7 @@ pub(super) async fn run(
 
 /// Queues re-sent results while fewer than `window` are awaiting their answers.
 fn send_resends(
+    config: &WorkerConfig,
     carry: &Carry,
     to_resend: &mut VecDeque<u64>,
     resending: &mut HashSet<u64>,
@@ -302,6 +322,8 @@ fn send_resends(
             ..result.clone()
         };
         wire::encode(&ClientMessage::Result(resent), out);
+        config.metrics.results_sent.inc();
+        config.metrics.results_resent.inc();
         resending.insert(id);
     }
 }
