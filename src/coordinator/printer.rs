@@ -94,3 +94,62 @@ impl Drop for Printer {
         drop(self.thread.take());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Condvar, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// A terminal that writes nothing until its gate opens.
+    #[derive(Clone, Default)]
+    pub(crate) struct GatedTerminal {
+        gate: Arc<(Mutex<bool>, Condvar)>,
+        written: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl GatedTerminal {
+        fn open(&self) {
+            *self.gate.0.lock().unwrap() = true;
+            self.gate.1.notify_all();
+        }
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.written.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl Write for GatedTerminal {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut open = self.gate.0.lock().unwrap();
+            while !*open {
+                open = self.gate.1.wait(open).unwrap();
+            }
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stuck_terminal_never_blocks_the_caller_and_drops_are_counted_then_reported() {
+        let terminal = GatedTerminal::default();
+        let printer = Printer::new(Box::new(terminal.clone())).unwrap();
+        // The terminal accepts nothing: every call still returns at once.
+        for i in 0..10_000 {
+            printer.print(format!("line {i}"));
+        }
+        let dropped = printer.dropped();
+        assert!(dropped >= 10_000 - QUEUE as u64 - 1, "{dropped} dropped");
+        terminal.open();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !terminal.text().contains("result lines not printed") {
+            assert!(Instant::now() < deadline, "no report of the dropped lines");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(terminal
+            .text()
+            .contains(&format!("{dropped} result lines not printed")));
+    }
+}

@@ -306,8 +306,13 @@ async fn client(addr: SocketAddr, behaviour: Behaviour) -> Outcome {
 
 /// A client that takes intervals, one connection each, until the server has none left.
 fn legacy_looper(addr: SocketAddr) -> u64 {
+    looper(addr, Behaviour::ReadsReply)
+}
+
+/// Original clients, one after another, until the job is done; how many intervals they served.
+fn looper(addr: SocketAddr, behaviour: Behaviour) -> u64 {
     for served in 0..100_000 {
-        let outcome = legacy_client(addr, Behaviour::ReadsReply);
+        let outcome = legacy_client(addr, behaviour);
         if outcome.interval.is_none() {
             return served;
         }
@@ -617,6 +622,38 @@ async fn legacy_and_native_clients_in_one_run() {
         assert!(native_accepted > 0, "native workers took part");
         assert_eq!(legacy_served + native_accepted, INTERVALS);
         assert_eq!(report.intervals, INTERVALS);
+        assert_exact(&report, INTERVALS * 1000);
+    })
+    .await;
+}
+
+/// A flood of the published original client, whose π the coordinator recomputes (on the
+/// blocking pool, a few at a time), does not hold up native workers: they keep taking and
+/// finishing intervals beside it, and the run is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_trapezoid_clients_does_not_stall_native_workers() {
+    bounded(async {
+        const INTERVALS: u64 = 3000;
+        let job = Job::new(Some(INTERVALS * 1000), Some(1000)).unwrap();
+        let server = TestServer::start(job, ServerConfig::default()).await;
+        let flood: Vec<_> = (0..16)
+            .map(|_| {
+                let addr = server.legacy;
+                tokio::task::spawn_blocking(move || looper(addr, Behaviour::Trapezoid))
+            })
+            .collect();
+        let mut config = WorkerConfig::new(server.native.to_string());
+        config.name = "native".into();
+        let native = run_worker(config, CancellationToken::new())
+            .await
+            .expect("the native worker finishes beside the flood");
+        let mut flooded = 0;
+        for f in flood {
+            flooded += f.await.unwrap();
+        }
+        assert!(native.accepted > 0 && flooded > 0, "both took part");
+        assert_eq!(native.accepted + flooded, INTERVALS);
+        let report = server.finish().await;
         assert_exact(&report, INTERVALS * 1000);
     })
     .await;

@@ -13,6 +13,7 @@ mod hostile;
 mod legacy;
 mod maths_oracle;
 mod ops;
+mod regressions;
 mod security;
 mod simulation;
 mod system;

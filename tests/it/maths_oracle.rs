@@ -19,7 +19,7 @@ use num_traits::{One, Signed, Zero};
 use piswarm::maths::kernel::{self, Isa};
 use piswarm::maths::{series, MAX_TERMS};
 
-type Q = BigRational;
+pub(crate) type Q = BigRational;
 
 // ---------------------------------------------------------------------------------------------
 // Oracles
@@ -38,7 +38,7 @@ fn alternating_fraction(a: u64, b: u64) -> (BigInt, BigInt) {
 }
 
 /// Oracle 1: `4·Σₙ₌ₐᵇ (−1)ⁿ/(2n+1)`, exactly, for short intervals only.
-fn exact_partial(a: u64, b: u64) -> Q {
+pub(crate) fn exact_partial(a: u64, b: u64) -> Q {
     assert!(
         a <= b && b - a < 3000,
         "exact_partial is for short intervals: [{a}, {b}]"
@@ -142,7 +142,7 @@ fn ten_to_minus(k: u32) -> Q {
 // ---------------------------------------------------------------------------------------------
 
 /// The exact value of a finite double.
-fn rat(x: f64) -> Q {
+pub(crate) fn rat(x: f64) -> Q {
     assert!(x.is_finite(), "{x} is not finite");
     let bits = x.to_bits();
     let biased = ((bits >> 52) & 0x7ff) as i64;

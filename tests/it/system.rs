@@ -384,3 +384,63 @@ async fn silent_clients_are_cut_off_by_the_timeouts() {
         .unwrap();
     server.stop().await;
 }
+
+/// A terminal that accepts nothing until told to.
+#[derive(Clone, Default)]
+struct StuckTerminal(std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl std::io::Write for StuckTerminal {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut open = self.0 .0.lock().unwrap();
+        while !*open {
+            open = self.0 .1.wait(open).unwrap();
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Printing a line per result happens on a thread of its own: a terminal that accepts nothing
+/// does not slow the run down (lines are dropped and counted instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_terminal_does_not_hold_up_the_run() {
+    use piswarm::coordinator::printer::Printer;
+    let job = Job::new(Some(5_000_000), Some(1000)).unwrap();
+    let mut config = CoordinatorConfig::new(job);
+    config.emit_durable = true;
+    let terminal = StuckTerminal::default();
+    let printer = Printer::new(Box::new(terminal.clone())).unwrap();
+    let dropped = printer.dropped_counter();
+    let (coordinator, _task) = piswarm::coordinator::spawn_with(config, None, None, Some(printer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    tokio::spawn(piswarm::net::serve(
+        piswarm::net::Listeners {
+            v1: listener,
+            legacy: None,
+        },
+        coordinator.clone(),
+        ServerConfig::default(),
+        stop.clone(),
+        tracker.clone(),
+    ));
+    let mut wc = WorkerConfig::new(addr.to_string());
+    wc.prefetch = Some(64);
+    let summary = tokio::time::timeout(
+        Duration::from_secs(120),
+        run_worker(wc, CancellationToken::new()),
+    )
+    .await
+    .expect("the run ends while the terminal is stuck")
+    .unwrap();
+    assert_eq!(summary.accepted, 5000);
+    assert_eq!(coordinator.report().await.unwrap().intervals, 5000);
+    assert!(dropped.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    *terminal.0 .0.lock().unwrap() = true;
+    terminal.0 .1.notify_all();
+    stop.cancel();
+}

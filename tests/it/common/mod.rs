@@ -196,3 +196,89 @@ pub fn log_panics() {
         }));
     });
 }
+
+/// A child process, killed (and reaped) when dropped: a test never leaves one behind.
+pub struct Process(pub std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Process {
+    /// Waits for the process to exit (at most `deadline`); its exit code.
+    pub fn wait(&mut self, deadline: Duration) -> Option<i32> {
+        let end = std::time::Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "the process did not exit within {deadline:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, and wait for it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port nobody listens on (at the time of asking).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `piswarm ARGS` with stdout and stderr into `log`.
+pub fn spawn_piswarm(args: &[&str], log: &std::path::Path) -> Process {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = std::process::Command::new(bin())
+        .args(args)
+        .env("PISWARM_LOG", "info")
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    Process(child)
+}
+
+/// Polls `condition` until it holds; fails the test after `deadline`.
+pub fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + deadline;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until something accepts connections on the loopback port.
+pub fn wait_for_port(port: u16) {
+    wait_until(&format!("port {port}"), Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+/// Results stored for run `run` in the store at `db` (read-only; 0 if it cannot be read yet).
+pub fn stored_results(db: &std::path::Path, run: i64) -> u64 {
+    match piswarm::store::Store::open_read_only(db) {
+        Ok(store) => store.count_results(run).map_or(0, |c| c.0),
+        Err(_) => 0,
+    }
+}
