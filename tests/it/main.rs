@@ -12,6 +12,7 @@ mod fuzz_properties;
 mod hostile;
 mod legacy;
 mod maths_oracle;
+mod netns;
 mod security;
 mod simulation;
 mod system;
