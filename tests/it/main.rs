@@ -12,6 +12,7 @@ mod fuzz_properties;
 mod hostile;
 mod legacy;
 mod maths_oracle;
+mod netns;
 mod ops;
 mod regressions;
 mod security;
