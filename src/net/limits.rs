@@ -93,14 +93,19 @@ pub fn exposure_warning(addr: SocketAddr, token: bool, tls: bool) -> Option<Stri
     }
     if !token {
         let rule = "=".repeat(78);
+        let tls_advice = if tls {
+            ""
+        } else {
+            ", preferably with TLS (--tls-cert, --tls-key)"
+        };
         return Some(format!(
             "{rule}\n\
              WARNING: piswarm is serving on {addr}, which is not a loopback address, WITHOUT A TOKEN.\n\
              Anyone who can reach this address can join the run as a worker. Results are still\n\
              verified, so nobody can falsify the totals, but anybody can take work, hold\n\
              connections and watch the job.\n\
-             Set a shared secret with --token or PISWARM_TOKEN (and give it to your workers),\n\
-             preferably with TLS (--tls-cert, --tls-key), or listen on 127.0.0.1.\n\
+             Set a shared secret with --token or PISWARM_TOKEN (and give it to your workers){tls_advice},\n\
+             or listen on 127.0.0.1.\n\
              {rule}"
         ));
     }

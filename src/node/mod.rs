@@ -599,6 +599,9 @@ impl Node {
     /// does nothing.
     pub async fn stop_server(&self) -> Result<(), ControlError> {
         let mut state = self.inner.state.lock().await;
+        if state.server.is_some() {
+            logging::say("stopping the TCP server — telling workers, writing results");
+        }
         self.stop_locked(&mut state).await
     }
 
@@ -606,7 +609,6 @@ impl Node {
         let Some(server) = state.server.take() else {
             return Ok(());
         };
-        logging::say("stopping the TCP server — telling workers, writing results");
         self.publish_view(state);
         server.stop.cancel();
         let _ = server.accept.await;

@@ -179,11 +179,16 @@ pub(super) async fn run(
     write.write_all(&out).await.map_err(|_| lost())?;
     out.clear();
 
+    // A link that died silently (no FIN, no RST) is noticed when results stay unanswered for
+    // twice the server's idle timeout (heartbeat_s is a third of it): the server answers every
+    // result, so that long a silence means the connection is gone.
+    let answer_timeout = Duration::from_secs_f64((heartbeat * 6.0).max(10.0));
     let heartbeat = Duration::from_secs_f64((heartbeat / 2.0).clamp(0.5, 60.0));
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.tick().await;
     let mut reported = 0u64;
     let mut awaiting = 0u64;
+    let mut last_heard = tokio::time::Instant::now();
     let end = loop {
         tokio::select! {
             r = read_line(&mut reader, &mut line, &mut complete, MAX_LINE) => {
@@ -191,6 +196,7 @@ pub(super) async fn run(
                     Ok(true) => {}
                     _ => break Err(lost()),
                 }
+                last_heard = tokio::time::Instant::now();
                 let msg = match wire::decode_server(&line) {
                     Ok(m) => m,
                     Err(e) => break Err(WorkerError::Protocol(e.message)),
@@ -281,6 +287,11 @@ pub(super) async fn run(
                 awaiting += fresh as u64;
             }
             _ = ticker.tick() => {
+                let unanswered = awaiting > 0 || !resending.is_empty();
+                if unanswered && last_heard.elapsed() > answer_timeout {
+                    tracing::warn!("no answer from the coordinator for {:?}; the connection is taken as lost", last_heard.elapsed());
+                    break Err(lost());
+                }
                 wire::encode(&ClientMessage::Heartbeat {}, &mut out);
             }
             _ = shutdown.cancelled() => break Ok(End::Shutdown),
