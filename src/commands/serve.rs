@@ -109,7 +109,7 @@ async fn serve_with(
             let scraped = node.clone();
             let render: crate::metrics::listener::Render = std::sync::Arc::new(move || {
                 let node = scraped.clone();
-                Box::pin(async move { crate::metrics::serve::render(&node).await })
+                Box::pin(async move { crate::web::metrics::render(&node).await })
             });
             match crate::metrics::listener::bind(addr, render, web_stop.clone()).await {
                 Ok((server, local)) => {

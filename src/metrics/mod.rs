@@ -10,7 +10,7 @@
 //!   store does not know this module), sessions time each result's verification and count their
 //!   connections, the worker counts what it sends and what is acknowledged.
 //! * Everything the coordinator already counts (results accepted, duplicates, rejections,
-//!   intervals, terms, sessions, leases) is **not** counted twice: [`serve::render`] reads the
+//!   intervals, terms, sessions, leases) is **not** counted twice: `web::metrics::render` reads the
 //!   coordinator's published snapshot and its worker table when a scrape arrives, so `/metrics`
 //!   and `/api/status` report the very same numbers.
 //!
@@ -20,7 +20,7 @@
 //! Metric names and labels are stable; docs/deployment.md lists them.
 
 pub mod listener;
-pub mod serve;
+
 pub mod worker;
 
 use prometheus_client::metrics::counter::Counter;
@@ -164,14 +164,14 @@ impl Drop for ConnectionGuard {
 }
 
 /// A gauge holding `value` (for values read at scrape time).
-fn gauge(value: u64) -> Gauge {
+pub(crate) fn gauge(value: u64) -> Gauge {
     let g = Gauge::default();
     g.set(i64::try_from(value).unwrap_or(i64::MAX));
     g
 }
 
 /// A counter holding `value` (for counts kept elsewhere, read at scrape time).
-fn counter(value: u64) -> Counter {
+pub(crate) fn counter(value: u64) -> Counter {
     let c = Counter::default();
     c.inc_by(value);
     c

@@ -17,6 +17,7 @@
 //! `/metrics` behind it).
 
 mod api;
+pub mod metrics;
 mod ops;
 
 mod page;

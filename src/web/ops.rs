@@ -45,7 +45,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `GET /metrics`: the Prometheus exposition (see `metrics::serve`).
+/// `GET /metrics`: the Prometheus exposition (see `web::metrics`).
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    crate::metrics::listener::response(crate::metrics::serve::render(&state.node).await)
+    crate::metrics::listener::response(crate::web::metrics::render(&state.node).await)
 }

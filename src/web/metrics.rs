@@ -6,8 +6,8 @@
 //! second time here. They belong to the run being served: a new run starts them again from zero
 //! (Prometheus treats that as a counter reset), while `piswarm_run_info` says which run they are of.
 
-use super::{counter, gauge};
 use crate::coordinator::{Snapshot, WorkerKind, WorkerRow};
+use crate::metrics::{counter, gauge};
 use crate::node::Node;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -42,7 +42,7 @@ pub async fn render(node: &Node) -> String {
     let mut registry = Registry::default();
     register_run(&mut registry, &snapshot, workers.as_deref(), view.running);
     node.options().server.metrics.register(&mut registry);
-    super::encode(&registry)
+    crate::metrics::encode(&registry)
 }
 
 /// Registers the run's counts, as read from its snapshot and worker table (`None` when the
