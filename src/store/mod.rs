@@ -16,7 +16,10 @@ pub mod queries;
 mod schema;
 pub mod writer;
 
-pub use queries::{PiPoint, StoredResult, WorkerThroughput};
+pub use queries::{
+    DigestRow, HistoryPage, HistoryPosition, HistoryQuery, HistorySort, PiPoint, StoredResult,
+    WorkerThroughput,
+};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use writer::{Durability, Write, Writer};
 
