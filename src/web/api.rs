@@ -1107,9 +1107,9 @@ pub struct LiveUpdate {
     /// The history position (`seq`) the previous update of this stream reached; null in the
     /// first update of a stream (or after the current run changed).
     pub after: Option<i64>,
-    /// The newest history position of the run now (null: no results yet). The event's `id` is
+    /// The newest history position of the run now (0: no results yet). The event's `id` is
     /// `run:head`; a reconnecting browser sends it back as `Last-Event-ID`.
-    pub head: Option<i64>,
+    pub head: i64,
     /// Results with `after < seq ≤ head`, newest first, at most 100.
     pub results: Vec<StoredResult>,
     /// Some results in (after, head] were left out: fetch them from the history
@@ -1161,15 +1161,16 @@ pub async fn events(
             s.started = false;
         }
         let reads = s.state.node.reads();
-        let head = reads
-            .with(move |st| st.last_seq(run))
-            .await
-            .unwrap_or(s.head);
+        // Positions start at 1: 0 stands for "before any result".
+        let head = match reads.with(move |st| st.last_seq(run)).await {
+            Ok(h) => h.unwrap_or(0),
+            Err(_) => s.head.unwrap_or(0),
+        };
         let after = s.head.filter(|_| s.started);
         let mut results = Vec::new();
         let mut more = false;
-        if let (Some(from), Some(to)) = (after, head) {
-            if to > from {
+        if let Some(from) = after {
+            if head > from {
                 let page = reads
                     .with(move |st| {
                         st.history_page(&HistoryQuery {
@@ -1177,15 +1178,19 @@ pub async fn events(
                             sort: HistorySort::Arrival,
                             descending: true,
                             worker: None,
-                            position: HistoryPosition::From(to),
+                            position: HistoryPosition::From(head),
                             limit: RESULTS_PER_UPDATE + 1,
                         })
                     })
                     .await;
-                if let Ok(page) = page {
-                    results = page.rows.into_iter().filter(|r| r.seq > from).collect();
-                    more = results.len() > RESULTS_PER_UPDATE;
-                    results.truncate(RESULTS_PER_UPDATE);
+                match page {
+                    Ok(page) => {
+                        results = page.rows.into_iter().filter(|r| r.seq > from).collect();
+                        more = results.len() > RESULTS_PER_UPDATE;
+                        results.truncate(RESULTS_PER_UPDATE);
+                    }
+                    // The page fetches what it missed from the history.
+                    Err(_) => more = true,
                 }
             }
         }
@@ -1198,11 +1203,10 @@ pub async fn events(
             more,
         };
         s.started = true;
-        s.head = head.or(s.head);
-        let mut event = SseEvent::default().event("update");
-        if let Some(h) = s.head {
-            event = event.id(format!("{run}:{h}"));
-        }
+        s.head = Some(head);
+        let event = SseEvent::default()
+            .event("update")
+            .id(format!("{run}:{head}"));
         let event = match serde_json::to_string(&update) {
             Ok(data) => event.data(data),
             Err(e) => {

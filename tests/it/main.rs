@@ -17,3 +17,4 @@ mod system;
 mod timeouts;
 mod web_api;
 mod web_browser;
+mod web_shutdown;
