@@ -124,6 +124,12 @@ pub fn eval(tab: &Tab, js: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Evaluates an expression whose value is an array or an object, as JSON.
+pub fn eval_json(tab: &Tab, js: &str) -> Value {
+    let text = eval(tab, &format!("JSON.stringify({js})"));
+    serde_json::from_str(text.as_str().unwrap_or("null")).unwrap()
+}
+
 /// Evaluates an expression whose value is a promise.
 pub fn eval_async(tab: &Tab, js: &str) -> Value {
     tab.evaluate(js, true)
@@ -306,7 +312,7 @@ async fn hostile_and_right_to_left_names_are_shown_as_text() {
             &tab,
             "document.querySelectorAll('#history-body tr[data-id]').length === 2",
         );
-        let cells = eval(
+        let cells = eval_json(
             &tab,
             "[...document.querySelectorAll('#history-body td.name')].map(td => td.textContent).sort()",
         );
@@ -399,10 +405,11 @@ async fn every_view_in_portuguese() {
         let check = |tab: &Tab, view: &str| {
             let all = eval(tab, everything).as_str().unwrap().to_string();
             for phrase in &english {
-                assert!(
-                    !contains_words(&all, phrase),
-                    "{view}: English '{phrase}' in the Portuguese page:\n{all}"
-                );
+                if let Some(at) = find_words(&all, phrase) {
+                    let lower = all.to_lowercase();
+                    let around: String = lower[at..].chars().take(80).collect();
+                    panic!("{view}: English '{phrase}' in the Portuguese page: …{around}…");
+                }
             }
         };
         wait_until(&tab, "document.querySelectorAll('#runs li').length === 2");
@@ -435,14 +442,21 @@ async fn every_view_in_portuguese() {
     d.close().await;
 }
 
-/// Whether `phrase` occurs in `text` as whole words, ignoring case.
-fn contains_words(text: &str, phrase: &str) -> bool {
+/// Where `phrase` occurs in `text` as whole words, ignoring case (a flag such as
+/// `--max-local-clients` is one word).
+fn find_words(text: &str, phrase: &str) -> Option<usize> {
     let hay = text.to_lowercase();
     let needle = phrase.to_lowercase();
-    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
-    hay.match_indices(&needle).any(|(i, m)| {
-        !is_word(hay[..i].chars().next_back()) && !is_word(hay[i + m.len()..].chars().next())
-    })
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_');
+    hay.match_indices(&needle)
+        .find(|(i, m)| {
+            !is_word(hay[..*i].chars().next_back()) && !is_word(hay[i + m.len()..].chars().next())
+        })
+        .map(|(i, _)| i)
+}
+
+fn contains_words(text: &str, phrase: &str) -> bool {
+    find_words(text, phrase).is_some()
 }
 
 /// A run watched live, with two "until done" clients: progress, plots with hover values, an ETA
@@ -558,7 +572,7 @@ async fn a_flood_of_results_reaches_the_page_without_a_gap() {
         );
         assert_eq!(text(&tab, "history-total"), "5,000");
         // The first page is the newest 50, in order.
-        let seqs = eval(
+        let seqs = eval_json(
             &tab,
             "[...document.querySelectorAll('#history-body tr')].map(tr => Number(tr.dataset.seq))",
         );
@@ -571,7 +585,7 @@ async fn a_flood_of_results_reaches_the_page_without_a_gap() {
         let mut ids = std::collections::BTreeSet::new();
         let nodes = eval(&tab, "document.getElementsByTagName('*').length").as_u64().unwrap();
         for page in 0..20 {
-            let got: Vec<String> = serde_json::from_value(eval(
+            let got: Vec<String> = serde_json::from_value(eval_json(
                 &tab,
                 "[...document.querySelectorAll('#history-body tr')].map(tr => tr.dataset.id)",
             ))
@@ -625,7 +639,7 @@ async fn history_sorts_filters_jumps_and_pages() {
         open(&tab, &url);
         wait_until(&tab, "document.getElementById('history').dataset.total === '300'");
         let ids = |tab: &Tab| -> Vec<u64> {
-            serde_json::from_value::<Vec<String>>(eval(
+            serde_json::from_value::<Vec<String>>(eval_json(
                 tab,
                 "[...document.querySelectorAll('#history-body tr')].map(tr => tr.dataset.id)",
             ))
@@ -727,7 +741,7 @@ async fn the_worker_table_is_live_sorted_and_paged() {
         // Live: the throughput plot has the once-clients, fastest first, 20 at most, "+5 more".
         wait_until(&tab, "document.querySelectorAll('#throughput-plot rect').length === 20");
         assert_eq!(text(&tab, "throughput-more"), "+5 more");
-        let shown = eval(&tab, "[...document.querySelectorAll('#throughput-plot rect')].map(r => Number(r.getAttribute('width')))");
+        let shown = eval_json(&tab, "[...document.querySelectorAll('#throughput-plot rect')].map(r => Number(r.getAttribute('width')))");
         let widths: Vec<f64> = serde_json::from_value(shown).unwrap();
         assert!(widths.windows(2).all(|w| w[0] >= w[1]), "fastest first: {widths:?}");
     })
