@@ -116,7 +116,7 @@
   let lastStatus = null;
   let online = false;
   const pending = { start: false, stop: false };
-  const eta = { ema: null, since: null, run: null };
+  const eta = { samples: [], since: null, run: null };
 
   function renderButtons() {
     const s = lastStatus && lastStatus.server;
@@ -155,18 +155,24 @@
     setText("f-corrected", fmtPi(f.pi_corrected));
   }
 
-  // The time left: shown once it means something (5% done, or 3 s of running), from a smoothed
-  // rate.
+  // The time left: shown once it means something (5% done, or 3 s of progress), from the rate
+  // over the last 5 s of this page's own updates (a window that smooths it, and that skips any
+  // wait before the run moved).
   function renderEta(r) {
     const el = $("eta");
     if (r.complete) { el.textContent = fmtDuration(0); el.dataset.etaS = "0"; return; }
-    if (eta.run !== r.id) { eta.run = r.id; eta.ema = null; eta.since = null; }
-    if (r.state !== "running" || !r.rate_terms_per_s) { el.textContent = T.eta_wait; delete el.dataset.etaS; return; }
-    if (eta.since === null) eta.since = performance.now();
-    eta.ema = eta.ema === null ? r.rate_terms_per_s : 0.8 * eta.ema + 0.2 * r.rate_terms_per_s;
-    const meaningful = (r.progress || 0) >= 0.05 || performance.now() - eta.since >= 3000;
+    const now = performance.now(), done = Number(r.done_terms);
+    if (eta.run !== r.id || r.state !== "running") { eta.run = r.id; eta.samples = []; eta.since = null; }
+    const samples = eta.samples;
+    samples.push([now, done]);
+    while (samples.length > 2 && samples[1][1] === samples[0][1]) samples.shift();
+    while (samples.length > 2 && now - samples[1][0] >= 5000) samples.shift();
+    const [t0, d0] = samples[0];
+    if (eta.since === null && done > d0) eta.since = t0;
+    const rate = now > t0 ? (done - d0) / ((now - t0) / 1000) : 0;
+    const meaningful = rate > 0 && ((r.progress || 0) >= 0.05 || (eta.since !== null && now - eta.since >= 3000));
     if (!meaningful) { el.textContent = T.eta_wait; delete el.dataset.etaS; return; }
-    const left = Math.max(0, r.terms - Number(r.done_terms)) / eta.ema;
+    const left = Math.max(0, r.terms - done) / rate;
     el.textContent = fmtDuration(left);
     el.dataset.etaS = String(left);
   }
