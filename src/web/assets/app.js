@@ -767,7 +767,7 @@
     setDownloads();
   }).catch((e) => showMessage(e.message));
   connect();
-  setInterval(() => refreshPlots(false), 2000);
+  setInterval(() => refreshPlots(false), 1000);
   setInterval(loadWorkers, 1000);
   setInterval(loadRuns, 10000);
 })();
