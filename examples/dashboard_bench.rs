@@ -35,7 +35,9 @@ const WORKERS: u64 = 40;
 /// Writes a complete run of `n` intervals into the store, in a shuffled order; returns its id.
 async fn write_run(db: &Path, n: u64) -> i64 {
     let store = Store::open(&Location::File(db.to_path_buf())).unwrap();
-    let run = store.create_run(Job::new(Some(n * CHUNK), Some(CHUNK)).unwrap()).unwrap();
+    let run = store
+        .create_run(Job::new(Some(n * CHUNK), Some(CHUNK)).unwrap())
+        .unwrap();
     let (writer, mut durable, thread) = Writer::start(store, run).unwrap();
     let (mut even, mut odd, mut pi, mut terms) = (0u128, 0u128, ExactSum::new(), 0u64);
     let stamp = now_iso8601();
@@ -113,9 +115,12 @@ fn wait_until(tab: &Tab, js: &str) {
 }
 
 fn counter(tab: &Tab, id: &str, key: &str) -> u64 {
-    eval(tab, &format!("Number(document.getElementById('{id}').dataset.{key} || 0)"))
-        .as_u64()
-        .unwrap_or(0)
+    eval(
+        tab,
+        &format!("Number(document.getElementById('{id}').dataset.{key} || 0)"),
+    )
+    .as_u64()
+    .unwrap_or(0)
 }
 
 /// Runs `action` (JavaScript) and returns the page's own measure of the page change it causes.
@@ -126,9 +131,12 @@ fn page_change(tab: &Tab, action: &str) -> f64 {
         tab,
         &format!("Number(document.getElementById('history').dataset.pages) > {before}"),
     );
-    eval(tab, "Number(document.getElementById('history').dataset.pageMs)")
-        .as_f64()
-        .unwrap()
+    eval(
+        tab,
+        "Number(document.getElementById('history').dataset.pageMs)",
+    )
+    .as_f64()
+    .unwrap()
 }
 
 fn switch_to(tab: &Tab, run: i64) -> f64 {
@@ -141,9 +149,12 @@ fn switch_to(tab: &Tab, run: i64) -> f64 {
         tab,
         &format!("Number(document.getElementById('final-card').dataset.switches) > {before}"),
     );
-    eval(tab, "Number(document.getElementById('final-card').dataset.switchMs)")
-        .as_f64()
-        .unwrap()
+    eval(
+        tab,
+        "Number(document.getElementById('final-card').dataset.switchMs)",
+    )
+    .as_f64()
+    .unwrap()
 }
 
 fn summary(what: &str, mut ms: Vec<f64>) {
@@ -193,7 +204,10 @@ async fn main() {
         .unwrap();
     // The dashboard reads the stored runs' digests in the background as it starts: a first read
     // of the big run waits for that.
-    let http = url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let http = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
     let cold = tokio::task::spawn_blocking(move || {
         let t = Instant::now();
         let body = ureq::get(&format!("http://{http}/api/runs/{big}/final"))

@@ -17,8 +17,7 @@ mod schema;
 pub mod writer;
 
 pub use queries::{
-    DigestRow, HistoryPage, HistoryPosition, HistoryQuery, HistorySort, PiPoint, StoredResult,
-    WorkerThroughput,
+    DigestRow, HistoryPage, HistoryPosition, HistoryQuery, HistorySort, StoredResult,
 };
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use writer::{Durability, Write, Writer};

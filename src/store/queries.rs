@@ -1,5 +1,7 @@
-//! The store's read side: pages of results, exports, and the dashboard's plots. Every query runs
-//! on its caller's own connection (WAL lets readers run beside the writer).
+//! The store's read side: pages of history (by arrival or interval, optionally one worker's),
+//! exports, and the rows the dashboard's digests read. Every query runs on its caller's own
+//! connection (WAL lets readers run beside the writer), and every page is one range query on an
+//! index.
 
 use super::{Store, StoreError};
 use crate::report::ResultRecord;
@@ -309,126 +311,6 @@ impl Store {
             f(r.record)?;
         }
         Ok(())
-    }
-}
-
-/// Throughput of one worker name over a run: `terms / seconds` of its accepted results.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct WorkerThroughput {
-    pub worker: String,
-    pub results: u64,
-    pub terms: u64,
-    /// Sum of the durations the worker reported.
-    pub seconds: f64,
-    pub terms_per_s: f64,
-}
-
-/// The estimate after some of a run's results, in the order they were accepted.
-#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
-pub struct PiPoint {
-    /// Terms covered by the results so far.
-    pub terms: u64,
-    /// Their π partials summed (plain floating point: for plotting).
-    pub pi: f64,
-    /// Whether the results so far cover exactly [0, terms − 1], so that the truncation
-    /// correction applies.
-    pub prefix: bool,
-}
-
-impl Store {
-    /// Throughput per worker name over a run, fastest first, at most `limit` workers.
-    pub fn worker_throughput(
-        &self,
-        run: i64,
-        limit: usize,
-    ) -> Result<Vec<WorkerThroughput>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT worker, COUNT(*), SUM(b - a + 1), SUM(duration_s) FROM results
-                 WHERE run_id = ?1 GROUP BY worker ORDER BY SUM(b - a + 1) DESC LIMIT ?2",
-            )
-            .map_err(self.sql_err())?;
-        let rows = stmt
-            .query_map(params![run, limit as i64], |r| {
-                let terms = r.get::<_, i64>(2)? as u64;
-                let seconds: f64 = r.get(3)?;
-                Ok(WorkerThroughput {
-                    worker: r.get(0)?,
-                    results: r.get::<_, i64>(1)? as u64,
-                    terms,
-                    seconds,
-                    terms_per_s: if seconds > 0.0 {
-                        terms as f64 / seconds
-                    } else {
-                        0.0
-                    },
-                })
-            })
-            .map_err(self.sql_err())?;
-        rows.collect::<Result<_, _>>().map_err(self.sql_err())
-    }
-
-    /// The running estimate of a run after its results in acceptance order, sampled at about
-    /// `points` places spread evenly on a log scale of the result count (the last one included).
-    pub fn pi_history(&self, run: i64, points: usize) -> Result<Vec<PiPoint>, StoreError> {
-        let (total, _) = self.count_results(run)?;
-        let points = points.max(2) as f64;
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT a, b, pi FROM results WHERE run_id = ?1 ORDER BY seq")
-            .map_err(self.sql_err())?;
-        let mut rows = stmt.query([run]).map_err(self.sql_err())?;
-        let (mut out, mut n, mut terms, mut pi, mut max_b) = (Vec::new(), 0u64, 0u64, 0.0, 0u64);
-        let mut next_sample = 1.0f64;
-        let ratio = (total.max(2) as f64).powf(1.0 / points);
-        while let Some(row) = rows.next().map_err(self.sql_err())? {
-            let a = row.get::<_, i64>(0).map_err(self.sql_err())? as u64;
-            let b = row.get::<_, i64>(1).map_err(self.sql_err())? as u64;
-            let p: f64 = row.get(2).map_err(self.sql_err())?;
-            n += 1;
-            terms += b.saturating_sub(a) + 1;
-            pi += p;
-            max_b = max_b.max(b);
-            if n as f64 >= next_sample || n == total {
-                out.push(PiPoint {
-                    terms,
-                    pi,
-                    prefix: max_b + 1 == terms,
-                });
-                next_sample = (next_sample * ratio).max(n as f64 + 1.0);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Done intervals per stretch of `width` intervals: `(stretch, count)`, and the highest
-    /// done interval id (for the coverage map of a run that is not being served).
-    pub fn done_per_stretch(&self, run: i64, width: u64) -> Result<Vec<(u64, u64)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT interval_id / ?2, COUNT(*) FROM results WHERE run_id = ?1 GROUP BY 1",
-            )
-            .map_err(self.sql_err())?;
-        let rows = stmt
-            .query_map(params![run, width.max(1) as i64], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-            })
-            .map_err(self.sql_err())?;
-        rows.collect::<Result<_, _>>().map_err(self.sql_err())
-    }
-
-    /// The highest done interval id of a run.
-    pub fn max_interval(&self, run: i64) -> Result<Option<u64>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT MAX(interval_id) FROM results WHERE run_id = ?1",
-                [run],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .map(|v| v.map(|x| x as u64))
-            .map_err(self.sql_err())
     }
 }
 

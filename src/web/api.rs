@@ -657,7 +657,7 @@ pub async fn in_flight(
     let worker = q.worker.filter(|w| !w.is_empty());
     let matching: Vec<_> = held
         .into_iter()
-        .filter(|h| worker.as_ref().is_none_or(|w| *w == h.worker))
+        .filter(|h| worker.as_ref().map_or(true, |w| *w == h.worker))
         .collect();
     let intervals = matching
         .iter()

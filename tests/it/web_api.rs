@@ -457,7 +457,10 @@ fn validator(doc: &Value, schema: &Value) -> jsonschema::Validator {
 
 fn assert_valid(doc: &Value, schema: &Value, body: &Value, what: &str) {
     let v = validator(doc, schema);
-    let errors: Vec<String> = v.iter_errors(body).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    let errors: Vec<String> = v
+        .iter_errors(body)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
     assert!(errors.is_empty(), "{what}: {errors:?}\nbody: {body}");
 }
 
@@ -526,7 +529,9 @@ async fn every_response_matches_the_generated_openapi_document() {
         }
     }
     // Every GET, called for real, answers what its schema says (with a few query variants).
-    let run = wait_for(&f.app, |_| true).await["run"]["id"].as_i64().unwrap();
+    let run = wait_for(&f.app, |_| true).await["run"]["id"]
+        .as_i64()
+        .unwrap();
     let mut checked = 0;
     for (path, item) in paths {
         if item.get("get").is_none() || path == "/api/events" {
@@ -560,6 +565,17 @@ async fn every_response_matches_the_generated_openapi_document() {
         }
     }
     assert!(checked >= 18, "{checked} responses checked");
+    // The check has teeth: a status with a field of the wrong type, or without one, fails it.
+    let (_, schema) = response_schema(&doc, "/api/status", "get", "200");
+    let (_, status) = call(&f.app, get("/api/status")).await;
+    let status_validator = validator(&doc, &schema);
+    assert!(status_validator.is_valid(&status));
+    let mut bad = status.clone();
+    bad["run"]["done_terms"] = json!(12);
+    assert!(!status_validator.is_valid(&bad));
+    let mut bad = status;
+    bad["server"].as_object_mut().unwrap().remove("running");
+    assert!(!status_validator.is_valid(&bad));
     // Errors too.
     for (url, path) in [
         ("/api/runs/999", "/api/runs/{id}"),
@@ -687,14 +703,23 @@ async fn errors_speak_the_callers_language() {
     assert_eq!(e["error"], json!("a execução 999 não existe"));
     let (code, e) = call(&f.app, pt(post("/api/runs", json!({"terms": 0})))).await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(e["error"], json!("o número de termos deve ser pelo menos 1"));
+    assert_eq!(
+        e["error"],
+        json!("o número de termos deve ser pelo menos 1")
+    );
     let (_, e) = call(&f.app, pt(get("/api/nowhere"))).await;
-    assert!(e["error"].as_str().unwrap().starts_with("caminho inexistente"));
+    assert!(e["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("caminho inexistente"));
     // The toggle's cookie chooses too; English otherwise.
     let mut req = get("/api/runs/999");
     req.headers_mut()
         .insert(header::COOKIE, "lang=pt-BR".parse().unwrap());
-    assert_eq!(call(&f.app, req).await.1["error"], json!("a execução 999 não existe"));
+    assert_eq!(
+        call(&f.app, req).await.1["error"],
+        json!("a execução 999 não existe")
+    );
     assert_eq!(
         call(&f.app, get("/api/runs/999")).await.1["error"],
         json!("run 999 does not exist")
@@ -734,9 +759,17 @@ async fn history_pages_by_arrival_or_interval_and_jumps() {
     assert_eq!(ids(&p1), (0..10).collect::<Vec<_>>());
     assert_eq!(p1["total"], json!(30));
     assert_eq!(p1["prev_cursor"], Value::Null);
-    let p2 = page(&format!("sort=interval&limit=10&cursor={}", p1["next_cursor"])).await;
+    let p2 = page(&format!(
+        "sort=interval&limit=10&cursor={}",
+        p1["next_cursor"]
+    ))
+    .await;
     assert_eq!(ids(&p2), (10..20).collect::<Vec<_>>());
-    let back = page(&format!("sort=interval&limit=10&before={}", p2["prev_cursor"])).await;
+    let back = page(&format!(
+        "sort=interval&limit=10&before={}",
+        p2["prev_cursor"]
+    ))
+    .await;
     assert_eq!(ids(&back), ids(&p1));
     let last = page("sort=interval&limit=10&last=true").await;
     assert_eq!(ids(&last), (20..30).collect::<Vec<_>>());
@@ -767,7 +800,10 @@ async fn history_pages_by_arrival_or_interval_and_jumps() {
         .unwrap()
         .iter()
         .all(|r| r["worker"] == json!(name)));
-    assert_eq!(mine["total"], json!(mine["results"].as_array().unwrap().len()));
+    assert_eq!(
+        mine["total"],
+        json!(mine["results"].as_array().unwrap().len())
+    );
     let (code, _) = call(&f.app, get("/api/runs/current/results?cursor=1&from=2")).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     f.node.shutdown().await.unwrap();

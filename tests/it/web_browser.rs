@@ -195,7 +195,10 @@ pub fn viewport(tab: &Tab, width: u32, height: u32, mobile: bool) {
 }
 
 pub fn open(tab: &Tab, url: &str) {
-    tab.navigate_to(url).unwrap().wait_until_navigated().unwrap();
+    tab.navigate_to(url)
+        .unwrap()
+        .wait_until_navigated()
+        .unwrap();
     wait_until(tab, "document.getElementById('live').textContent !== '' && !document.getElementById('live').classList.contains('off')");
 }
 
@@ -567,7 +570,10 @@ async fn a_flood_of_results_reaches_the_page_without_a_gap() {
     let (flooded_tx, flooded_rx) = std::sync::mpsc::channel::<()>();
     let browser = tokio::spawn(in_browser(move |tab| {
         open(&tab, &url);
-        wait_until(&tab, "document.getElementById('history').dataset.liveHead === '0'");
+        wait_until(
+            &tab,
+            "document.getElementById('history').dataset.liveHead === '0'",
+        );
         ready_tx.send(()).unwrap();
         flooded_rx.recv_timeout(WAIT).unwrap();
         let head = eval_async(
@@ -593,7 +599,10 @@ async fn a_flood_of_results_reaches_the_page_without_a_gap() {
         assert_eq!(seqs, (head - 49..=head).rev().collect::<Vec<_>>());
         // Every result, page by page (250 a page), in a table of constant size.
         set_value(&tab, "history-page-size", "250");
-        wait_until(&tab, "document.querySelectorAll('#history-body tr').length === 250");
+        wait_until(
+            &tab,
+            "document.querySelectorAll('#history-body tr').length === 250",
+        );
         let mut ids = std::collections::BTreeSet::new();
         for page in 0..20 {
             let got: Vec<String> = serde_json::from_value(eval_json(
@@ -604,11 +613,19 @@ async fn a_flood_of_results_reaches_the_page_without_a_gap() {
             assert_eq!(got.len(), 250, "page {page}");
             ids.extend(got);
             // One page of rows, nine cells each, whatever the page.
-            assert_eq!(eval(&tab, "document.querySelectorAll('#history-body *').length"), Value::from(2500));
-            let all = eval(&tab, "document.getElementsByTagName('*').length").as_u64().unwrap();
+            assert_eq!(
+                eval(&tab, "document.querySelectorAll('#history-body *').length"),
+                Value::from(2500)
+            );
+            let all = eval(&tab, "document.getElementsByTagName('*').length")
+                .as_u64()
+                .unwrap();
             assert!(all < 6000, "{all} elements in the page");
             if page < 19 {
-                let first = eval(&tab, "document.querySelector('#history-body tr').dataset.seq");
+                let first = eval(
+                    &tab,
+                    "document.querySelector('#history-body tr').dataset.seq",
+                );
                 click(&tab, "history-next");
                 wait_until(
                     &tab,
@@ -616,7 +633,9 @@ async fn a_flood_of_results_reaches_the_page_without_a_gap() {
                 );
             }
         }
-        assert!(eval(&tab, "document.getElementById('history-next').disabled") == Value::Bool(true));
+        assert!(
+            eval(&tab, "document.getElementById('history-next').disabled") == Value::Bool(true)
+        );
         ids.len()
     }));
     ready_rx.await.unwrap();
@@ -768,7 +787,8 @@ async fn the_worker_table_is_live_sorted_and_paged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_horizontal_scrolling_from_phone_to_projector() {
     let d = dashboard(Job::new(Some(259_000), Some(1000)).unwrap(), true).await;
-    d.work("a-rather-long-worker-name-for-a-small-screen", 1).await;
+    d.work("a-rather-long-worker-name-for-a-small-screen", 1)
+        .await;
     let url = d.url.clone();
     in_browser(move |tab| {
         for (w, h, mobile) in [(360, 740, true), (390, 844, true), (768, 1024, true), (1360, 900, false)] {
@@ -813,8 +833,15 @@ async fn honest_feedback_and_an_outage() {
         // Beyond the cap: the error says so, next to the control, and covers nothing.
         set_value(&tab, "client-count", "5");
         click(&tab, "create-clients");
-        wait_until(&tab, "document.getElementById('clients-feedback').classList.contains('bad')");
-        assert!(text(&tab, "clients-feedback").contains("the most allowed is 3"), "{}", text(&tab, "clients-feedback"));
+        wait_until(
+            &tab,
+            "document.getElementById('clients-feedback').classList.contains('bad')",
+        );
+        assert!(
+            text(&tab, "clients-feedback").contains("the most allowed is 3"),
+            "{}",
+            text(&tab, "clients-feedback")
+        );
         assert_eq!(
             eval(&tab, "(() => { const r = document.getElementById('runs').getBoundingClientRect(); const e = document.elementFromPoint(r.left + 5, r.top + 5); return document.getElementById('job-card').contains(e); })()"),
             Value::Bool(true)
@@ -822,19 +849,41 @@ async fn honest_feedback_and_an_outage() {
         assert_eq!(text(&tab, "clients-cap"), "at most 3 at once");
         // Stop, then Start while something else holds the port: the reason is shown.
         click(&tab, "stop");
-        wait_until(&tab, "document.getElementById('server-state').dataset.state === 'stopped'");
+        wait_until(
+            &tab,
+            "document.getElementById('server-state').dataset.state === 'stopped'",
+        );
         stopped_tx.send(()).unwrap();
         blocked_rx.recv_timeout(WAIT).unwrap();
         click(&tab, "start");
-        wait_until(&tab, "document.getElementById('server-feedback').classList.contains('bad')");
-        assert!(text(&tab, "server-feedback").contains("cannot listen on"), "{}", text(&tab, "server-feedback"));
-        assert_eq!(eval(&tab, "document.getElementById('start').disabled"), Value::Bool(false));
+        wait_until(
+            &tab,
+            "document.getElementById('server-feedback').classList.contains('bad')",
+        );
+        assert!(
+            text(&tab, "server-feedback").contains("cannot listen on"),
+            "{}",
+            text(&tab, "server-feedback")
+        );
+        assert_eq!(
+            eval(&tab, "document.getElementById('start').disabled"),
+            Value::Bool(false)
+        );
         // The dashboard goes away: the controls are disabled and say why.
         outage_tx.send(()).unwrap();
         down_rx.recv_timeout(WAIT).unwrap();
-        wait_until(&tab, "document.getElementById('live').classList.contains('off')");
-        assert_eq!(eval(&tab, "document.getElementById('start').disabled"), Value::Bool(true));
-        assert!(eval(&tab, "document.getElementById('start').title").as_str().unwrap().contains("cannot be reached"));
+        wait_until(
+            &tab,
+            "document.getElementById('live').classList.contains('off')",
+        );
+        assert_eq!(
+            eval(&tab, "document.getElementById('start').disabled"),
+            Value::Bool(true)
+        );
+        assert!(eval(&tab, "document.getElementById('start').title")
+            .as_str()
+            .unwrap()
+            .contains("cannot be reached"));
     }));
     stopped_rx.await.unwrap();
     let blocker = std::net::TcpListener::bind(&listen).unwrap();
@@ -858,30 +907,43 @@ async fn the_page_loads_cleanly_with_its_favicon() {
         let sink = failures.clone();
         tab.enable_log().unwrap();
         tab.enable_runtime().unwrap();
-        tab.add_event_listener(Arc::new(move |event: &headless_chrome::protocol::cdp::types::Event| {
-            use headless_chrome::protocol::cdp::types::Event;
-            match event {
-                Event::LogEntryAdded(e) => {
-                    if format!("{:?}", e.params.entry.level).contains("Error") {
+        tab.add_event_listener(Arc::new(
+            move |event: &headless_chrome::protocol::cdp::types::Event| {
+                use headless_chrome::protocol::cdp::types::Event;
+                match event {
+                    Event::LogEntryAdded(e)
+                        if format!("{:?}", e.params.entry.level).contains("Error") =>
+                    {
                         sink.lock().unwrap().push(e.params.entry.text.clone());
                     }
+                    Event::RuntimeExceptionThrown(e) => {
+                        sink.lock()
+                            .unwrap()
+                            .push(format!("{:?}", e.params.exception_details.text));
+                    }
+                    _ => {}
                 }
-                Event::RuntimeExceptionThrown(e) => {
-                    sink.lock().unwrap().push(format!("{:?}", e.params.exception_details.text));
-                }
-                _ => {}
-            }
-        }))
+            },
+        ))
         .unwrap();
         open(&tab, &url);
         assert_eq!(
-            eval_async(&tab, "fetch('/favicon.ico').then(r => r.status + ' ' + r.headers.get('content-type'))"),
+            eval_async(
+                &tab,
+                "fetch('/favicon.ico').then(r => r.status + ' ' + r.headers.get('content-type'))"
+            ),
             Value::from("200 image/svg+xml")
         );
         // A full round of the page's own requests: runs, plots, coverage, workers.
         wait_until(&tab, "document.querySelectorAll('#runs li').length === 1");
-        wait_until(&tab, "document.querySelectorAll('#coverage-map rect').length > 0");
-        wait_until(&tab, "document.getElementById('workers-count').textContent === '0'");
+        wait_until(
+            &tab,
+            "document.querySelectorAll('#coverage-map rect').length > 0",
+        );
+        wait_until(
+            &tab,
+            "document.getElementById('workers-count').textContent === '0'",
+        );
         let failures = failures.lock().unwrap().clone();
         assert!(failures.is_empty(), "{failures:?}");
     })

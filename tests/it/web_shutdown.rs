@@ -81,16 +81,27 @@ fn stop_with_three_tabs(how: &str) -> (String, Duration) {
     let started = Instant::now();
     match how {
         "INT" | "TERM" => {
-            let status = Command::new("kill").args([&format!("-{how}"), &pid]).status().unwrap();
+            let status = Command::new("kill")
+                .args([&format!("-{how}"), &pid])
+                .status()
+                .unwrap();
             assert!(status.success());
         }
         "stop --exit" => {
-            let http = s.url.trim_start_matches("http://").trim_end_matches('/').to_string();
+            let http = s
+                .url
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string();
             let out = Command::new(bin())
                 .args(["stop", "--exit", "--http", &http])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         other => panic!("{other}"),
     }
