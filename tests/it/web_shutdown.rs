@@ -149,3 +149,42 @@ fn stop_exit_with_three_tabs_open_exits_and_prints_the_final_report() {
     let (printed, _) = stop_with_three_tabs("stop --exit");
     assert!(printed.contains("sum of evens"), "{printed}");
 }
+
+/// `piswarm status` and `piswarm stop` talk to the dashboard's API over HTTP.
+#[test]
+fn status_and_stop_from_the_command_line() {
+    let mut s = serve();
+    let http = s.url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin()).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, _) = run(&["status", "--http", &http]);
+    assert_eq!(code, Some(0));
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["server"]["running"], serde_json::json!(true));
+    let (code, out, _) = run(&["stop", "--http", &http]);
+    assert_eq!(code, Some(0), "{out}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["server"]["running"], serde_json::json!(false));
+    // An error answer is printed and exits 1; so does a dashboard that is not there.
+    let (code, out, _) = run(&["status", "--http", &http, "--ui-token", "x"]);
+    assert_eq!(code, Some(0), "no token is needed on loopback: {out}");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let (code, _, err) = run(&["status", "--http", &nobody]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cannot reach the dashboard"), "{err}");
+    let (code, _, _) = run(&["stop", "--exit", "--http", &http]);
+    assert_eq!(code, Some(0));
+    let deadline = Instant::now() + EXIT_DEADLINE;
+    while s.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "serve exits after stop --exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
