@@ -267,6 +267,16 @@ async fn start_create_five_clients_watch_results_stop() {
             "document.getElementById('f-intervals').textContent === '5'",
         );
         assert_eq!(text(&tab, "f-even"), "6,247,500");
+        // Times are relative and local, with the UTC value on hover.
+        let time = eval_json(
+            &tab,
+            "(() => { const td = document.querySelector('#history-body tr td:last-child'); return [td.textContent, td.title]; })()",
+        );
+        assert!(time[0] == "now" || time[0].as_str().unwrap().contains("ago"), "{time}");
+        assert!(time[1].as_str().unwrap().ends_with('Z'), "{time}");
+        // The runs list says what its numbers are.
+        let run = eval(&tab, "document.querySelector('#runs li').textContent");
+        assert!(run.as_str().unwrap().contains("5,000 terms · chunk 1,000"), "{run}");
         assert_eq!(text(&tab, "f-odd"), "6,250,000");
         assert!(
             text(&tab, "f-pi").starts_with("3.14"),
@@ -574,6 +584,8 @@ async fn a_flood_of_results_reaches_the_page_without_a_gap() {
             &tab,
             "document.getElementById('history').dataset.liveHead === '0'",
         );
+        // The page's long tasks while the results stream in: printed, for docs/performance.md.
+        eval(&tab, "(() => { const long = []; document.body.dataset.longTasks = '[]'; new PerformanceObserver(l => { l.getEntries().forEach(e => long.push(Math.round(e.duration))); document.body.dataset.longTasks = JSON.stringify(long); }).observe({type: 'longtask'}); return true; })()");
         ready_tx.send(()).unwrap();
         flooded_rx.recv_timeout(WAIT).unwrap();
         let head = eval_async(
@@ -587,6 +599,10 @@ async fn a_flood_of_results_reaches_the_page_without_a_gap() {
         assert_eq!(
             eval(&tab, "document.getElementById('history').dataset.received"),
             Value::from("5000")
+        );
+        eprintln!(
+            "long tasks (> 50 ms) of the page while 5000 results streamed in: {}",
+            eval(&tab, "document.body.dataset.longTasks")
         );
         assert_eq!(text(&tab, "history-total"), "5,000");
         // The first page is the newest 50, in order.
@@ -801,6 +817,14 @@ async fn no_horizontal_scrolling_from_phone_to_projector() {
                 eval(&tab, "innerWidth").as_u64().unwrap(),
             );
             assert!(sw <= iw, "{w} px: the page is {sw} px wide in a {iw} px window");
+            if w >= 1360 {
+                // The first row is three equal cards across the whole width (no empty quarter).
+                let cards = eval_json(&tab, "['server-card', 'clients-card', 'job-card'].map(id => { const r = document.getElementById(id).getBoundingClientRect(); return [r.top, r.width, r.right]; })");
+                let main = eval(&tab, "document.querySelector('main').getBoundingClientRect().right").as_f64().unwrap();
+                let c: Vec<Vec<f64>> = serde_json::from_value(cards).unwrap();
+                assert!(c.iter().all(|x| (x[0] - c[0][0]).abs() < 1.0 && (x[1] - c[0][1]).abs() < 1.0), "{c:?}");
+                assert!(main - c[2][2] < 40.0, "the last card reaches the right: {c:?} in {main}");
+            }
             // The sum of evens fits its line (no digit-per-line column).
             let lines = eval(&tab, "(() => { const e = document.getElementById('f-even'); return Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight)); })()");
             assert!(lines.as_u64().unwrap() <= 2, "{w} px: the sum of evens takes {lines} lines");

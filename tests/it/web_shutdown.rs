@@ -154,7 +154,11 @@ fn stop_exit_with_three_tabs_open_exits_and_prints_the_final_report() {
 #[test]
 fn status_and_stop_from_the_command_line() {
     let mut s = serve();
-    let http = s.url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let http = s
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
     let run = |args: &[&str]| {
         let out = Command::new(bin()).args(args).output().unwrap();
         (
