@@ -799,7 +799,8 @@ async fn the_worker_table_is_live_sorted_and_paged() {
 }
 
 /// From a 360 px phone to a 1360 px screen, the page never scrolls sideways, with results,
-/// workers and plots on it; the final result's numbers stay on one line each on a phone.
+/// workers and plots on it; the final result's numbers stay on one line each on a phone, plot
+/// text keeps its size, the first row uses the width; the colours follow the system's scheme.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_horizontal_scrolling_from_phone_to_projector() {
     let d = dashboard(Job::new(Some(259_000), Some(1000)).unwrap(), true).await;
@@ -832,6 +833,20 @@ async fn no_horizontal_scrolling_from_phone_to_projector() {
             let font = eval(&tab, "(() => { const t = document.querySelector('#error-plot text'); const svg = t.ownerSVGElement; return parseFloat(getComputedStyle(t).fontSize) * svg.clientWidth / svg.viewBox.baseVal.width; })()");
             assert!(font.as_f64().unwrap() >= 11.0, "{w} px: plot text of {font} px");
         }
+        // Light or dark, as the system says.
+        let background = |tab: &Tab| eval(tab, "getComputedStyle(document.body).backgroundColor");
+        let light = background(&tab);
+        tab.call_method(Emulation::SetEmulatedMedia {
+            media: None,
+            features: Some(vec![Emulation::MediaFeature {
+                name: "prefers-color-scheme".into(),
+                value: "dark".into(),
+            }]),
+        })
+        .unwrap();
+        let dark = background(&tab);
+        assert_eq!(light, Value::from("rgb(245, 246, 248)"));
+        assert_eq!(dark, Value::from("rgb(18, 21, 27)"));
     })
     .await;
     d.close().await;
