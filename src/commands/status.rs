@@ -1,49 +1,55 @@
-//! A minimal HTTP/1.0 client for `piswarm status` and `piswarm stop`: one request to the
-//! dashboard's API on a plain TCP connection (the dashboard speaks HTTP without TLS, normally on
-//! loopback), so the binary needs no HTTP client library.
+//! `piswarm status` and `piswarm stop`: one request to a running dashboard's API, with `ureq`
+//! (the dashboard speaks plain HTTP, normally on loopback).
 
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
 
-/// The most of an answer that is read.
-const MAX_RESPONSE: u64 = 16 << 20;
+/// How long one request may take in all.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Sends `method path` to `addr` (HOST:PORT) and returns the status code and the body.
+/// Why the dashboard could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("{0}")]
+    Http(#[from] ureq::Error),
+    #[error("the request was cut short: {0}")]
+    Join(String),
+}
+
+/// Sends `method path` to the dashboard at `addr` (HOST:PORT) and returns the status code and
+/// the body (error statuses are answers too: their body says why).
 pub async fn request(
     addr: &str,
     method: &str,
     path: &str,
     token: Option<&str>,
-) -> std::io::Result<(u16, String)> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        let mut head =
-            format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n");
-        if let Some(token) = token {
-            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-        }
-        if method == "POST" {
-            head.push_str("Content-Length: 0\r\n");
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.take(MAX_RESPONSE).read_to_end(&mut raw).await?;
-        Ok::<_, std::io::Error>(raw)
-    };
-    let raw = timeout(TIMEOUT, exchange).await.map_err(|_| {
-        std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 30 s")
-    })??;
-    let text = String::from_utf8_lossy(&raw);
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer");
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(bad)?;
-    Ok((status, body.to_string()))
+) -> Result<(u16, String), RequestError> {
+    let url = format!("http://{addr}{path}");
+    let method = method.to_string();
+    let token = token.map(str::to_string);
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(TIMEOUT))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut response = if method == "POST" {
+            let mut req = agent.post(&url).header("Accept", "application/json");
+            if let Some(a) = &auth {
+                req = req.header("Authorization", a);
+            }
+            req.send_empty()?
+        } else {
+            let mut req = agent.get(&url).header("Accept", "application/json");
+            if let Some(a) = &auth {
+                req = req.header("Authorization", a);
+            }
+            req.call()?
+        };
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string()?;
+        Ok((status, body))
+    })
+    .await
+    .map_err(|e| RequestError::Join(e.to_string()))?
 }

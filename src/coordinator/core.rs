@@ -269,6 +269,19 @@ pub struct WorkerRow {
     pub last_seen_s: f64,
 }
 
+/// One interval held by a session, for the dashboard (read-only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldRow {
+    pub id: u64,
+    pub session: SessionId,
+    pub worker: String,
+    pub peer: String,
+    /// Seconds since the coordinator started, when it was assigned.
+    pub assigned_s: f64,
+    /// Its lease ran out (it went back to the queue; a late result still counts).
+    pub expired: bool,
+}
+
 /// Where an interval held by a session stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Hold {
@@ -631,6 +644,34 @@ impl Core {
             })
             .collect();
         rows.sort_by_key(|r| r.session);
+        rows
+    }
+
+    /// The intervals sessions are computing (or whose lease ran out while they held them), by
+    /// interval id. Read-only: for the dashboard's history.
+    pub fn held(&self) -> Vec<HeldRow> {
+        let mut rows: Vec<HeldRow> = self
+            .sessions
+            .iter()
+            .flat_map(|(&session, s)| {
+                s.held.iter().filter_map(move |(&id, hold)| {
+                    let (assigned, expired) = match *hold {
+                        Hold::Computing { assigned, .. } => (assigned, false),
+                        Hold::Expired { assigned } => (assigned, true),
+                        Hold::Covered { .. } | Hold::Answered => return None,
+                    };
+                    Some(HeldRow {
+                        id,
+                        session,
+                        worker: s.name.clone(),
+                        peer: s.peer.clone(),
+                        assigned_s: assigned.as_secs_f64(),
+                        expired,
+                    })
+                })
+            })
+            .collect();
+        rows.sort_by_key(|r| (r.id, r.session));
         rows
     }
 

@@ -16,8 +16,8 @@ pub mod scheduler;
 pub mod shell;
 
 pub use self::core::{
-    CoreConfig as CoordinatorConfig, Input, LeasePolicy, Output, SessionId, Snapshot, WorkerKind,
-    WorkerRow,
+    CoreConfig as CoordinatorConfig, HeldRow, Input, LeasePolicy, Output, SessionId, Snapshot,
+    WorkerKind, WorkerRow,
 };
 pub use coverage::{CoverageBucket, CoverageMap};
 pub use shell::{

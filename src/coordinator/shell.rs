@@ -11,8 +11,8 @@
 //! `bench` all use it).
 
 use super::core::{
-    Core, CoreConfig, DurableLine, Input, Output, ResumeState, SessionId, Snapshot, WorkerKind,
-    WorkerRow,
+    Core, CoreConfig, DurableLine, HeldRow, Input, Output, ResumeState, SessionId, Snapshot,
+    WorkerKind, WorkerRow,
 };
 use super::coverage::CoverageMap;
 use super::printer::Printer;
@@ -90,6 +90,10 @@ pub enum Event {
     Workers {
         reply: oneshot::Sender<Vec<WorkerRow>>,
     },
+    /// The intervals held by sessions (read-only, for the dashboard).
+    Held {
+        reply: oneshot::Sender<Vec<HeldRow>>,
+    },
 }
 
 /// The coordinator's task has ended (the program is shutting down).
@@ -161,6 +165,11 @@ impl CoordinatorHandle {
     /// The worker table.
     pub async fn workers(&self) -> Result<Vec<WorkerRow>, CoordinatorGone> {
         self.ask(|reply| Event::Workers { reply }).await
+    }
+
+    /// The intervals sessions hold, by id.
+    pub async fn held(&self) -> Result<Vec<HeldRow>, CoordinatorGone> {
+        self.ask(|reply| Event::Held { reply }).await
     }
 
     /// Waits until the bounded job is complete (every result durable).
@@ -377,6 +386,10 @@ impl Shell {
             Event::Workers { reply } => {
                 self.input(Input::Tick);
                 let _ = reply.send(self.core.workers());
+            }
+            Event::Held { reply } => {
+                self.input(Input::Tick);
+                let _ = reply.send(self.core.held());
             }
         }
     }

@@ -118,11 +118,21 @@ pub fn check_result_with(
             ),
         );
     }
-    // |p − P| ≤ |p − R| + |R − P|; the subtraction above rounds by at most half an ulp, hence
-    // the factor (one ulp up covers it).
     Ok(Verified {
-        pi_bound: deviation * (1.0 + f64::EPSILON) + series::reference_error(reference),
+        pi_bound: bound(deviation, reference),
     })
+}
+
+/// The certified bound of a π partial `pi` reported for `[a, b]` (see [`Verified::pi_bound`]).
+pub fn pi_bound(a: u64, b: u64, pi: f64) -> f64 {
+    let reference = series::pi_partial_reference(a, b);
+    bound((pi - reference).abs(), reference)
+}
+
+/// |p − P| ≤ |p − R| + |R − P|; the subtraction giving |p − R| rounds by at most half an ulp,
+/// hence the factor (one ulp up covers it).
+fn bound(deviation: f64, reference: f64) -> f64 {
+    deviation * (1.0 + f64::EPSILON) + series::reference_error(reference)
 }
 
 #[cfg(test)]

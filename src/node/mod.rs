@@ -224,6 +224,7 @@ pub enum ControlError {
 struct RunCtx {
     running: RunningRun,
     job: Job,
+    started: std::time::SystemTime,
     /// Writes results.json and final.json once a bounded job completes.
     files_on_completion: JoinHandle<()>,
 }
@@ -234,6 +235,7 @@ impl RunCtx {
             id: self.running.id,
             job: self.job,
             snapshot: self.running.handle.snapshot(),
+            started: self.started,
         }
     }
 
@@ -277,6 +279,9 @@ pub struct CurrentRun {
     pub id: i64,
     pub job: Job,
     pub snapshot: watch::Receiver<Snapshot>,
+    /// When its coordinator started (its times, such as a worker's `joined_s`, count from about
+    /// then).
+    pub started: std::time::SystemTime,
 }
 
 /// Speed of the current run, measured from snapshots over the last seconds.
@@ -461,6 +466,11 @@ impl Node {
     /// Local clients still running.
     pub fn local_clients(&self) -> usize {
         self.inner.clients.running()
+    }
+
+    /// The most local clients running at once.
+    pub fn max_local_clients(&self) -> usize {
+        self.inner.options.max_local_clients
     }
 
     /// Stored results removed because they failed re-verification when the run was resumed.
@@ -761,6 +771,7 @@ fn spawn_files_task(options: &ServeOptions, running: RunningRun, job: Job) -> Ru
     RunCtx {
         running,
         job,
+        started: std::time::SystemTime::now(),
         files_on_completion,
     }
 }

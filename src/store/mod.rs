@@ -16,7 +16,9 @@ pub mod queries;
 mod schema;
 pub mod writer;
 
-pub use queries::{PiPoint, StoredResult, WorkerThroughput};
+pub use queries::{
+    DigestRow, HistoryPage, HistoryPosition, HistoryQuery, HistorySort, StoredResult,
+};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use writer::{CommitObserver, Durability, Write, Writer};
 

@@ -1,5 +1,7 @@
-//! The store's read side: pages of results, exports, and the dashboard's plots. Every query runs
-//! on its caller's own connection (WAL lets readers run beside the writer).
+//! The store's read side: pages of history (by arrival or interval, optionally one worker's),
+//! exports, and the rows the dashboard's digests read. Every query runs on its caller's own
+//! connection (WAL lets readers run beside the writer), and every page is one range query on an
+//! index.
 
 use super::{Store, StoreError};
 use crate::report::ResultRecord;
@@ -15,6 +17,78 @@ pub struct StoredResult {
     pub record: ResultRecord,
 }
 
+/// The order of a page of history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistorySort {
+    /// Acceptance order: the key is `seq`.
+    Arrival,
+    /// Interval order: the key is the interval id.
+    Interval,
+}
+
+impl HistorySort {
+    fn column(self) -> &'static str {
+        match self {
+            HistorySort::Arrival => "seq",
+            HistorySort::Interval => "interval_id",
+        }
+    }
+}
+
+/// Where a page of history starts, by the key of its sort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryPosition {
+    /// The first page.
+    First,
+    /// The last page.
+    Last,
+    /// The rows that come after this key (the next page).
+    After(i64),
+    /// The rows that come just before this key (the previous page).
+    Before(i64),
+    /// The rows from this key on, the key included (a jump).
+    From(i64),
+}
+
+/// What page of a run's history to read.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub run: i64,
+    pub sort: HistorySort,
+    pub descending: bool,
+    /// Only the results of this worker name.
+    pub worker: Option<String>,
+    pub position: HistoryPosition,
+    pub limit: usize,
+}
+
+/// A page of history, in the order asked for.
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub rows: Vec<StoredResult>,
+    /// Whether rows come before the first one of the page (in the order asked for).
+    pub has_before: bool,
+    /// Whether rows come after the last one.
+    pub has_after: bool,
+}
+
+/// A result as the dashboard's digests read it: everything but the peer and the timestamp.
+#[derive(Debug, Clone)]
+pub struct DigestRow {
+    pub seq: i64,
+    pub id: u64,
+    pub a: u64,
+    pub b: u64,
+    pub worker: String,
+    pub even_sum: u128,
+    pub odd_sum: u128,
+    pub pi: f64,
+    pub duration_s: f64,
+}
+
+const RESULT_COLUMNS: &str =
+    "seq, interval_id, a, b, worker, peer, even_sum, odd_sum, pi, duration_s, timestamp";
+
 impl Store {
     /// One page of a run's results, newest first: rows with `seq < cursor` (all if `None`).
     /// Returns the rows and the cursor of the next page.
@@ -24,26 +98,198 @@ impl Store {
         cursor: Option<i64>,
         limit: usize,
     ) -> Result<(Vec<StoredResult>, Option<i64>), StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, interval_id, a, b, worker, peer, even_sum, odd_sum, pi, duration_s, timestamp
-                 FROM results WHERE run_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
-            )
-            .map_err(self.sql_err())?;
-        let rows = stmt
-            .query_map(
-                params![run, cursor.unwrap_or(i64::MAX), limit as i64],
-                stored_result,
-            )
-            .map_err(self.sql_err())?;
-        let rows: Vec<StoredResult> = rows.collect::<Result<_, _>>().map_err(self.sql_err())?;
-        let next = if rows.len() == limit {
-            rows.last().map(|r| r.seq)
+        let page = self.history_page(&HistoryQuery {
+            run,
+            sort: HistorySort::Arrival,
+            descending: true,
+            worker: None,
+            position: cursor.map_or(HistoryPosition::First, HistoryPosition::After),
+            limit,
+        })?;
+        let next = if page.has_after {
+            page.rows.last().map(|r| r.seq)
         } else {
             None
         };
-        Ok((rows, next))
+        Ok((page.rows, next))
+    }
+
+    /// One page of a run's history: by arrival or by interval, either way, optionally one
+    /// worker's. Each page is one range query on an index, (run, seq) or (run, interval id), so
+    /// it is as fast at the millionth result as at the first (a worker filter reads past the
+    /// other workers' rows).
+    pub fn history_page(&self, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+        let limit = q.limit.max(1);
+        // Reading backwards (Before, Last) walks the opposite order, then turns the rows round.
+        let backwards = matches!(
+            q.position,
+            HistoryPosition::Before(_) | HistoryPosition::Last
+        );
+        let walk_descending = q.descending != backwards;
+        let bound = match q.position {
+            HistoryPosition::First | HistoryPosition::Last => None,
+            HistoryPosition::After(k) | HistoryPosition::Before(k) => {
+                Some((if walk_descending { "<" } else { ">" }, k))
+            }
+            HistoryPosition::From(k) => Some((if walk_descending { "<=" } else { ">=" }, k)),
+        };
+        let mut rows = self.walk(q, walk_descending, bound, limit + 1)?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        if backwards {
+            rows.reverse();
+        }
+        let key = |r: &StoredResult| match q.sort {
+            HistorySort::Arrival => r.seq,
+            HistorySort::Interval => r.record.id.0 as i64,
+        };
+        let (has_before, has_after) = match (rows.first(), rows.last()) {
+            (Some(first), Some(last)) => {
+                let before = if backwards {
+                    more
+                } else {
+                    !matches!(q.position, HistoryPosition::First)
+                        && self.exists_beyond(q, !q.descending, key(first))?
+                };
+                let after = if backwards {
+                    self.exists_beyond(q, q.descending, key(last))?
+                } else {
+                    more
+                };
+                (before, after)
+            }
+            _ => (false, false),
+        };
+        Ok(HistoryPage {
+            rows,
+            has_before,
+            has_after,
+        })
+    }
+
+    /// Up to `limit` rows of the query's run (and worker), walking its sort column in one
+    /// direction from an optional bound.
+    fn walk(
+        &self,
+        q: &HistoryQuery,
+        descending: bool,
+        bound: Option<(&str, i64)>,
+        limit: usize,
+    ) -> Result<Vec<StoredResult>, StoreError> {
+        let column = q.sort.column();
+        let mut sql = format!("SELECT {RESULT_COLUMNS} FROM results WHERE run_id = ?1");
+        if q.worker.is_some() {
+            sql.push_str(" AND worker = ?2");
+        }
+        if let Some((op, _)) = bound {
+            sql.push_str(&format!(" AND {column} {op} ?3"));
+        }
+        sql.push_str(&format!(
+            " ORDER BY {column} {} LIMIT ?4",
+            if descending { "DESC" } else { "ASC" }
+        ));
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.sql_err())?;
+        // Unused numbered parameters are bound all the same (SQLite allows it).
+        let rows = stmt
+            .query_map(
+                params![
+                    q.run,
+                    q.worker.as_deref().unwrap_or(""),
+                    bound.map_or(0, |(_, k)| k),
+                    limit as i64
+                ],
+                stored_result,
+            )
+            .map_err(self.sql_err())?;
+        rows.collect::<Result<_, _>>().map_err(self.sql_err())
+    }
+
+    /// Whether a row of the query's run (and worker) lies beyond `key` in that direction.
+    fn exists_beyond(
+        &self,
+        q: &HistoryQuery,
+        descending: bool,
+        key: i64,
+    ) -> Result<bool, StoreError> {
+        let column = q.sort.column();
+        let op = if descending { "<" } else { ">" };
+        let mut sql = String::from("SELECT EXISTS (SELECT 1 FROM results WHERE run_id = ?1");
+        if q.worker.is_some() {
+            sql.push_str(" AND worker = ?2");
+        }
+        sql.push_str(&format!(" AND {column} {op} ?3)"));
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.sql_err())?;
+        stmt.query_row(
+            params![q.run, q.worker.as_deref().unwrap_or(""), key],
+            |r| r.get::<_, bool>(0),
+        )
+        .map_err(self.sql_err())
+    }
+
+    /// Results of a run accepted after `seq` (all if `None`), oldest first, at most `limit`.
+    pub fn results_after(
+        &self,
+        run: i64,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<StoredResult>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {RESULT_COLUMNS} FROM results WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+            ))
+            .map_err(self.sql_err())?;
+        let rows = stmt
+            .query_map(
+                params![run, after.unwrap_or(i64::MIN), limit as i64],
+                stored_result,
+            )
+            .map_err(self.sql_err())?;
+        rows.collect::<Result<_, _>>().map_err(self.sql_err())
+    }
+
+    /// What the dashboard's digest of a run needs of its results accepted after `seq`, oldest
+    /// first, at most `limit`.
+    pub fn digest_rows(
+        &self,
+        run: i64,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<DigestRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, interval_id, a, b, worker, even_sum, odd_sum, pi, duration_s
+                 FROM results WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(self.sql_err())?;
+        let rows = stmt
+            .query_map(params![run, after.unwrap_or(i64::MIN), limit as i64], |r| {
+                Ok(DigestRow {
+                    seq: r.get(0)?,
+                    id: r.get::<_, i64>(1)? as u64,
+                    a: r.get::<_, i64>(2)? as u64,
+                    b: r.get::<_, i64>(3)? as u64,
+                    worker: r.get(4)?,
+                    even_sum: super::sum_column(r, 5)?.0,
+                    odd_sum: super::sum_column(r, 6)?.0,
+                    pi: r.get(7)?,
+                    duration_s: r.get(8)?,
+                })
+            })
+            .map_err(self.sql_err())?;
+        rows.collect::<Result<_, _>>().map_err(self.sql_err())
+    }
+
+    /// The newest history position of a run (its highest `seq`), if it has results.
+    pub fn last_seq(&self, run: i64) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT MAX(seq) FROM results WHERE run_id = ?1",
+                [run],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map_err(self.sql_err())
     }
 
     /// Every result of a run in interval order (for exports).
@@ -65,126 +311,6 @@ impl Store {
             f(r.record)?;
         }
         Ok(())
-    }
-}
-
-/// Throughput of one worker name over a run: `terms / seconds` of its accepted results.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct WorkerThroughput {
-    pub worker: String,
-    pub results: u64,
-    pub terms: u64,
-    /// Sum of the durations the worker reported.
-    pub seconds: f64,
-    pub terms_per_s: f64,
-}
-
-/// The estimate after some of a run's results, in the order they were accepted.
-#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
-pub struct PiPoint {
-    /// Terms covered by the results so far.
-    pub terms: u64,
-    /// Their π partials summed (plain floating point: for plotting).
-    pub pi: f64,
-    /// Whether the results so far cover exactly [0, terms − 1], so that the truncation
-    /// correction applies.
-    pub prefix: bool,
-}
-
-impl Store {
-    /// Throughput per worker name over a run, fastest first, at most `limit` workers.
-    pub fn worker_throughput(
-        &self,
-        run: i64,
-        limit: usize,
-    ) -> Result<Vec<WorkerThroughput>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT worker, COUNT(*), SUM(b - a + 1), SUM(duration_s) FROM results
-                 WHERE run_id = ?1 GROUP BY worker ORDER BY SUM(b - a + 1) DESC LIMIT ?2",
-            )
-            .map_err(self.sql_err())?;
-        let rows = stmt
-            .query_map(params![run, limit as i64], |r| {
-                let terms = r.get::<_, i64>(2)? as u64;
-                let seconds: f64 = r.get(3)?;
-                Ok(WorkerThroughput {
-                    worker: r.get(0)?,
-                    results: r.get::<_, i64>(1)? as u64,
-                    terms,
-                    seconds,
-                    terms_per_s: if seconds > 0.0 {
-                        terms as f64 / seconds
-                    } else {
-                        0.0
-                    },
-                })
-            })
-            .map_err(self.sql_err())?;
-        rows.collect::<Result<_, _>>().map_err(self.sql_err())
-    }
-
-    /// The running estimate of a run after its results in acceptance order, sampled at about
-    /// `points` places spread evenly on a log scale of the result count (the last one included).
-    pub fn pi_history(&self, run: i64, points: usize) -> Result<Vec<PiPoint>, StoreError> {
-        let (total, _) = self.count_results(run)?;
-        let points = points.max(2) as f64;
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT a, b, pi FROM results WHERE run_id = ?1 ORDER BY seq")
-            .map_err(self.sql_err())?;
-        let mut rows = stmt.query([run]).map_err(self.sql_err())?;
-        let (mut out, mut n, mut terms, mut pi, mut max_b) = (Vec::new(), 0u64, 0u64, 0.0, 0u64);
-        let mut next_sample = 1.0f64;
-        let ratio = (total.max(2) as f64).powf(1.0 / points);
-        while let Some(row) = rows.next().map_err(self.sql_err())? {
-            let a = row.get::<_, i64>(0).map_err(self.sql_err())? as u64;
-            let b = row.get::<_, i64>(1).map_err(self.sql_err())? as u64;
-            let p: f64 = row.get(2).map_err(self.sql_err())?;
-            n += 1;
-            terms += b.saturating_sub(a) + 1;
-            pi += p;
-            max_b = max_b.max(b);
-            if n as f64 >= next_sample || n == total {
-                out.push(PiPoint {
-                    terms,
-                    pi,
-                    prefix: max_b + 1 == terms,
-                });
-                next_sample = (next_sample * ratio).max(n as f64 + 1.0);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Done intervals per stretch of `width` intervals: `(stretch, count)`, and the highest
-    /// done interval id (for the coverage map of a run that is not being served).
-    pub fn done_per_stretch(&self, run: i64, width: u64) -> Result<Vec<(u64, u64)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT interval_id / ?2, COUNT(*) FROM results WHERE run_id = ?1 GROUP BY 1",
-            )
-            .map_err(self.sql_err())?;
-        let rows = stmt
-            .query_map(params![run, width.max(1) as i64], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-            })
-            .map_err(self.sql_err())?;
-        rows.collect::<Result<_, _>>().map_err(self.sql_err())
-    }
-
-    /// The highest done interval id of a run.
-    pub fn max_interval(&self, run: i64) -> Result<Option<u64>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT MAX(interval_id) FROM results WHERE run_id = ?1",
-                [run],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .map(|v| v.map(|x| x as u64))
-            .map_err(self.sql_err())
     }
 }
 

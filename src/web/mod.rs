@@ -1,36 +1,48 @@
 //! The dashboard: one HTML page and the JSON API it uses, served over HTTP by axum in the same
 //! process as the coordinator.
 //!
-//! What it owns: HTTP only — routing, the safety checks, rendering. It never touches a run's state:
-//! it asks the `node` (start, stop, clients, new run), reads snapshots and asks the coordinator
-//! for its coverage map, and reads history from the store on a pool of read connections.
+//! What it owns: HTTP only — routing, the safety checks, rendering, and read-side caches of
+//! stored runs ([`digest`]). It never touches a run's state: it asks the `node` (start, stop,
+//! clients, new run), reads snapshots, asks the coordinator for its coverage map and worker
+//! table, and reads history from the store on a pool of read connections.
 //!
 //! Safety, in [`guard`]: state-changing requests are POST only (the routes say so) and refused
 //! when they come from another site (`Sec-Fetch-Site: cross-site`, or an `Origin` that is not the
-//! `Host`); when a UI token is set (always, when bound beyond loopback), every request must carry
-//! it — as `Authorization: Bearer`, the cookie set by a first visit with `?token=`, or `?token=`.
-//! Malformed requests get a 4xx with a JSON `{"error": ...}`; internal failures are logged and
-//! answered with a generic 500, never with details.
+//! `Host`). Without a UI token (loopback only), a request whose `Host` is not a loopback name or
+//! the bound address is refused: a page of another site that rebinds its DNS name to 127.0.0.1
+//! still sends its own name. When a UI token is set (always, when bound beyond loopback), every
+//! request must carry it — as `Authorization: Bearer`, the cookie set by a first visit with
+//! `?token=`, or `?token=`. Malformed requests get a 4xx with a JSON `{"error": ...}` in the
+//! caller's language; internal failures are logged and answered with a generic 500.
 //!
-//! Modules: `api` (the JSON handlers and the live stream), `page` (the HTML page, its
-//! translations and its embedded assets), `ops` (`/healthz`, `/readyz` outside the guard, and
-//! `/metrics` behind it).
+//! Shutdown: the event streams end when the dashboard's stop token is cancelled, so that axum's
+//! graceful shutdown completes however many tabs are open.
+//!
+//! Modules: `api` (the JSON handlers and the live stream), `digest` (per-run aggregates for the
+//! plots and the final report), `i18n` (languages and strings), `page` (the page and its assets),
+//! `ops` (`/healthz`, `/readyz` outside the guard, `/metrics` behind it) and `metrics` (the
+//! Prometheus exposition of a node, also served by `serve --metrics`).
 
 mod api;
+mod digest;
+pub mod i18n;
 pub mod metrics;
 mod ops;
-
 mod page;
+
+pub use api::ApiDoc;
 
 use crate::node::Node;
 use crate::wire::secret::Secret;
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
-use std::net::SocketAddr;
+use axum_extra::extract::cookie::CookieJar;
+use i18n::{Lang, Message};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -44,54 +56,82 @@ pub const TOKEN_COOKIE: &str = "piswarm_token";
 pub struct AppState {
     pub node: Node,
     token: Option<Arc<Secret>>,
+    /// The address the dashboard is bound to (a `Host` naming it is accepted).
+    bound: Option<SocketAddr>,
+    /// Cancelled when the dashboard stops: the event streams end.
+    stop: CancellationToken,
     pages: Arc<page::Pages>,
+    digests: Arc<digest::Digests>,
+    openapi: Arc<String>,
+}
+
+/// How the dashboard is served.
+#[derive(Debug, Clone, Default)]
+pub struct WebOptions {
+    /// The token every request must carry (`None`: loopback only, no token).
+    pub token: Option<Secret>,
+    /// The address the dashboard is bound to.
+    pub bound: Option<SocketAddr>,
+    /// Ends the event streams when cancelled.
+    pub stop: CancellationToken,
 }
 
 /// An error as the API answers it: a status and a JSON body `{"error": message}`.
 #[derive(Debug)]
 pub enum AppError {
-    /// The request was wrong: its message is shown to the caller.
-    Client(StatusCode, String),
+    /// The request was wrong: its message is shown to the caller, in its language.
+    Client(StatusCode, Message),
     /// Something failed inside: logged, and the caller only learns that it failed.
     Internal(String),
 }
 
 impl AppError {
-    pub fn bad_request(msg: impl Into<String>) -> AppError {
-        AppError::Client(StatusCode::BAD_REQUEST, msg.into())
+    pub fn client(status: StatusCode, en: impl Into<String>, pt: impl Into<String>) -> AppError {
+        AppError::Client(status, Message::new(en, pt))
     }
-    pub fn not_found(msg: impl Into<String>) -> AppError {
-        AppError::Client(StatusCode::NOT_FOUND, msg.into())
+    pub fn bad_request(en: impl Into<String>, pt: impl Into<String>) -> AppError {
+        AppError::client(StatusCode::BAD_REQUEST, en, pt)
     }
-    pub fn unprocessable(msg: impl Into<String>) -> AppError {
-        AppError::Client(StatusCode::UNPROCESSABLE_ENTITY, msg.into())
+    pub fn not_found(en: impl Into<String>, pt: impl Into<String>) -> AppError {
+        AppError::client(StatusCode::NOT_FOUND, en, pt)
+    }
+    pub fn unprocessable(en: impl Into<String>, pt: impl Into<String>) -> AppError {
+        AppError::client(StatusCode::UNPROCESSABLE_ENTITY, en, pt)
     }
     pub fn internal(e: impl std::fmt::Display) -> AppError {
         AppError::Internal(e.to_string())
     }
 }
 
+/// An error response's message in both languages, for [`guard`] to answer in the caller's.
+#[derive(Debug, Clone)]
+struct Localised(StatusCode, Message);
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        match self {
-            AppError::Client(status, message) => error_response(status, &message),
+        let (status, message) = match self {
+            AppError::Client(status, message) => (status, message),
             AppError::Internal(detail) => {
                 tracing::error!("dashboard request failed: {detail}");
-                error_response(
+                (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error (see the server's log)",
+                    Message::new(i18n::INTERNAL_EN, i18n::INTERNAL_PT),
                 )
             }
-        }
+        };
+        let mut response = error_response(status, &message.en);
+        response.extensions_mut().insert(Localised(status, message));
+        response
     }
 }
 
 impl From<crate::store::StoreError> for AppError {
     fn from(e: crate::store::StoreError) -> AppError {
         match e {
-            crate::store::StoreError::NoSuchRun(id) => {
-                AppError::not_found(format!("run {id} does not exist"))
-            }
+            crate::store::StoreError::NoSuchRun(id) => AppError::not_found(
+                format!("run {id} does not exist"),
+                format!("a execução {id} não existe"),
+            ),
             other => AppError::internal(other),
         }
     }
@@ -100,54 +140,74 @@ impl From<crate::store::StoreError> for AppError {
 impl From<crate::node::ControlError> for AppError {
     fn from(e: crate::node::ControlError) -> AppError {
         use crate::node::ControlError as C;
-        match e {
+        let status = match e {
             C::NotRunning
             | C::TlsOnly
             | C::Bind { .. }
             | C::TooManyClients { .. }
-            | C::StoreFailed => AppError::Client(StatusCode::CONFLICT, e.to_string()),
-            C::ShuttingDown => AppError::Client(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-            C::Store(_) | C::Coordinator(_) | C::Io(_) => AppError::internal(e),
-        }
+            | C::StoreFailed => StatusCode::CONFLICT,
+            C::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            C::Store(_) | C::Coordinator(_) | C::Io(_) => return AppError::internal(e),
+        };
+        AppError::Client(status, Message::from(&e))
     }
 }
 
-pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
+/// The body of every error: `{"error": "one sentence"}`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// One sentence, in English or Portuguese by `Accept-Language` (or the `lang` cookie).
+    pub error: String,
 }
 
-/// The dashboard's router (the page, its assets, the API), with the safety checks.
+pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(ErrorBody {
+            error: message.to_string(),
+        }),
+    )
+        .into_response()
+}
+
+/// The dashboard's router (the page, its assets, the API), with the safety checks; no token,
+/// event streams that end only with their clients. See [`router_with`].
 pub fn router(node: Node, token: Option<Secret>) -> Router {
-    let state = AppState {
+    router_with(
         node,
-        token: token.map(Arc::new),
+        WebOptions {
+            token,
+            ..WebOptions::default()
+        },
+    )
+}
+
+/// The dashboard's router with its options.
+pub fn router_with(node: Node, options: WebOptions) -> Router {
+    build(node, options).0
+}
+
+fn build(node: Node, options: WebOptions) -> (Router, AppState) {
+    let (api, openapi) = api::routes();
+    let openapi = serde_json::to_string_pretty(&openapi).unwrap_or_else(|_| "{}".into());
+    let state = AppState {
+        digests: Arc::new(digest::Digests::new(node.reads())),
+        node,
+        token: options.token.map(Arc::new),
+        bound: options.bound,
+        stop: options.stop,
         pages: Arc::new(page::Pages::new()),
+        openapi: Arc::new(openapi),
     };
-    let api = Router::new()
-        .route("/status", get(api::status))
-        .route("/server/start", post(api::server_start))
-        .route("/server/stop", post(api::server_stop))
-        .route("/clients", post(api::create_clients))
-        .route("/runs", get(api::list_runs).post(api::new_run))
-        .route("/runs/{id}", get(api::run_info))
-        .route("/runs/{id}/results", get(api::results))
-        .route("/runs/{id}/final", get(api::final_report))
-        .route("/runs/{id}/results.json", get(api::download_results_json))
-        .route("/runs/{id}/results.csv", get(api::download_results_csv))
-        .route("/runs/{id}/final.json", get(api::download_final_json))
-        .route("/runs/{id}/coverage", get(api::coverage))
-        .route("/runs/{id}/plots", get(api::plots))
-        .route("/events", get(api::events))
-        .route("/shutdown", post(api::shutdown))
-        .route("/openapi.json", get(api::openapi))
-        .fallback(api::not_found)
-        .method_not_allowed_fallback(api::method_not_allowed);
-    let guarded = Router::new()
+    let router = Router::new()
         .route("/", get(page::index))
         .route("/assets/app.js", get(page::app_js))
         .route("/assets/style.css", get(page::style_css))
+        .route("/favicon.svg", get(page::favicon))
+        .route("/favicon.ico", get(page::favicon))
         .route("/metrics", get(ops::metrics))
-        .nest("/api", api)
+        .merge(api)
+        .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state.clone());
@@ -155,13 +215,13 @@ pub fn router(node: Node, token: Option<Secret>) -> Router {
     let probes = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .with_state(state);
-    probes.merge(guarded)
+        .with_state(state.clone());
+    (probes.merge(router), state)
 }
 
 /// Binds the dashboard on `addr` and serves it until `stop` is cancelled. A UI token is required
 /// when one is given, and generated when the address is not loopback. Returns the server task and
-/// the URL to open (with the token if it was generated; a token the user gave is never shown).
+/// the URL to open (with the token, if any).
 pub async fn bind(
     node: Node,
     addr: &str,
@@ -178,7 +238,17 @@ pub async fn bind(
     };
     let url = dashboard_url(local, generated.as_ref());
     let token = token.or(generated);
-    let app = router(node, token);
+    let (app, state) = build(
+        node,
+        WebOptions {
+            token,
+            bound: Some(local),
+            stop: stop.clone(),
+        },
+    );
+    // The first view of a big stored run then costs no more than the next.
+    let digests = state.digests.clone();
+    tokio::spawn(async move { digests.warm(4).await });
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -206,37 +276,65 @@ fn dashboard_url(addr: SocketAddr, token: Option<&Secret>) -> String {
 
 /// 128 random bits from the operating system, as hex.
 fn generate_token() -> std::io::Result<String> {
-    use std::io::Read;
     let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The safety checks in front of every route (see the module's documentation).
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The safety checks in front of every route (see the module's documentation), and the
+/// translation of error messages into the caller's language.
 async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let (lang, _) = Lang::choose(request.uri(), request.headers());
+    let refuse = |status: StatusCode, message: Message| error_response(status, message.get(lang));
     let method = request.method().clone();
     let headers = request.headers();
+    if state.token.is_none() {
+        if let Some(host) = foreign_host(headers, state.bound) {
+            tracing::warn!(
+                "refused {method} {} for Host {host} (not this dashboard's name)",
+                request.uri().path()
+            );
+            return refuse(
+                StatusCode::FORBIDDEN,
+                Message::new(
+                    format!("Host {host} is not this dashboard: open it as http://127.0.0.1 or http://localhost (or set --ui-token)"),
+                    format!("Host {host} não é este painel: abra-o como http://127.0.0.1 ou http://localhost (ou defina --ui-token)"),
+                ),
+            );
+        }
+    }
     if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
         if let Some(why) = cross_site(headers) {
             tracing::warn!(
-                "refused a cross-site {method} {}: {why}",
-                request.uri().path()
+                "refused a cross-site {method} {}: {}",
+                request.uri().path(),
+                why.en
             );
-            return error_response(
+            return refuse(
                 StatusCode::FORBIDDEN,
-                &format!("cross-site request refused: {why}"),
+                Message::new(
+                    format!("cross-site request refused: {}", why.en),
+                    format!("pedido de outro site recusado: {}", why.pt),
+                ),
             );
         }
     }
     let mut set_cookie = None;
     if let Some(expected) = &state.token {
-        let query_token = request
-            .uri()
-            .query()
-            .and_then(|q| query_param(q, "token"))
+        let query_token = Query::<TokenQuery>::try_from_uri(request.uri())
+            .ok()
+            .and_then(|Query(q)| q.token)
             .filter(|t| expected.matches(t.as_bytes()));
+        let jar = CookieJar::from_headers(headers);
         let header_ok = bearer(headers).is_some_and(|t| expected.matches(t.as_bytes()))
-            || cookie(headers, TOKEN_COOKIE).is_some_and(|t| expected.matches(t.as_bytes()));
+            || jar
+                .get(TOKEN_COOKIE)
+                .is_some_and(|c| expected.matches(c.value().as_bytes()));
         if query_token.is_some() && !header_ok {
             set_cookie = HeaderValue::from_str(&format!(
                 "{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
@@ -245,13 +343,22 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
             .ok();
         }
         if !header_ok && query_token.is_none() {
-            return error_response(
+            return refuse(
                 StatusCode::UNAUTHORIZED,
-                "this dashboard requires its token: open the URL printed by piswarm serve, or send Authorization: Bearer TOKEN",
+                Message::new(
+                    "this dashboard requires its token: open the URL printed by piswarm serve, or send Authorization: Bearer TOKEN",
+                    "este painel exige o seu token: abra o endereço mostrado pelo piswarm serve, ou envie Authorization: Bearer TOKEN",
+                ),
             );
         }
     }
     let mut response = next.run(request).await;
+    if lang == Lang::PtBr {
+        if let Some(Localised(status, message)) = response.extensions().get::<Localised>().cloned()
+        {
+            response = error_response(status, &message.pt);
+        }
+    }
     if let Some(cookie) = set_cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
@@ -265,19 +372,51 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
     response
 }
 
+/// The `Host` of a request when it names neither a loopback host nor the bound address (a
+/// request without `Host` comes from no browser and passes).
+fn foreign_host(headers: &HeaderMap, bound: Option<SocketAddr>) -> Option<String> {
+    let host = headers.get(header::HOST)?;
+    let Ok(host) = host.to_str() else {
+        return Some("(unreadable)".into());
+    };
+    let name = host_name(host);
+    let loopback_name =
+        name.eq_ignore_ascii_case("localhost") || name.to_ascii_lowercase().ends_with(".localhost");
+    let ip = name
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .ok();
+    let allowed = loopback_name
+        || ip.is_some_and(|ip| ip.is_loopback() || bound.is_some_and(|b| b.ip() == ip));
+    (!allowed).then(|| host.to_string())
+}
+
+/// The name part of a `Host` value (without the port).
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port
+        return rest.split(']').next().unwrap_or("");
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
 /// Why a state-changing request is cross-site, or `None` if it is not.
-fn cross_site(headers: &HeaderMap) -> Option<String> {
+fn cross_site(headers: &HeaderMap) -> Option<Message> {
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     if headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
     {
-        return Some("Sec-Fetch-Site is cross-site".into());
+        return Some(Message::new(
+            "Sec-Fetch-Site is cross-site",
+            "Sec-Fetch-Site é cross-site",
+        ));
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let Some(origin) = origin.to_str().ok() else {
-            return Some("unreadable Origin".into());
+            return Some(Message::new("unreadable Origin", "Origin ilegível"));
         };
         let origin_host = origin
             .split_once("://")
@@ -285,7 +424,10 @@ fn cross_site(headers: &HeaderMap) -> Option<String> {
             .unwrap_or("");
         let host = text(header::HOST).unwrap_or("");
         if origin_host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
-            return Some(format!("Origin {origin} is not this dashboard"));
+            return Some(Message::new(
+                format!("Origin {origin} is not this dashboard"),
+                format!("a origem {origin} não é este painel"),
+            ));
         }
     }
     None
@@ -298,25 +440,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .ok()?
         .strip_prefix("Bearer ")
         .map(str::trim)
-}
-
-pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
 }
 
 #[cfg(test)]
@@ -346,12 +469,43 @@ mod tests {
     }
 
     #[test]
+    fn hosts_of_a_loopback_dashboard() {
+        let bound: SocketAddr = "127.0.0.2:8080".parse().unwrap();
+        let check = |host: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_static(host));
+            foreign_host(&h, Some(bound))
+        };
+        for ok in [
+            "127.0.0.1:8080",
+            "127.0.0.2:8080",
+            "localhost:8080",
+            "LOCALHOST",
+            "app.localhost:1",
+            "[::1]:8080",
+        ] {
+            assert_eq!(check(ok), None, "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "evil.example",
+            "10.0.0.1:8080",
+            "localhost.evil.example",
+        ] {
+            assert!(check(bad).is_some(), "{bad}");
+        }
+        assert_eq!(foreign_host(&HeaderMap::new(), None), None);
+    }
+
+    #[test]
     fn urls() {
         let a: SocketAddr = "0.0.0.0:8080".parse().unwrap();
         assert_eq!(dashboard_url(a, None), "http://127.0.0.1:8080/");
         let t = Secret::new("abc");
         let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
         assert_eq!(dashboard_url(a, Some(&t)), "http://10.0.0.1:80/?token=abc");
-        assert_eq!(generate_token().unwrap().len(), 32);
+        let token = generate_token().unwrap();
+        assert_eq!(token.len(), 32);
+        assert_ne!(token, generate_token().unwrap());
     }
 }

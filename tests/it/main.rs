@@ -21,3 +21,4 @@ mod system;
 mod timeouts;
 mod web_api;
 mod web_browser;
+mod web_shutdown;

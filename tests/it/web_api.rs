@@ -443,3 +443,407 @@ async fn the_page_is_english_or_portuguese() {
     }
     f.node.shutdown().await.unwrap();
 }
+
+/// A JSON Schema validator for one schema of the OpenAPI document: the document's components
+/// sit in the root, so that `#/components/schemas/...` references resolve.
+fn validator(doc: &Value, schema: &Value) -> jsonschema::Validator {
+    let root = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": doc["components"],
+        "allOf": [schema],
+    });
+    jsonschema::draft202012::new(&root).unwrap_or_else(|e| panic!("schema {schema}: {e}"))
+}
+
+fn assert_valid(doc: &Value, schema: &Value, body: &Value, what: &str) {
+    let v = validator(doc, schema);
+    let errors: Vec<String> = v
+        .iter_errors(body)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{what}: {errors:?}\nbody: {body}");
+}
+
+/// The response schema of `method path` for `status`, and its content type.
+fn response_schema(doc: &Value, path: &str, method: &str, status: &str) -> (String, Value) {
+    let content = doc["paths"][path][method]["responses"][status]["content"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{method} {path} {status} has content"));
+    let (ct, media) = content.iter().next().unwrap();
+    (ct.clone(), media["schema"].clone())
+}
+
+/// Reads a streaming body until one whole SSE event arrived; returns its data.
+async fn first_event(body: axum::body::Body) -> (Value, axum::body::Body) {
+    let mut body = body;
+    let mut text = String::new();
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream is open")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(std::str::from_utf8(&data).unwrap());
+        }
+        if let Some(end) = text.find("\n\n") {
+            let event = &text[..end];
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
+                return (serde_json::from_str(data).unwrap(), body);
+            }
+            text.drain(..end + 2);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_response_matches_the_generated_openapi_document() {
+    let f = fixture(Some(20_000), 1000, None).await;
+    let (code, c) = call(
+        &f.app,
+        post("/api/clients", json!({"count": 5, "mode": "once"})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{c}");
+    wait_for(&f.app, |s| s["run"]["intervals_done"] == json!(5)).await;
+    // A session that holds intervals: rows for the worker table and the in-flight list.
+    let listen: std::net::SocketAddr = f.node.view().listen.parse().unwrap();
+    let mut held = crate::common::RawClient::connect(listen).await;
+    held.hello("holder").await;
+    held.send(r#"{"type":"request","count":2}"#).await;
+    held.recv().await;
+    let (code, doc) = call(&f.app, get("/api/openapi.json")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    // Every response of every path carries a schema.
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                let content = response["content"].as_object();
+                assert!(
+                    content.is_some_and(|c| c.values().all(|m| m.get("schema").is_some())),
+                    "{method} {path} {status} has a schema"
+                );
+            }
+        }
+    }
+    // Every GET, called for real, answers what its schema says (with a few query variants).
+    let run = wait_for(&f.app, |_| true).await["run"]["id"]
+        .as_i64()
+        .unwrap();
+    let mut checked = 0;
+    for (path, item) in paths {
+        if item.get("get").is_none() || path == "/api/events" {
+            continue;
+        }
+        let concrete = path.replace("{id}", &run.to_string());
+        let mut urls = vec![concrete.clone()];
+        match path.as_str() {
+            "/api/runs/{id}/results" => urls.extend([
+                format!("{concrete}?sort=interval&limit=2"),
+                format!("{concrete}?sort=interval&order=desc&from=3&limit=2"),
+                format!("{concrete}?last=true&limit=2"),
+                format!("{concrete}?worker=local-1"),
+            ]),
+            "/api/workers" => urls.push("/api/workers?sort=name&order=asc&limit=1".into()),
+            "/api/runs/{id}/final" => urls.push(path.replace("{id}", "current")),
+            _ => {}
+        }
+        let (ct, schema) = response_schema(&doc, path, "get", "200");
+        for url in urls {
+            let res = f.app.clone().oneshot(get(&url)).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{url}");
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            let body = if ct == "application/json" {
+                serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{url}: {e}"))
+            } else {
+                Value::String(String::from_utf8(bytes.to_vec()).unwrap())
+            };
+            assert_valid(&doc, &schema, &body, &url);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 18, "{checked} responses checked");
+    // The check has teeth: a status with a field of the wrong type, or without one, fails it.
+    let (_, schema) = response_schema(&doc, "/api/status", "get", "200");
+    let (_, status) = call(&f.app, get("/api/status")).await;
+    let status_validator = validator(&doc, &schema);
+    assert!(status_validator.is_valid(&status));
+    let mut bad = status.clone();
+    bad["run"]["done_terms"] = json!(12);
+    assert!(!status_validator.is_valid(&bad));
+    let mut bad = status;
+    bad["server"].as_object_mut().unwrap().remove("running");
+    assert!(!status_validator.is_valid(&bad));
+    // Errors too.
+    for (url, path) in [
+        ("/api/runs/999", "/api/runs/{id}"),
+        ("/api/runs/999/results", "/api/runs/{id}/results"),
+    ] {
+        let (code, body) = call(&f.app, get(url)).await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        let (_, schema) = response_schema(&doc, path, "get", "404");
+        assert_valid(&doc, &schema, &body, url);
+    }
+    // The live stream's events are LiveUpdates.
+    let res = f.app.clone().oneshot(get("/api/events")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let (event, _) = first_event(res.into_body()).await;
+    assert_valid(
+        &doc,
+        &json!({"$ref": "#/components/schemas/LiveUpdate"}),
+        &event,
+        "/api/events",
+    );
+    assert_eq!(event["run"], json!(run));
+    assert_eq!(event["after"], Value::Null, "the first update of a stream");
+    drop(held);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_event_stream_ends_when_the_dashboard_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = Job::new(Some(10_000), Some(1000)).unwrap();
+    let options = ServeOptions::new(job, dir.path().join("piswarm.db"), dir.path().to_path_buf());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node = Node::start(options, listener, true).await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let app = piswarm::web::router_with(
+        node.clone(),
+        piswarm::web::WebOptions {
+            stop: stop.clone(),
+            ..Default::default()
+        },
+    );
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let res = app.clone().oneshot(get("/api/events")).await.unwrap();
+        let (_, body) = first_event(res.into_body()).await;
+        streams.push(body);
+    }
+    stop.cancel();
+    for body in streams {
+        // The rest of the stream is finite: it ends once the token is cancelled.
+        tokio::time::timeout(Duration::from_secs(10), body.collect())
+            .await
+            .expect("the stream ends")
+            .unwrap();
+    }
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_foreign_host_is_refused_without_a_token() {
+    // DNS rebinding: a page of evil.example whose name now resolves to 127.0.0.1 sends its own
+    // name as Host (and the Origin matches it).
+    let f = fixture(Some(10_000), 1000, None).await;
+    for (method, path) in [
+        ("GET", "/api/status"),
+        ("POST", "/api/shutdown"),
+        ("POST", "/api/runs"),
+        ("POST", "/api/clients"),
+        ("GET", "/"),
+    ] {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, "evil.example:8080")
+            .header(header::ORIGIN, "http://evil.example:8080")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"count": 1, "mode": "once"}"#))
+            .unwrap();
+        let (code, body) = call(&f.app, req).await;
+        assert_eq!(code, StatusCode::FORBIDDEN, "{method} {path}");
+        assert!(body["error"].as_str().unwrap().contains("evil.example"));
+    }
+    assert!(!f.node.exit_requested().is_cancelled(), "nothing was done");
+    assert_eq!(f.node.local_clients(), 0);
+    for host in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080"] {
+        let req = Request::get("/api/status")
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(call(&f.app, req).await.0, StatusCode::OK, "{host}");
+    }
+    f.node.shutdown().await.unwrap();
+    // With a token, the token is what protects the dashboard (any name may reach it).
+    let f = fixture(Some(10_000), 1000, Some("s3cret")).await;
+    let req = Request::get("/api/status")
+        .header(header::HOST, "piswarm.lab.example:8080")
+        .header(header::AUTHORIZATION, "Bearer s3cret")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&f.app, req).await.0, StatusCode::OK);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn errors_speak_the_callers_language() {
+    let f = fixture(Some(10_000), 1000, None).await;
+    let (_, _) = call(&f.app, post_empty("/api/server/stop")).await;
+    let pt = |mut req: Request<Body>| {
+        req.headers_mut()
+            .insert(header::ACCEPT_LANGUAGE, "pt-BR,pt;q=0.9".parse().unwrap());
+        req
+    };
+    let (code, e) = call(
+        &f.app,
+        pt(post("/api/clients", json!({"count": 1, "mode": "once"}))),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert_eq!(
+        e["error"],
+        json!("o servidor TCP não está em execução: inicie-o primeiro")
+    );
+    let (code, e) = call(&f.app, pt(get("/api/runs/999"))).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(e["error"], json!("a execução 999 não existe"));
+    let (code, e) = call(&f.app, pt(post("/api/runs", json!({"terms": 0})))).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        e["error"],
+        json!("o número de termos deve ser pelo menos 1")
+    );
+    let (_, e) = call(&f.app, pt(get("/api/nowhere"))).await;
+    assert!(e["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("caminho inexistente"));
+    // The toggle's cookie chooses too; English otherwise.
+    let mut req = get("/api/runs/999");
+    req.headers_mut()
+        .insert(header::COOKIE, "lang=pt-BR".parse().unwrap());
+    assert_eq!(
+        call(&f.app, req).await.1["error"],
+        json!("a execução 999 não existe")
+    );
+    assert_eq!(
+        call(&f.app, get("/api/runs/999")).await.1["error"],
+        json!("run 999 does not exist")
+    );
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn history_pages_by_arrival_or_interval_and_jumps() {
+    let f = fixture(Some(30_000), 1000, None).await;
+    let (code, _) = call(
+        &f.app,
+        post("/api/clients", json!({"count": 2, "mode": "until_done"})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    wait_for(&f.app, |s| s["run"]["complete"] == json!(true)).await;
+    let page = |q: &str| {
+        let app = f.app.clone();
+        let url = format!("/api/runs/current/results?{q}");
+        async move {
+            let (code, p) = call(&app, get(&url)).await;
+            assert_eq!(code, StatusCode::OK, "{url}: {p}");
+            p
+        }
+    };
+    let ids = |p: &Value| -> Vec<u64> {
+        p["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().parse().unwrap())
+            .collect()
+    };
+    // Interval order, page by page, forwards and back.
+    let p1 = page("sort=interval&limit=10").await;
+    assert_eq!(ids(&p1), (0..10).collect::<Vec<_>>());
+    assert_eq!(p1["total"], json!(30));
+    assert_eq!(p1["prev_cursor"], Value::Null);
+    let p2 = page(&format!(
+        "sort=interval&limit=10&cursor={}",
+        p1["next_cursor"]
+    ))
+    .await;
+    assert_eq!(ids(&p2), (10..20).collect::<Vec<_>>());
+    let back = page(&format!(
+        "sort=interval&limit=10&before={}",
+        p2["prev_cursor"]
+    ))
+    .await;
+    assert_eq!(ids(&back), ids(&p1));
+    let last = page("sort=interval&limit=10&last=true").await;
+    assert_eq!(ids(&last), (20..30).collect::<Vec<_>>());
+    assert_eq!(last["next_cursor"], Value::Null);
+    // A jump, in either order.
+    let jump = page("sort=interval&limit=3&from=17").await;
+    assert_eq!(ids(&jump), [17, 18, 19]);
+    assert!(jump["prev_cursor"].is_i64());
+    let jump = page("sort=interval&order=desc&limit=3&from=17").await;
+    assert_eq!(ids(&jump), [17, 16, 15]);
+    // Arrival order: seq strictly decreasing, and the same 30 results in all.
+    let all = page("limit=1000").await;
+    let seqs: Vec<i64> = all["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_i64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]));
+    let mut sorted = ids(&all);
+    sorted.sort();
+    assert_eq!(sorted, (0..30).collect::<Vec<_>>());
+    // One worker's results, and their count.
+    let name = all["results"][0]["worker"].as_str().unwrap().to_string();
+    let mine = page(&format!("worker={name}&limit=1000")).await;
+    assert!(mine["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["worker"] == json!(name)));
+    assert_eq!(
+        mine["total"],
+        json!(mine["results"].as_array().unwrap().len())
+    );
+    let (code, _) = call(&f.app, get("/api/runs/current/results?cursor=1&from=2")).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_worker_table_and_the_intervals_in_flight() {
+    let f = fixture(None, 1000, None).await;
+    let listen: std::net::SocketAddr = f.node.view().listen.parse().unwrap();
+    let mut a = crate::common::RawClient::connect(listen).await;
+    a.hello("zeta").await;
+    a.send(r#"{"type":"request","count":3}"#).await;
+    for _ in 0..3 {
+        a.recv().await;
+    }
+    let mut b = crate::common::RawClient::connect(listen).await;
+    b.hello("alpha").await;
+    let (code, w) = call(&f.app, get("/api/workers?sort=name&order=asc")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(w["total"], json!(2));
+    let rows = w["workers"].as_array().unwrap();
+    assert_eq!(rows[0]["name"], json!("alpha"));
+    assert_eq!(rows[1]["name"], json!("zeta"));
+    assert_eq!(rows[1]["in_hand"], json!(3));
+    assert_eq!(rows[1]["kind"], json!("other"));
+    assert!(rows[1]["connected_at"].as_str().unwrap().ends_with('Z'));
+    let (_, w) = call(&f.app, get("/api/workers?sort=in_hand&offset=1&limit=1")).await;
+    assert_eq!(w["workers"].as_array().unwrap().len(), 1);
+    assert_eq!(w["workers"][0]["name"], json!("alpha"));
+    let (code, held) = call(&f.app, get("/api/in-flight")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(held["total"], json!(3));
+    let first = &held["intervals"][0];
+    assert_eq!(first["worker"], json!("zeta"));
+    assert_eq!(first["a"], json!("0"));
+    assert_eq!(first["b"], json!("999"));
+    let (_, held) = call(&f.app, get("/api/in-flight?worker=alpha")).await;
+    assert_eq!(held["total"], json!(0));
+    let (code, _) = call(&f.app, get("/api/workers?sort=shoe")).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    drop((a, b));
+    f.node.shutdown().await.unwrap();
+}

@@ -1,9 +1,12 @@
 //! The dashboard in a real browser: Debian's Chromium, headless, driven over the DevTools protocol
-//! (`headless_chrome`), against a real node on loopback. Each scenario is bounded in time.
+//! (`headless_chrome`), against a real node on loopback. Each scenario is bounded in time; every
+//! wait polls a condition in the page with a deadline.
 //!
-//! Set PISWARM_SCREENSHOT=path to also save a screenshot of the dashboard during a run (that is
-//! how docs/dashboard.png is made).
+//! Set PISWARM_SCREENSHOT=path (and PISWARM_SCREENSHOT_PHONE=path) to also save screenshots of
+//! the dashboard during a run, at 1360 px and at 390×844 (that is how docs/dashboard.png and
+//! docs/dashboard-phone.png are made).
 
+use headless_chrome::protocol::cdp::Emulation;
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use piswarm::commands::serve::ServeOptions;
@@ -21,41 +24,67 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// How long one condition in the page may take to become true.
 const WAIT: Duration = Duration::from_secs(30);
 
-struct Dashboard {
-    node: Node,
-    url: String,
-    stop: CancellationToken,
+pub struct Dashboard {
+    pub node: Node,
+    pub url: String,
+    pub stop: CancellationToken,
+    pub server: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
 
-async fn dashboard(job: Job, serving: bool) -> Dashboard {
+pub async fn dashboard(job: Job, serving: bool) -> Dashboard {
+    dashboard_with(job, serving, |_| {}).await
+}
+
+pub async fn dashboard_with(
+    job: Job,
+    serving: bool,
+    tune: impl FnOnce(&mut ServeOptions),
+) -> Dashboard {
     let dir = tempfile::tempdir().unwrap();
     let mut options =
         ServeOptions::new(job, dir.path().join("piswarm.db"), dir.path().to_path_buf());
     options.max_prefetch = 4;
+    tune(&mut options);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let node = Node::start(options, listener, serving).await.unwrap();
     let stop = CancellationToken::new();
-    let (_task, url) = piswarm::web::bind(node.clone(), "127.0.0.1:0", None, stop.clone())
+    let (server, url) = piswarm::web::bind(node.clone(), "127.0.0.1:0", None, stop.clone())
         .await
         .unwrap();
     Dashboard {
         node,
         url,
         stop,
+        server,
         _dir: dir,
     }
 }
 
 impl Dashboard {
-    async fn close(self) {
-        self.node.shutdown().await.unwrap();
+    pub async fn close(self) {
         self.stop.cancel();
+        self.node.shutdown().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(20), self.server)
+            .await
+            .expect("the dashboard ends once stopped")
+            .unwrap();
+    }
+
+    /// Runs one worker that computes until the job is done.
+    pub async fn work(&self, name: &str, threads: usize) {
+        let mut config = piswarm::worker::WorkerConfig::new(self.node.view().listen);
+        config.name = name.to_string();
+        config.threads = threads;
+        config.prefetch = Some(64);
+        piswarm::worker::run_worker(config, CancellationToken::new())
+            .await
+            .unwrap();
     }
 }
 
 /// A headless Chromium with a fresh profile (kept alive by the returned directory).
-fn browser() -> (Browser, tempfile::TempDir) {
+pub fn browser() -> (Browser, tempfile::TempDir) {
     assert!(
         std::path::Path::new(CHROMIUM).exists(),
         "the browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)"
@@ -79,7 +108,7 @@ fn browser() -> (Browser, tempfile::TempDir) {
         .path(Some(PathBuf::from(CHROMIUM)))
         .sandbox(false)
         .headless(true)
-        .window_size(Some((1400, 2000)))
+        .window_size(Some((1360, 2000)))
         .user_data_dir(Some(profile.path().to_path_buf()))
         .args(args.iter().map(|a| a.as_os_str()).collect())
         .idle_browser_timeout(Duration::from_secs(120))
@@ -88,15 +117,29 @@ fn browser() -> (Browser, tempfile::TempDir) {
     (Browser::new(options).unwrap(), profile)
 }
 
-fn eval(tab: &Tab, js: &str) -> Value {
+pub fn eval(tab: &Tab, js: &str) -> Value {
     tab.evaluate(js, false)
         .unwrap_or_else(|e| panic!("evaluating {js}: {e}"))
         .value
         .unwrap_or(Value::Null)
 }
 
+/// Evaluates an expression whose value is an array or an object, as JSON.
+pub fn eval_json(tab: &Tab, js: &str) -> Value {
+    let text = eval(tab, &format!("JSON.stringify({js})"));
+    serde_json::from_str(text.as_str().unwrap_or("null")).unwrap()
+}
+
+/// Evaluates an expression whose value is a promise.
+pub fn eval_async(tab: &Tab, js: &str) -> Value {
+    tab.evaluate(js, true)
+        .unwrap_or_else(|e| panic!("evaluating {js}: {e}"))
+        .value
+        .unwrap_or(Value::Null)
+}
+
 /// Waits until `js` evaluates to true in the page.
-fn wait_until(tab: &Tab, js: &str) {
+pub fn wait_until(tab: &Tab, js: &str) {
     let deadline = Instant::now() + WAIT;
     loop {
         if eval(tab, js) == Value::Bool(true) {
@@ -107,14 +150,14 @@ fn wait_until(tab: &Tab, js: &str) {
     }
 }
 
-fn text(tab: &Tab, id: &str) -> String {
+pub fn text(tab: &Tab, id: &str) -> String {
     eval(tab, &format!("document.getElementById('{id}').textContent"))
         .as_str()
         .unwrap_or_default()
         .to_string()
 }
 
-fn click(tab: &Tab, id: &str) {
+pub fn click(tab: &Tab, id: &str) {
     wait_until(tab, &format!("!document.getElementById('{id}').disabled"));
     eval(
         tab,
@@ -122,10 +165,47 @@ fn click(tab: &Tab, id: &str) {
     );
 }
 
+pub fn set_value(tab: &Tab, id: &str, value: &str) {
+    let v = serde_json::to_string(value).unwrap();
+    eval(
+        tab,
+        &format!("(() => {{ const e = document.getElementById('{id}'); e.value = {v}; e.dispatchEvent(new Event('change')); return true; }})()"),
+    );
+}
+
+/// Sets the viewport (CSS pixels); `mobile` as a phone would.
+pub fn viewport(tab: &Tab, width: u32, height: u32, mobile: bool) {
+    tab.call_method(Emulation::SetDeviceMetricsOverride {
+        width,
+        height,
+        device_scale_factor: 1.0,
+        mobile,
+        scale: None,
+        screen_width: None,
+        screen_height: None,
+        position_x: None,
+        position_y: None,
+        dont_set_visible_size: None,
+        screen_orientation: None,
+        viewport: None,
+        display_feature: None,
+        device_posture: None,
+    })
+    .unwrap();
+}
+
+pub fn open(tab: &Tab, url: &str) {
+    tab.navigate_to(url)
+        .unwrap()
+        .wait_until_navigated()
+        .unwrap();
+    wait_until(tab, "document.getElementById('live').textContent !== '' && !document.getElementById('live').classList.contains('off')");
+}
+
 /// Runs browser code (blocking) beside the async node.
-async fn in_browser<T: Send + 'static>(f: impl FnOnce(Arc<Tab>) -> T + Send + 'static) -> T {
+pub async fn in_browser<T: Send + 'static>(f: impl FnOnce(Arc<Tab>) -> T + Send + 'static) -> T {
     tokio::time::timeout(
-        Duration::from_secs(180),
+        Duration::from_secs(240),
         tokio::task::spawn_blocking(move || {
             let (browser, _profile) = browser();
             let tab = browser.new_tab().unwrap();
@@ -137,45 +217,67 @@ async fn in_browser<T: Send + 'static>(f: impl FnOnce(Arc<Tab>) -> T + Send + 's
     .unwrap()
 }
 
+fn rows(tab: &Tab, body: &str) -> usize {
+    eval(
+        tab,
+        &format!("document.querySelectorAll('#{body} tr').length"),
+    )
+    .as_u64()
+    .unwrap() as usize
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn start_create_five_clients_watch_results_stop() {
     let d = dashboard(Job::new(Some(5_000), Some(1000)).unwrap(), false).await;
     let url = d.url.clone();
     let listen = in_browser(move |tab| {
-        tab.navigate_to(&url)
-            .unwrap()
-            .wait_until_navigated()
-            .unwrap();
+        open(&tab, &url);
         wait_until(
             &tab,
             "document.getElementById('server-state').dataset.state === 'stopped'",
         );
         // A mark that a reload would erase.
         eval(&tab, "window.__noReload = 42, true");
-        click(&tab, "start");
+        // A request pending disables its button at once.
+        assert_eq!(
+            eval(
+                &tab,
+                "(() => { const b = document.getElementById('start'); b.click(); return b.disabled; })()"
+            ),
+            Value::Bool(true)
+        );
         wait_until(
             &tab,
             "document.getElementById('server-state').dataset.state === 'running'",
         );
-        eval(
-            &tab,
-            "document.getElementById('client-count').value = '5', true",
-        );
-        eval(
-            &tab,
-            "document.getElementById('client-mode').value = 'once', true",
-        );
+        set_value(&tab, "client-count", "5");
+        set_value(&tab, "client-mode", "once");
         click(&tab, "create-clients");
+        // Create says how many started.
         wait_until(
             &tab,
-            "document.querySelectorAll('#history-body tr').length === 5",
+            "document.getElementById('clients-feedback').textContent.includes('5 clients started')",
+        );
+        wait_until(
+            &tab,
+            "document.querySelectorAll('#history-body tr[data-id]').length === 5",
         );
         wait_until(
             &tab,
             "document.getElementById('f-intervals').textContent === '5'",
         );
-        assert_eq!(text(&tab, "f-even"), "6247500");
-        assert_eq!(text(&tab, "f-odd"), "6250000");
+        assert_eq!(text(&tab, "f-even"), "6,247,500");
+        // Times are relative and local, with the UTC value on hover.
+        let time = eval_json(
+            &tab,
+            "(() => { const td = document.querySelector('#history-body tr td:last-child'); return [td.textContent, td.title]; })()",
+        );
+        assert!(time[0] == "now" || time[0].as_str().unwrap().contains("ago"), "{time}");
+        assert!(time[1].as_str().unwrap().ends_with('Z'), "{time}");
+        // The runs list says what its numbers are.
+        let run = eval(&tab, "document.querySelector('#runs li').textContent");
+        assert!(run.as_str().unwrap().contains("5,000 terms · chunk 1,000"), "{run}");
+        assert_eq!(text(&tab, "f-odd"), "6,250,000");
         assert!(
             text(&tab, "f-pi").starts_with("3.14"),
             "{}",
@@ -204,31 +306,34 @@ async fn start_create_five_clients_watch_results_stop() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_hostile_worker_name_is_shown_as_text() {
+async fn hostile_and_right_to_left_names_are_shown_as_text() {
     let d = dashboard(Job::new(Some(3_000), Some(1000)).unwrap(), true).await;
     let hostile = "<img src=x onerror=alert(1)>";
     let listen = d.node.view().listen;
-    let mut config = piswarm::worker::WorkerConfig::new(listen);
-    config.name = hostile.to_string();
-    config.once = true;
-    piswarm::worker::run_worker(config, CancellationToken::new())
-        .await
-        .unwrap();
+    for name in [hostile, "\u{202E}evil"] {
+        let mut config = piswarm::worker::WorkerConfig::new(listen.clone());
+        config.name = name.to_string();
+        config.once = true;
+        piswarm::worker::run_worker(config, CancellationToken::new())
+            .await
+            .unwrap();
+    }
     let url = d.url.clone();
     in_browser(move |tab| {
-        tab.navigate_to(&url)
-            .unwrap()
-            .wait_until_navigated()
-            .unwrap();
+        open(&tab, &url);
         wait_until(
             &tab,
-            "document.querySelectorAll('#history-body tr').length === 1",
+            "document.querySelectorAll('#history-body tr[data-id]').length === 2",
         );
-        let cell = eval(
+        let cells = eval_json(
             &tab,
-            "document.querySelector('#history-body td.worker').textContent",
+            "[...document.querySelectorAll('#history-body td.name')].map(td => td.textContent).sort()",
         );
-        assert_eq!(cell, Value::from(hostile));
+        // The override character never reaches the page: the server replaces it ('?') and the
+        // page would show any that a store holds as its code ("[U+202E]").
+        let cells: Vec<String> = serde_json::from_value(cells).unwrap();
+        assert_eq!(cells[0], hostile);
+        assert!(cells[1].ends_with("evil") && cells[1].len() > 4, "{cells:?}");
         wait_until(
             &tab,
             "document.querySelectorAll('#throughput-plot text').length > 0",
@@ -237,71 +342,166 @@ async fn a_hostile_worker_name_is_shown_as_text() {
             eval(&tab, "document.querySelectorAll('img').length"),
             Value::from(0)
         );
-        let visible = eval(
-            &tab,
-            "document.body.innerText.includes('<img src=x onerror=alert(1)>')",
+        assert_eq!(
+            eval(&tab, "document.body.innerText.includes('<img src=x onerror=alert(1)>')"),
+            Value::Bool(true),
+            "the name is visible as text"
         );
-        assert_eq!(visible, Value::Bool(true), "the name is visible as text");
+        // No override character reaches the page's text, plots included.
+        assert_eq!(
+            eval(
+                &tab,
+                "/[\\u202A-\\u202E\\u2066-\\u2069]/.test(document.body.innerText + [...document.querySelectorAll('svg text, svg title')].map(e => e.textContent).join(''))"
+            ),
+            Value::Bool(false)
+        );
     })
     .await;
     d.close().await;
 }
 
+/// Every view in Portuguese: no English string of the page's own list shows anywhere (text,
+/// tooltips, placeholders, plots), numbers are written the Brazilian way, and the API's errors
+/// come in Portuguese.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_page_in_portuguese() {
-    let d = dashboard(Job::new(None, Some(1000)).unwrap(), true).await;
-    let url = format!("{}?lang=pt-BR", d.url);
+async fn every_view_in_portuguese() {
+    let d = dashboard(Job::new(Some(20_000), Some(1000)).unwrap(), true).await;
+    d.work("w1", 1).await;
+    // A second run, so that there is an earlier one to view.
+    d.node
+        .new_run(Job::new(Some(1_000_000_000_000), Some(1000)).unwrap())
+        .await
+        .unwrap();
+    // A raw session that holds two intervals and never answers: in flight, in the worker table.
+    let mut idle = crate::common::RawClient::connect(d.node.view().listen.parse().unwrap()).await;
+    idle.hello("parado").await;
+    idle.send(r#"{"type":"request","count":2}"#).await;
+    idle.recv().await;
+    let base = d.url.clone();
     in_browser(move |tab| {
-        tab.navigate_to(&url)
+        // The English strings, from the page itself.
+        tab.navigate_to(&format!("{base}?lang=en"))
             .unwrap()
             .wait_until_navigated()
             .unwrap();
-        assert_eq!(
-            eval(&tab, "document.documentElement.lang"),
-            Value::from("pt-BR")
-        );
+        let en: Value = serde_json::from_str(
+            eval(&tab, "document.getElementById('strings').textContent")
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        open(&tab, &format!("{base}?lang=pt-BR"));
+        let pt: Value = serde_json::from_str(
+            eval(&tab, "document.getElementById('strings').textContent")
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(eval(&tab, "document.documentElement.lang"), Value::from("pt-BR"));
         assert_eq!(text(&tab, "start"), "Iniciar");
-        wait_until(
-            &tab,
-            "document.getElementById('server-state').textContent === 'em execução'",
-        );
+        // English phrases that differ from their translation, as whole words.
+        let english: Vec<String> = en
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, v)| pt[k.as_str()] != **v)
+            .flat_map(|(_, v)| {
+                v.as_str()
+                    .unwrap()
+                    .split(['{', '}', '(', ')', ':', ',', '—', '·', '…', '+'])
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| p.chars().filter(|c| c.is_alphabetic()).count() >= 4)
+                    .collect::<Vec<_>>()
+            })
+            // Words both languages share ("piswarm") are not English.
+            .filter(|p| !pt.as_object().unwrap().values().any(|v| contains_words(v.as_str().unwrap(), p)))
+            .collect();
+        let everything = "(() => [document.body.innerText, ...[...document.querySelectorAll('[title]')].map(e => e.title), \
+            ...[...document.querySelectorAll('[placeholder]')].map(e => e.placeholder), \
+            ...[...document.querySelectorAll('svg text, svg title, option')].map(e => e.textContent)].join('\\n'))()";
+        let check = |tab: &Tab, view: &str| {
+            let all = eval(tab, everything).as_str().unwrap().to_string();
+            for phrase in &english {
+                if let Some(at) = find_words(&all, phrase) {
+                    let lower = all.to_lowercase();
+                    let around: String = lower[at..].chars().take(80).collect();
+                    panic!("{view}: English '{phrase}' in the Portuguese page: …{around}…");
+                }
+            }
+        };
+        wait_until(&tab, "document.querySelectorAll('#runs li').length === 2");
+        wait_until(&tab, "document.querySelectorAll('#workers-body tr[data-session]').length === 1");
+        check(&tab, "the current run");
+        // In flight.
+        set_value(&tab, "history-state", "in_flight");
+        wait_until(&tab, "document.querySelectorAll('#history-body tr[data-id]').length === 2");
+        check(&tab, "in flight");
+        // The earlier run, its plots and its history by interval.
+        eval(&tab, "document.querySelector('#runs li:last-child').click(), true");
+        wait_until(&tab, "document.querySelectorAll('#history-body tr[data-id]').length === 20");
+        wait_until(&tab, "document.querySelectorAll('#error-plot path').length > 0");
+        set_value(&tab, "history-sort", "interval:asc");
+        wait_until(&tab, "document.querySelector('#history-body tr').dataset.id === '0'");
+        assert_eq!(text(&tab, "f-even"), "99.990.000", "numbers written the Brazilian way");
+        assert!(text(&tab, "f-pi").starts_with("3,14"), "{}", text(&tab, "f-pi"));
+        check(&tab, "an earlier run");
+        // A failed action says why, in Portuguese.
+        click(&tab, "back-current");
+        set_value(&tab, "client-count", "1000");
+        click(&tab, "create-clients");
+        wait_until(&tab, "document.getElementById('clients-feedback').classList.contains('bad')");
+        let why = text(&tab, "clients-feedback");
+        assert!(why.contains("clientes locais"), "{why}");
+        check(&tab, "an error");
     })
     .await;
+    drop(idle);
     d.close().await;
 }
 
-/// A run watched live, with two "until done" clients; saves a screenshot if asked to.
+/// Where `phrase` occurs in `text` as whole words, ignoring case (a flag such as
+/// `--max-local-clients` is one word).
+fn find_words(text: &str, phrase: &str) -> Option<usize> {
+    let hay = text.to_lowercase();
+    let needle = phrase.to_lowercase();
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_');
+    hay.match_indices(&needle)
+        .find(|(i, m)| {
+            !is_word(hay[..*i].chars().next_back()) && !is_word(hay[i + m.len()..].chars().next())
+        })
+        .map(|(i, _)| i)
+}
+
+fn contains_words(text: &str, phrase: &str) -> bool {
+    find_words(text, phrase).is_some()
+}
+
+/// A run watched live, with two "until done" clients: progress, plots with hover values, an ETA
+/// that agrees with the server's own progress; saves screenshots if asked to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_run_watched_live() {
     let d = dashboard(
-        Job::new(Some(40_000_000_000), Some(100_000_000)).unwrap(),
+        Job::new(Some(100_000_000_000), Some(100_000_000)).unwrap(),
         true,
     )
     .await;
     let url = d.url.clone();
     let screenshot = std::env::var_os("PISWARM_SCREENSHOT").map(PathBuf::from);
+    let phone = std::env::var_os("PISWARM_SCREENSHOT_PHONE").map(PathBuf::from);
     in_browser(move |tab| {
-        tab.navigate_to(&url)
-            .unwrap()
-            .wait_until_navigated()
-            .unwrap();
+        open(&tab, &url);
         wait_until(
             &tab,
             "document.getElementById('server-state').dataset.state === 'running'",
         );
-        eval(
-            &tab,
-            "document.getElementById('client-count').value = '2', true",
-        );
-        eval(
-            &tab,
-            "document.getElementById('client-mode').value = 'until_done', true",
-        );
+        // Before any progress there is no estimate.
+        assert_eq!(text(&tab, "eta"), "estimating…");
+        set_value(&tab, "client-count", "2");
+        set_value(&tab, "client-mode", "until_done");
         click(&tab, "create-clients");
-        // Results arrive and the progress bar moves, without a reload.
         wait_until(
             &tab,
-            "document.querySelectorAll('#history-body tr').length >= 20",
+            "document.querySelectorAll('#history-body tr[data-id]').length >= 20",
         );
         wait_until(&tab, "document.getElementById('progress').value > 0.05");
         wait_until(
@@ -312,12 +512,479 @@ async fn a_run_watched_live() {
             &tab,
             "document.querySelectorAll('#error-plot path').length > 0",
         );
+        wait_until(&tab, "document.querySelectorAll('#workers-body tr[data-session]').length === 2");
+        // Hover values on every plot.
+        for sel in ["#error-plot circle title", "#throughput-plot rect title", "#coverage-map rect title"] {
+            assert!(
+                eval(&tab, &format!("document.querySelectorAll('{sel}').length > 0")) == Value::Bool(true),
+                "{sel}"
+            );
+        }
+        // The ETA, once shown, agrees with the remaining time the server's own progress implies:
+        // its rate between two status reads, over a tenth of the job.
+        wait_until(&tab, "document.getElementById('eta').dataset.etaS !== undefined");
+        eval_async(
+            &tab,
+            "fetch('/api/status').then(r => r.json()).then(s => { window.__first = [performance.now(), Number(s.run.done_terms), s.run.progress]; return true; })",
+        );
+        wait_until(&tab, "document.getElementById('progress').value > window.__first[2] + 0.1");
+        let v = eval_async(
+            &tab,
+            "fetch('/api/status').then(r => r.json()).then(s => { const [t0, d0] = window.__first; const rate = (Number(s.run.done_terms) - d0) / ((performance.now() - t0) / 1000); return JSON.stringify([Number(document.getElementById('eta').dataset.etaS), (s.run.terms - Number(s.run.done_terms)) / rate, s.run.complete]); })",
+        );
+        let v: Vec<Value> = serde_json::from_str(v.as_str().unwrap()).unwrap();
+        let (page_eta, server_eta, complete) = (
+            v[0].as_f64().unwrap_or(0.0),
+            v[1].as_f64().unwrap_or(0.0),
+            v[2] == Value::Bool(true),
+        );
+        assert!(
+            complete || (page_eta - server_eta).abs() <= 0.5 * server_eta + 2.0,
+            "the page's estimate {page_eta} s against the server's progress {server_eta} s"
+        );
         if let Some(path) = screenshot {
+            eval(&tab, "window.scrollTo(0, 0), true");
             let png = tab
                 .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
                 .unwrap();
             std::fs::write(path, png).unwrap();
         }
+        if let Some(path) = phone {
+            viewport(&tab, 390, 844, true);
+            // The plots are redrawn at the new width.
+            wait_until(&tab, "(() => { const s = document.getElementById('error-plot'); return Math.abs(s.viewBox.baseVal.width - Math.max(280, s.clientWidth)) < 2; })()");
+            let png = tab
+                .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, false)
+                .unwrap();
+            std::fs::write(path, png).unwrap();
+        }
+        // At the end the estimate is zero.
+        wait_until(&tab, "document.getElementById('run-state').textContent === 'complete'");
+        wait_until(&tab, "document.getElementById('eta').dataset.etaS === '0'");
+    })
+    .await;
+    d.close().await;
+}
+
+/// 5 000 results in about a second: the page learns of every one (its live head reaches the
+/// server's, counting each result once), the first page shows exactly the newest ones, and paging
+/// through the history finds all of them, with a table that never grows beyond one page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_results_reaches_the_page_without_a_gap() {
+    let d = dashboard_with(Job::new(Some(5_000_000), Some(1000)).unwrap(), true, |o| {
+        o.max_prefetch = 256;
+    })
+    .await;
+    let url = d.url.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (flooded_tx, flooded_rx) = std::sync::mpsc::channel::<()>();
+    let browser = tokio::spawn(in_browser(move |tab| {
+        open(&tab, &url);
+        wait_until(
+            &tab,
+            "document.getElementById('history').dataset.liveHead === '0'",
+        );
+        // The page's long tasks while the results stream in: printed, for docs/performance.md.
+        eval(&tab, "(() => { const long = []; document.body.dataset.longTasks = '[]'; new PerformanceObserver(l => { l.getEntries().forEach(e => long.push(Math.round(e.duration))); document.body.dataset.longTasks = JSON.stringify(long); }).observe({type: 'longtask'}); return true; })()");
+        ready_tx.send(()).unwrap();
+        flooded_rx.recv_timeout(WAIT).unwrap();
+        let head = eval_async(
+            &tab,
+            "fetch('/api/runs/current/results?limit=1').then(r => r.json()).then(p => String(p.results[0].seq))",
+        );
+        wait_until(
+            &tab,
+            &format!("document.getElementById('history').dataset.liveHead === {head}"),
+        );
+        assert_eq!(
+            eval(&tab, "document.getElementById('history').dataset.received"),
+            Value::from("5000")
+        );
+        eprintln!(
+            "long tasks (> 50 ms) of the page while 5000 results streamed in: {}",
+            eval(&tab, "document.body.dataset.longTasks")
+        );
+        assert_eq!(text(&tab, "history-total"), "5,000");
+        // The first page is the newest 50, in order.
+        let seqs = eval_json(
+            &tab,
+            "[...document.querySelectorAll('#history-body tr')].map(tr => Number(tr.dataset.seq))",
+        );
+        let seqs: Vec<i64> = serde_json::from_value(seqs).unwrap();
+        let head: i64 = head.as_str().unwrap().parse().unwrap();
+        assert_eq!(seqs, (head - 49..=head).rev().collect::<Vec<_>>());
+        // Every result, page by page (250 a page), in a table of constant size.
+        set_value(&tab, "history-page-size", "250");
+        wait_until(
+            &tab,
+            "document.querySelectorAll('#history-body tr').length === 250",
+        );
+        let mut ids = std::collections::BTreeSet::new();
+        for page in 0..20 {
+            let got: Vec<String> = serde_json::from_value(eval_json(
+                &tab,
+                "[...document.querySelectorAll('#history-body tr')].map(tr => tr.dataset.id)",
+            ))
+            .unwrap();
+            assert_eq!(got.len(), 250, "page {page}");
+            ids.extend(got);
+            // One page of rows, nine cells each, whatever the page.
+            assert_eq!(
+                eval(&tab, "document.querySelectorAll('#history-body *').length"),
+                Value::from(2500)
+            );
+            let all = eval(&tab, "document.getElementsByTagName('*').length")
+                .as_u64()
+                .unwrap();
+            assert!(all < 6000, "{all} elements in the page");
+            if page < 19 {
+                let first = eval(
+                    &tab,
+                    "document.querySelector('#history-body tr').dataset.seq",
+                );
+                click(&tab, "history-next");
+                wait_until(
+                    &tab,
+                    &format!("document.querySelector('#history-body tr').dataset.seq !== {first}"),
+                );
+            }
+        }
+        assert!(
+            eval(&tab, "document.getElementById('history-next').disabled") == Value::Bool(true)
+        );
+        ids.len()
+    }));
+    ready_rx.await.unwrap();
+    // 5 000 intervals of 1000 terms: one worker of two threads delivers them in about a second.
+    let mut config = piswarm::worker::WorkerConfig::new(d.node.view().listen);
+    config.name = "flood".into();
+    config.threads = 2;
+    config.prefetch = Some(256);
+    let stop = CancellationToken::new();
+    let snapshot = d.node.current_run().snapshot;
+    let worker = tokio::spawn(piswarm::worker::run_worker(config, stop.clone()));
+    let mut snap = snapshot.clone();
+    tokio::time::timeout(WAIT, snap.wait_for(|s| s.totals.intervals_done >= 5000))
+        .await
+        .unwrap()
+        .unwrap();
+    stop.cancel();
+    let _ = worker.await;
+    flooded_tx.send(()).unwrap();
+    assert_eq!(browser.await.unwrap(), 5000, "every result is on some page");
+    d.close().await;
+}
+
+/// History at any size: sort by interval or arrival, filter by worker and state, jump to an
+/// interval id or a term index, first/previous/next/last pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn history_sorts_filters_jumps_and_pages() {
+    let d = dashboard(Job::new(Some(300_000), Some(1000)).unwrap(), true).await;
+    // Two workers; results in arrival order are not in interval order.
+    tokio::join!(d.work("alpha", 1), d.work("beta", 1));
+    let url = d.url.clone();
+    in_browser(move |tab| {
+        open(&tab, &url);
+        wait_until(&tab, "document.getElementById('history').dataset.total === '300'");
+        let ids = |tab: &Tab| -> Vec<u64> {
+            serde_json::from_value::<Vec<String>>(eval_json(
+                tab,
+                "[...document.querySelectorAll('#history-body tr')].map(tr => tr.dataset.id)",
+            ))
+            .unwrap()
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect()
+        };
+        set_value(&tab, "history-sort", "interval:asc");
+        wait_until(&tab, "document.querySelector('#history-body tr').dataset.id === '0'");
+        assert_eq!(ids(&tab), (0..50).collect::<Vec<_>>());
+        click(&tab, "history-next");
+        wait_until(&tab, "document.querySelector('#history-body tr').dataset.id === '50'");
+        click(&tab, "history-prev");
+        wait_until(&tab, "document.querySelector('#history-body tr').dataset.id === '0'");
+        click(&tab, "history-last");
+        wait_until(&tab, "document.querySelector('#history-body tr').dataset.id === '250'");
+        assert_eq!(ids(&tab), (250..300).collect::<Vec<_>>());
+        assert!(eval(&tab, "document.getElementById('history-next').disabled") == Value::Bool(true));
+        set_value(&tab, "history-sort", "interval:desc");
+        wait_until(&tab, "document.querySelector('#history-body tr').dataset.id === '299'");
+        // Jump to an interval id, then to a term index (term 123 456 is in interval 123).
+        set_value(&tab, "history-jump-kind", "interval");
+        set_value(&tab, "history-jump", "777");
+        click(&tab, "history-go");
+        wait_until(&tab, "document.getElementById('history-body').children.length === 0");
+        set_value(&tab, "history-jump", "201");
+        click(&tab, "history-go");
+        wait_until(&tab, "document.querySelector('#history-body tr').dataset.id === '201'");
+        assert_eq!(eval(&tab, "document.querySelector('#history-body tr').classList.contains('hit')"), Value::Bool(true));
+        set_value(&tab, "history-jump-kind", "term");
+        set_value(&tab, "history-jump", "123456");
+        click(&tab, "history-go");
+        wait_until(&tab, "document.querySelector('#history-body tr').dataset.id === '123'");
+        // Filter by worker: only alpha's rows, and their count.
+        set_value(&tab, "history-sort", "arrival:desc");
+        set_value(&tab, "history-worker", "alpha");
+        wait_until(&tab, "[...document.querySelectorAll('#history-body td.name')].every(td => td.textContent === 'alpha') && document.querySelectorAll('#history-body tr').length > 0");
+        let alpha: u64 = eval(&tab, "document.getElementById('history').dataset.total")
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        set_value(&tab, "history-worker", "beta");
+        wait_until(&tab, "[...document.querySelectorAll('#history-body td.name')].every(td => td.textContent === 'beta') && document.querySelectorAll('#history-body tr').length > 0");
+        let beta: u64 = eval(&tab, "document.getElementById('history').dataset.total")
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(alpha + beta, 300);
+        // State: nothing is in flight once the job is done.
+        set_value(&tab, "history-worker", "");
+        set_value(&tab, "history-state", "in_flight");
+        wait_until(&tab, "document.getElementById('history').dataset.total === '0'");
+        assert_eq!(rows(&tab, "history-body"), 0);
+    })
+    .await;
+    d.close().await;
+}
+
+/// The worker table: one row per session, live, sorted by any column, paged beyond 100 rows; the
+/// throughput plot shows the fastest 20 and says how many more there are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_worker_table_is_live_sorted_and_paged() {
+    let d = dashboard_with(Job::new(None, Some(1000)).unwrap(), true, |o| {
+        o.max_prefetch = 4;
+    })
+    .await;
+    let addr: std::net::SocketAddr = d.node.view().listen.parse().unwrap();
+    // 130 sessions: each takes and answers nothing; 25 worker names have results.
+    let mut clients = Vec::new();
+    for i in 0..130 {
+        let mut c = crate::common::RawClient::connect(addr).await;
+        c.hello(&format!("w{i:03}")).await;
+        clients.push(c);
+    }
+    for i in 0..25 {
+        let mut config = piswarm::worker::WorkerConfig::new(addr.to_string());
+        config.name = format!("once-{i:02}");
+        config.once = true;
+        piswarm::worker::run_worker(config, CancellationToken::new())
+            .await
+            .unwrap();
+    }
+    let url = d.url.clone();
+    in_browser(move |tab| {
+        open(&tab, &url);
+        wait_until(&tab, "document.getElementById('workers-count').textContent === '130'");
+        assert_eq!(rows(&tab, "workers-body"), 100, "100 rows a page");
+        click(&tab, "workers-next");
+        wait_until(&tab, "document.querySelectorAll('#workers-body tr[data-session]').length === 30");
+        click(&tab, "workers-prev");
+        wait_until(&tab, "document.querySelectorAll('#workers-body tr[data-session]').length === 100");
+        click(&tab, "workers-sort-name");
+        wait_until(&tab, "document.querySelector('#workers-body td.name').textContent === 'w000'");
+        click(&tab, "workers-sort-name");
+        wait_until(&tab, "document.querySelector('#workers-body td.name').textContent === 'w129'");
+        // Live: the throughput plot has the once-clients, fastest first, 20 at most, "+5 more".
+        wait_until(&tab, "document.querySelectorAll('#throughput-plot rect').length === 20");
+        assert_eq!(text(&tab, "throughput-more"), "+5 more");
+        let shown = eval_json(&tab, "[...document.querySelectorAll('#throughput-plot rect')].map(r => Number(r.getAttribute('width')))");
+        let widths: Vec<f64> = serde_json::from_value(shown).unwrap();
+        assert!(widths.windows(2).all(|w| w[0] >= w[1]), "fastest first: {widths:?}");
+    })
+    .await;
+    drop(clients);
+    d.close().await;
+}
+
+/// From a 360 px phone to a 1360 px screen, the page never scrolls sideways, with results,
+/// workers and plots on it; the final result's numbers stay on one line each on a phone, plot
+/// text keeps its size, the first row uses the width; the colours follow the system's scheme.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_horizontal_scrolling_from_phone_to_projector() {
+    let d = dashboard(Job::new(Some(259_000), Some(1000)).unwrap(), true).await;
+    d.work("a-rather-long-worker-name-for-a-small-screen", 1)
+        .await;
+    let url = d.url.clone();
+    in_browser(move |tab| {
+        for (w, h, mobile) in [(360, 740, true), (390, 844, true), (768, 1024, true), (1360, 900, false)] {
+            viewport(&tab, w, h, mobile);
+            open(&tab, &url);
+            wait_until(&tab, "document.querySelectorAll('#history-body tr[data-id]').length === 50");
+            wait_until(&tab, "document.querySelectorAll('#error-plot path').length > 0");
+            let (sw, iw) = (
+                eval(&tab, "document.documentElement.scrollWidth").as_u64().unwrap(),
+                eval(&tab, "innerWidth").as_u64().unwrap(),
+            );
+            assert!(sw <= iw, "{w} px: the page is {sw} px wide in a {iw} px window");
+            if w >= 1360 {
+                // The first row is three equal cards across the whole width (no empty quarter).
+                let cards = eval_json(&tab, "['server-card', 'clients-card', 'job-card'].map(id => { const r = document.getElementById(id).getBoundingClientRect(); return [r.top, r.width, r.right]; })");
+                let main = eval(&tab, "document.querySelector('main').getBoundingClientRect().right").as_f64().unwrap();
+                let c: Vec<Vec<f64>> = serde_json::from_value(cards).unwrap();
+                assert!(c.iter().all(|x| (x[0] - c[0][0]).abs() < 1.0 && (x[1] - c[0][1]).abs() < 1.0), "{c:?}");
+                assert!(main - c[2][2] < 40.0, "the last card reaches the right: {c:?} in {main}");
+            }
+            // The sum of evens fits its line (no digit-per-line column).
+            let lines = eval(&tab, "(() => { const e = document.getElementById('f-even'); return Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight)); })()");
+            assert!(lines.as_u64().unwrap() <= 2, "{w} px: the sum of evens takes {lines} lines");
+            // Plot text is drawn at its real size (at least 11 CSS px).
+            let font = eval(&tab, "(() => { const t = document.querySelector('#error-plot text'); const svg = t.ownerSVGElement; return parseFloat(getComputedStyle(t).fontSize) * svg.clientWidth / svg.viewBox.baseVal.width; })()");
+            assert!(font.as_f64().unwrap() >= 11.0, "{w} px: plot text of {font} px");
+        }
+        // Light or dark, as the system says.
+        let background = |tab: &Tab| eval(tab, "getComputedStyle(document.body).backgroundColor");
+        let light = background(&tab);
+        tab.call_method(Emulation::SetEmulatedMedia {
+            media: None,
+            features: Some(vec![Emulation::MediaFeature {
+                name: "prefers-color-scheme".into(),
+                value: "dark".into(),
+            }]),
+        })
+        .unwrap();
+        let dark = background(&tab);
+        assert_eq!(light, Value::from("rgb(245, 246, 248)"));
+        assert_eq!(dark, Value::from("rgb(18, 21, 27)"));
+    })
+    .await;
+    d.close().await;
+}
+
+/// Start and Stop say why they failed, errors do not cover anything, the local-client cap is
+/// explained, and the controls are disabled (saying why) while the dashboard cannot be reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn honest_feedback_and_an_outage() {
+    let d = dashboard_with(Job::new(None, Some(1000)).unwrap(), true, |o| {
+        o.max_local_clients = 3;
+    })
+    .await;
+    let url = d.url.clone();
+    let listen = d.node.view().listen;
+    let node = d.node.clone();
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let (blocked_tx, blocked_rx) = std::sync::mpsc::channel::<()>();
+    let (outage_tx, outage_rx) = tokio::sync::oneshot::channel::<()>();
+    let (down_tx, down_rx) = std::sync::mpsc::channel::<()>();
+    let page = tokio::spawn(in_browser(move |tab| {
+        open(&tab, &url);
+        // Beyond the cap: the error says so, next to the control, and covers nothing.
+        set_value(&tab, "client-count", "5");
+        click(&tab, "create-clients");
+        wait_until(
+            &tab,
+            "document.getElementById('clients-feedback').classList.contains('bad')",
+        );
+        assert!(
+            text(&tab, "clients-feedback").contains("the most allowed is 3"),
+            "{}",
+            text(&tab, "clients-feedback")
+        );
+        assert_eq!(
+            eval(&tab, "(() => { const r = document.getElementById('runs').getBoundingClientRect(); const e = document.elementFromPoint(r.left + 5, r.top + 5); return document.getElementById('job-card').contains(e); })()"),
+            Value::Bool(true)
+        );
+        assert_eq!(text(&tab, "clients-cap"), "at most 3 at once");
+        // Stop, then Start while something else holds the port: the reason is shown.
+        click(&tab, "stop");
+        wait_until(
+            &tab,
+            "document.getElementById('server-state').dataset.state === 'stopped'",
+        );
+        stopped_tx.send(()).unwrap();
+        blocked_rx.recv_timeout(WAIT).unwrap();
+        click(&tab, "start");
+        wait_until(
+            &tab,
+            "document.getElementById('server-feedback').classList.contains('bad')",
+        );
+        assert!(
+            text(&tab, "server-feedback").contains("cannot listen on"),
+            "{}",
+            text(&tab, "server-feedback")
+        );
+        assert_eq!(
+            eval(&tab, "document.getElementById('start').disabled"),
+            Value::Bool(false)
+        );
+        // The dashboard goes away: the controls are disabled and say why.
+        outage_tx.send(()).unwrap();
+        down_rx.recv_timeout(WAIT).unwrap();
+        wait_until(
+            &tab,
+            "document.getElementById('live').classList.contains('off')",
+        );
+        assert_eq!(
+            eval(&tab, "document.getElementById('start').disabled"),
+            Value::Bool(true)
+        );
+        assert!(eval(&tab, "document.getElementById('start').title")
+            .as_str()
+            .unwrap()
+            .contains("cannot be reached"));
+    }));
+    stopped_rx.await.unwrap();
+    let blocker = std::net::TcpListener::bind(&listen).unwrap();
+    blocked_tx.send(()).unwrap();
+    outage_rx.await.unwrap();
+    d.stop.cancel();
+    tokio::time::timeout(WAIT, d.server).await.unwrap().unwrap();
+    down_tx.send(()).unwrap();
+    page.await.unwrap();
+    drop(blocker);
+    node.shutdown().await.unwrap();
+}
+
+/// The page loads with no failed request (the favicon included) and no console error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_page_loads_cleanly_with_its_favicon() {
+    let d = dashboard(Job::new(Some(5_000), Some(1000)).unwrap(), true).await;
+    let url = d.url.clone();
+    in_browser(move |tab| {
+        let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = failures.clone();
+        tab.enable_log().unwrap();
+        tab.enable_runtime().unwrap();
+        tab.add_event_listener(Arc::new(
+            move |event: &headless_chrome::protocol::cdp::types::Event| {
+                use headless_chrome::protocol::cdp::types::Event;
+                match event {
+                    Event::LogEntryAdded(e)
+                        if format!("{:?}", e.params.entry.level).contains("Error") =>
+                    {
+                        sink.lock().unwrap().push(e.params.entry.text.clone());
+                    }
+                    Event::RuntimeExceptionThrown(e) => {
+                        sink.lock()
+                            .unwrap()
+                            .push(format!("{:?}", e.params.exception_details.text));
+                    }
+                    _ => {}
+                }
+            },
+        ))
+        .unwrap();
+        open(&tab, &url);
+        assert_eq!(
+            eval_async(
+                &tab,
+                "fetch('/favicon.ico').then(r => r.status + ' ' + r.headers.get('content-type'))"
+            ),
+            Value::from("200 image/svg+xml")
+        );
+        // A full round of the page's own requests: runs, plots, coverage, workers.
+        wait_until(&tab, "document.querySelectorAll('#runs li').length === 1");
+        wait_until(
+            &tab,
+            "document.querySelectorAll('#coverage-map rect').length > 0",
+        );
+        wait_until(
+            &tab,
+            "document.getElementById('workers-count').textContent === '0'",
+        );
+        let failures = failures.lock().unwrap().clone();
+        assert!(failures.is_empty(), "{failures:?}");
     })
     .await;
     d.close().await;

@@ -1,0 +1,295 @@
+//! Measures the dashboard with a million stored results, in Debian's headless Chromium: how long
+//! a page of history takes to change and how long switching runs takes, as the page itself
+//! measures them (`performance.now()` from the click to the rows in the page: the request, the
+//! store's query, the JSON and the DOM). Prints one line per figure; asserts nothing.
+//!
+//! ```text
+//! cargo run --release --example dashboard_bench -- [RESULTS]
+//! ```
+//! RESULTS defaults to 1 000 000. They are written straight into a fresh SQLite store through
+//! the store's writer (one run of RESULTS intervals of 1000 terms, accepted in a shuffled order
+//! from 40 worker names, with exact sums and π partials; and a small run of 1000 results to
+//! switch to), then a node is started on that store with a new, empty current run, and the
+//! dashboard is served on loopback.
+
+#[path = "../tests/it/chromium/mod.rs"]
+mod chromium;
+
+use headless_chrome::Tab;
+use piswarm::commands::serve::ServeOptions;
+use piswarm::job::Job;
+use piswarm::maths::exact::ExactSum;
+use piswarm::maths::{series, sums};
+use piswarm::node::Node;
+use piswarm::report::{now_iso8601, ResultRecord, Totals};
+use piswarm::store::{Location, RunState, Store, Write, Writer};
+use piswarm::wire::Dec;
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const CHUNK: u64 = 1000;
+const WORKERS: u64 = 40;
+
+/// Writes a complete run of `n` intervals into the store, in a shuffled order; returns its id.
+async fn write_run(db: &Path, n: u64) -> i64 {
+    let store = Store::open(&Location::File(db.to_path_buf())).unwrap();
+    let run = store
+        .create_run(Job::new(Some(n * CHUNK), Some(CHUNK)).unwrap())
+        .unwrap();
+    let (writer, mut durable, thread) = Writer::start(store, run).unwrap();
+    let (mut even, mut odd, mut pi, mut terms) = (0u128, 0u128, ExactSum::new(), 0u64);
+    let stamp = now_iso8601();
+    // A step coprime with n visits every interval once, out of order.
+    let step = (1..).map(|k| 7919 * k).find(|s| gcd(*s, n) == 1).unwrap() % n.max(1);
+    let mut id = 0u64;
+    for seq in 1..=n {
+        let (a, b) = (id * CHUNK, id * CHUNK + CHUNK - 1);
+        let record = ResultRecord {
+            id: Dec(id),
+            a: Dec(a),
+            b: Dec(b),
+            worker: format!("bench-{:02}", id % WORKERS),
+            peer: "127.0.0.1:40000".into(),
+            even_sum: Dec(sums::even_sum(a, b)),
+            odd_sum: Dec(sums::odd_sum(a, b)),
+            pi: series::pi_partial_reference(a, b),
+            duration_s: 1e-4 * (1 + id % 7) as f64,
+            timestamp: stamp.clone(),
+        };
+        even += record.even_sum.0;
+        odd += record.odd_sum.0;
+        pi.add(record.pi).unwrap();
+        terms += CHUNK;
+        assert!(writer.send(Write::Result { seq, record }).await);
+        id = (id + step.max(1)) % n;
+    }
+    let totals = Totals {
+        intervals_done: n,
+        terms_done: terms,
+        even_sum: Dec(even),
+        odd_sum: Dec(odd),
+        pi: pi.value(),
+        workers: WORKERS.min(n),
+        elapsed_s: 60.0,
+        // The partials are the references themselves: each bounds its error by the reference's.
+        pi_bound: 0.0,
+    };
+    let last = n + 1;
+    assert!(
+        writer
+            .send(Write::Totals {
+                seq: last,
+                totals,
+                pi_exact: Box::new(pi),
+                state: RunState::Complete,
+            })
+            .await
+    );
+    durable.wait_for(|d| d.committed >= last).await.unwrap();
+    drop(writer);
+    thread.join().unwrap();
+    run
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+fn eval(tab: &Tab, js: &str) -> Value {
+    tab.evaluate(js, false)
+        .unwrap_or_else(|e| panic!("{js}: {e}"))
+        .value
+        .unwrap_or(Value::Null)
+}
+
+fn wait_until(tab: &Tab, js: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while eval(tab, js) != Value::Bool(true) {
+        assert!(Instant::now() < deadline, "timed out waiting for {js}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn counter(tab: &Tab, id: &str, key: &str) -> u64 {
+    eval(
+        tab,
+        &format!("Number(document.getElementById('{id}').dataset.{key} || 0)"),
+    )
+    .as_u64()
+    .unwrap_or(0)
+}
+
+/// Runs `action` (JavaScript) and returns the page's own measure of the page change it causes.
+fn page_change(tab: &Tab, action: &str) -> f64 {
+    let before = counter(tab, "history", "pages");
+    eval(tab, action);
+    wait_until(
+        tab,
+        &format!("Number(document.getElementById('history').dataset.pages) > {before}"),
+    );
+    eval(
+        tab,
+        "Number(document.getElementById('history').dataset.pageMs)",
+    )
+    .as_f64()
+    .unwrap()
+}
+
+fn switch_to(tab: &Tab, run: i64) -> f64 {
+    let before = counter(tab, "final-card", "switches");
+    eval(
+        tab,
+        &format!("document.querySelector('#runs li[data-run=\"{run}\"]').click(), true"),
+    );
+    wait_until(
+        tab,
+        &format!("Number(document.getElementById('final-card').dataset.switches) > {before}"),
+    );
+    eval(
+        tab,
+        "Number(document.getElementById('final-card').dataset.switchMs)",
+    )
+    .as_f64()
+    .unwrap()
+}
+
+fn summary(what: &str, mut ms: Vec<f64>) {
+    ms.sort_by(f64::total_cmp);
+    let median = ms[ms.len() / 2];
+    let max = ms[ms.len() - 1];
+    println!(
+        "{what:<58} n={:<3} median {median:7.1} ms  max {max:7.1} ms",
+        ms.len()
+    );
+}
+
+fn set_value(id: &str, value: &str) -> String {
+    format!(
+        "(() => {{ const e = document.getElementById('{id}'); e.value = '{value}'; e.dispatchEvent(new Event('change')); return true; }})()"
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .map_or(1_000_000, |s| s.parse().expect("RESULTS"));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("piswarm.db");
+    let t = Instant::now();
+    let big = write_run(&db, n).await;
+    let small = write_run(&db, 1000).await;
+    println!(
+        "wrote {n} + 1000 results in {:.1} s ({} MB)",
+        t.elapsed().as_secs_f64(),
+        std::fs::metadata(&db).map_or(0, |m| m.len()) >> 20
+    );
+
+    let mut options = ServeOptions::new(
+        Job::new(Some(1_000_000), Some(CHUNK)).unwrap(),
+        db.clone(),
+        dir.path().to_path_buf(),
+    );
+    options.new_run = true;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node = Node::start(options, listener, false).await.unwrap();
+    let stop = CancellationToken::new();
+    let t = Instant::now();
+    let (server, url) = piswarm::web::bind(node.clone(), "127.0.0.1:0", None, stop.clone())
+        .await
+        .unwrap();
+    // The dashboard reads the stored runs' digests in the background as it starts: a first read
+    // of the big run waits for that.
+    let http = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let cold = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        let body = ureq::get(&format!("http://{http}/api/runs/{big}/final"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        assert!(body.contains("even_sum"));
+        t.elapsed()
+    })
+    .await
+    .unwrap();
+    println!(
+        "first read of the {n}-result run's report as the dashboard starts (its digest): {:.0} ms",
+        cold.as_secs_f64() * 1000.0
+    );
+    let report = tokio::task::spawn_blocking(move || {
+        let (browser, _profile) = chromium::browser();
+        let tab = browser.new_tab().unwrap();
+        tab.navigate_to(&url).unwrap().wait_until_navigated().unwrap();
+        wait_until(&tab, "document.querySelectorAll('#runs li').length === 3");
+        let first = switch_to(&tab, big);
+        println!(
+            "first switch to the {n}-result run, {:.1} s after the dashboard started: {first:.1} ms",
+            t.elapsed().as_secs_f64()
+        );
+        let mut switches = Vec::new();
+        for _ in 0..10 {
+            switches.push(switch_to(&tab, small));
+            switches.push(switch_to(&tab, big));
+        }
+        summary(&format!("switch runs (1000 ↔ {n} results)"), switches);
+
+        let next = "document.getElementById('history-next').click(), true";
+        let prev = "document.getElementById('history-prev').click(), true";
+        let mut pages = Vec::new();
+        for _ in 0..20 {
+            pages.push(page_change(&tab, next));
+        }
+        summary("next page, newest first, 50 rows", pages);
+        let mut pages = vec![page_change(&tab, &set_value("history-page-size", "250"))];
+        for _ in 0..10 {
+            pages.push(page_change(&tab, next));
+        }
+        summary("next page, newest first, 250 rows", pages);
+        page_change(&tab, &set_value("history-page-size", "50"));
+        let mut pages = vec![page_change(&tab, &set_value("history-sort", "interval:asc"))];
+        for _ in 0..10 {
+            pages.push(page_change(&tab, next));
+        }
+        summary("sort by interval, then next page", pages);
+        let jump = format!(
+            "(() => {{ document.getElementById('history-jump').value = '{}'; document.getElementById('history-go').click(); return true; }})()",
+            n / 2
+        );
+        let mut pages = Vec::new();
+        for _ in 0..5 {
+            pages.push(page_change(&tab, &jump));
+            pages.push(page_change(&tab, prev));
+        }
+        summary("jump to the middle interval, previous page", pages);
+        let mut pages = Vec::new();
+        for _ in 0..5 {
+            pages.push(page_change(&tab, "document.getElementById('history-last').click(), true"));
+            pages.push(page_change(&tab, "document.getElementById('history-first').click(), true"));
+        }
+        summary("last page, first page (by interval)", pages);
+        page_change(&tab, &set_value("history-sort", "arrival:desc"));
+        let mut pages = vec![page_change(&tab, &set_value("history-worker", "bench-07"))];
+        for _ in 0..10 {
+            pages.push(page_change(&tab, next));
+        }
+        summary("one worker's results (1 in 40), next page", pages);
+        let nodes = eval(&tab, "document.getElementsByTagName('*').length");
+        println!("elements in the page at the end: {nodes}");
+    })
+    .await;
+    stop.cancel();
+    let _ = server.await;
+    node.shutdown().await.unwrap();
+    report.unwrap();
+}

@@ -1,0 +1,333 @@
+//! The dashboard's two languages: which one a request wants, the page's strings, and the API's
+//! error messages in Portuguese.
+//!
+//! Every string the page shows is here (the script gets them as JSON in the page), so a
+//! translation is one line; numbers and dates are formatted by the browser's `Intl` for the
+//! page's language.
+
+use axum::extract::Query;
+use axum::http::{header, HeaderMap, Uri};
+use axum_extra::extract::cookie::CookieJar;
+use std::collections::BTreeMap;
+
+/// A language of the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    PtBr,
+}
+
+/// The cookie that keeps the language chosen with the toggle.
+pub const LANG_COOKIE: &str = "lang";
+
+#[derive(serde::Deserialize)]
+struct LangQuery {
+    lang: Option<String>,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::PtBr => "pt-BR",
+        }
+    }
+
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::En => Lang::PtBr,
+            Lang::PtBr => Lang::En,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Lang> {
+        let s = s.trim().to_ascii_lowercase();
+        if s == "en" || s.starts_with("en-") {
+            Some(Lang::En)
+        } else if s == "pt" || s.starts_with("pt-") || s == "pt_br" {
+            Some(Lang::PtBr)
+        } else {
+            None
+        }
+    }
+
+    /// The language for a request: `?lang=`, else the `lang` cookie, else the first language of
+    /// `Accept-Language` (by quality) that the dashboard has, else English. The flag says
+    /// whether `?lang=` chose it (the page then sets the cookie).
+    pub fn choose(uri: &Uri, headers: &HeaderMap) -> (Lang, bool) {
+        let asked = Query::<LangQuery>::try_from_uri(uri)
+            .ok()
+            .and_then(|Query(q)| q.lang)
+            .and_then(|l| Lang::parse(&l));
+        if let Some(l) = asked {
+            return (l, true);
+        }
+        let jar = CookieJar::from_headers(headers);
+        if let Some(l) = jar.get(LANG_COOKIE).and_then(|c| Lang::parse(c.value())) {
+            return (l, false);
+        }
+        (Lang::from_accept_language(headers), false)
+    }
+
+    fn from_accept_language(headers: &HeaderMap) -> Lang {
+        let accept = headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mut tags: Vec<(f32, &str)> = accept
+            .split(',')
+            .filter_map(|part| {
+                let mut it = part.split(';');
+                let tag = it.next()?.trim();
+                let q = it
+                    .find_map(|p| p.trim().strip_prefix("q="))
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                Some((q, tag))
+            })
+            .collect();
+        tags.sort_by(|a, b| b.0.total_cmp(&a.0));
+        tags.iter()
+            .find_map(|(_, t)| Lang::parse(t))
+            .unwrap_or(Lang::En)
+    }
+}
+
+/// The page's strings: key, English, Portuguese (Brazil). `{n}` and the like are filled in by
+/// the script.
+pub const STRINGS: &[(&str, &str, &str)] = &[
+    ("title", "piswarm — dashboard", "piswarm — painel"),
+    ("server", "Server", "Servidor"),
+    ("running", "running", "em execução"),
+    ("stopped", "stopped", "parado"),
+    ("complete", "complete", "concluído"),
+    ("listen", "TCP address", "Endereço TCP"),
+    ("uptime", "Uptime", "Tempo ativo"),
+    ("clients", "Connected clients", "Clientes conectados"),
+    ("local_clients", "Local clients running", "Clientes locais ativos"),
+    ("start", "Start", "Iniciar"),
+    ("stop", "Stop", "Parar"),
+    ("starting", "Starting…", "Iniciando…"),
+    ("stopping", "Stopping…", "Parando…"),
+    ("started", "Server started.", "Servidor iniciado."),
+    ("stopped_msg", "Server stopped; results written.", "Servidor parado; resultados gravados."),
+    ("create_clients", "Create clients", "Criar clientes"),
+    ("count", "Count", "Quantidade"),
+    ("mode", "Mode", "Modo"),
+    ("mode_once", "one interval each", "um intervalo cada"),
+    ("mode_until_done", "until the job is done", "até o fim do trabalho"),
+    ("create", "Create", "Criar"),
+    ("created", "{n} clients started ({mode}).", "{n} clientes iniciados ({mode})."),
+    ("local_cap", "at most {n} at once", "no máximo {n} ao mesmo tempo"),
+    ("job", "Job", "Trabalho"),
+    ("terms", "Total terms", "Total de termos"),
+    ("open_ended", "open-ended", "sem fim"),
+    ("chunk", "Chunk", "Tamanho do bloco"),
+    ("new_run", "New run", "Nova execução"),
+    ("run_created", "Run {id} started.", "Execução {id} iniciada."),
+    ("runs", "Runs", "Execuções"),
+    ("run", "Run", "Execução"),
+    ("current", "current", "atual"),
+    ("run_terms", "{n} terms", "{n} termos"),
+    ("run_chunk", "chunk {n}", "bloco {n}"),
+    ("back_current", "Back to the current run", "Voltar à execução atual"),
+    ("final_result", "Final result", "Resultado final"),
+    ("workers", "Clients", "Clientes"),
+    ("terms_covered", "Terms covered", "Termos calculados"),
+    ("intervals", "Intervals", "Intervalos"),
+    ("even_sum", "Sum of evens", "Soma dos pares"),
+    ("odd_sum", "Sum of odds", "Soma dos ímpares"),
+    ("pi", "π estimate", "Estimativa de π"),
+    ("pi_error", "Error versus π", "Erro em relação a π"),
+    ("digits", "Correct digits", "Dígitos corretos"),
+    ("pi_corrected", "Corrected estimate", "Estimativa corrigida"),
+    ("progress", "Progress", "Progresso"),
+    ("rate", "Rate", "Taxa"),
+    ("terms_per_s", "terms/s", "termos/s"),
+    ("eta", "Time left", "Tempo restante"),
+    ("eta_wait", "estimating…", "estimando…"),
+    ("history", "History", "Histórico"),
+    ("sort", "Sort", "Ordem"),
+    ("sort_arrival_desc", "newest first", "mais recentes primeiro"),
+    ("sort_arrival_asc", "oldest first", "mais antigos primeiro"),
+    ("sort_interval_asc", "by interval", "por intervalo"),
+    ("sort_interval_desc", "by interval, last first", "por intervalo, do último"),
+    ("filter_worker", "Client", "Cliente"),
+    ("all_workers", "all", "todos"),
+    ("state", "State", "Estado"),
+    ("state_done", "done", "feitos"),
+    ("state_in_flight", "in flight", "em andamento"),
+    ("page_size", "Rows", "Linhas"),
+    ("jump", "Go to", "Ir para"),
+    ("jump_interval", "interval", "intervalo"),
+    ("jump_term", "term", "termo"),
+    ("go", "Go", "Ir"),
+    ("first_page", "First", "Primeira"),
+    ("prev_page", "Previous", "Anterior"),
+    ("next_page", "Next", "Próxima"),
+    ("last_page", "Last", "Última"),
+    ("rows_of", "{shown} of {total}", "{shown} de {total}"),
+    ("new_results", "{n} new — show", "{n} novos — mostrar"),
+    ("worker", "Client", "Cliente"),
+    ("address", "Address", "Endereço"),
+    ("interval", "Interval", "Intervalo"),
+    ("partial", "π partial", "π parcial"),
+    ("duration", "Duration", "Duração"),
+    ("time", "Time", "Hora"),
+    ("since", "Since", "Desde"),
+    ("no_results", "No results yet.", "Nenhum resultado ainda."),
+    ("no_match", "Nothing matches.", "Nada corresponde."),
+    ("workers_table", "Clients connected now", "Clientes conectados agora"),
+    ("kind", "Kind", "Tipo"),
+    ("connected_since", "Connected", "Conectado"),
+    ("accepted", "Accepted", "Aceitos"),
+    ("rejected_col", "Rejected", "Rejeitados"),
+    ("in_hand", "In hand", "Em mãos"),
+    ("strikes", "Strikes", "Advertências"),
+    ("current_rate", "Rate", "Taxa"),
+    ("last_seen", "Last seen", "Visto por último"),
+    ("no_workers", "No client is connected.", "Nenhum cliente conectado."),
+    ("kind_piswarm", "piswarm", "piswarm"),
+    ("kind_legacy", "original", "original"),
+    ("kind_browser", "browser", "navegador"),
+    ("kind_other", "other", "outro"),
+    ("plots", "Plots", "Gráficos"),
+    ("error_plot", "Error against terms covered (log–log)", "Erro em função dos termos (log–log)"),
+    ("raw", "raw", "bruta"),
+    ("corrected", "corrected", "corrigida"),
+    ("throughput", "Throughput per client (terms/s), fastest first", "Vazão por cliente (termos/s), mais rápidos primeiro"),
+    ("more_workers", "+{n} more", "+{n} outros"),
+    ("coverage", "Coverage of the job's range", "Cobertura do intervalo do trabalho"),
+    ("coverage_tip", "intervals {lo}–{hi}: {done} done, {in_flight} in flight, {given_back} given back, {rejected} rejected, {not_started} not started", "intervalos {lo}–{hi}: {done} feitos, {in_flight} em andamento, {given_back} devolvidos, {rejected} rejeitados, {not_started} não iniciados"),
+    ("error_tip", "{terms} terms: error {error}", "{terms} termos: erro {error}"),
+    ("done", "done", "feito"),
+    ("in_flight", "in flight", "em andamento"),
+    ("given_back", "given back", "devolvido"),
+    ("rejected", "rejected", "rejeitado"),
+    ("not_started", "not started", "não iniciado"),
+    ("downloads", "Downloads", "Arquivos"),
+    ("live", "live", "ao vivo"),
+    ("offline", "reconnecting…", "reconectando…"),
+    ("unreachable", "the dashboard cannot be reached (is piswarm serve running?)", "o painel não responde (o piswarm serve está em execução?)"),
+    ("offline_why", "unavailable while the dashboard cannot be reached", "indisponível enquanto o painel não responde"),
+    ("no_data", "No data yet.", "Sem dados ainda."),
+    ("loading", "Loading…", "Carregando…"),
+    ("language", "Português", "English"),
+    ("error", "Error", "Erro"),
+    ("dismiss", "Dismiss", "Fechar"),
+    ("ago", "ago", "atrás"),
+];
+
+/// The page's strings in one language.
+pub fn strings(lang: Lang) -> BTreeMap<&'static str, &'static str> {
+    STRINGS
+        .iter()
+        .map(|&(k, en, pt)| (k, if lang == Lang::En { en } else { pt }))
+        .collect()
+}
+
+/// An API error message in both languages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub en: String,
+    pub pt: String,
+}
+
+impl Message {
+    pub fn new(en: impl Into<String>, pt: impl Into<String>) -> Message {
+        Message {
+            en: en.into(),
+            pt: pt.into(),
+        }
+    }
+
+    pub fn get(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::En => &self.en,
+            Lang::PtBr => &self.pt,
+        }
+    }
+}
+
+impl From<&crate::node::ControlError> for Message {
+    fn from(e: &crate::node::ControlError) -> Message {
+        use crate::node::ControlError as C;
+        let pt = match e {
+            C::NotRunning => "o servidor TCP não está em execução: inicie-o primeiro".to_string(),
+            C::Bind { addr, source } => format!("não é possível escutar em {addr}: {source}"),
+            C::TlsOnly => {
+                "não é possível criar clientes locais enquanto o servidor exige TLS".to_string()
+            }
+            C::TooManyClients { running, max } => format!(
+                "{running} clientes locais estão ativos e o máximo é {max}: espere alguns terminarem, ou inicie o serve com um --max-local-clients maior"
+            ),
+            C::ShuttingDown => "o nó está sendo encerrado".to_string(),
+            C::StoreFailed => "o armazenamento não consegue mais gravar resultados; a execução pode ser retomada após reiniciar".to_string(),
+            C::Store(_) | C::Coordinator(_) | C::Io(_) => INTERNAL_PT.to_string(),
+        };
+        Message::new(e.to_string(), pt)
+    }
+}
+
+impl From<&crate::job::JobError> for Message {
+    fn from(e: &crate::job::JobError) -> Message {
+        use crate::job::JobError as J;
+        let pt = match e {
+            J::ZeroTerms => "o número de termos deve ser pelo menos 1".to_string(),
+            J::ZeroChunk => "o tamanho do bloco deve ser pelo menos 1".to_string(),
+            J::TooManyTerms(n) => format!(
+                "{n} termos está além do intervalo suportado (no máximo 2^52 = {})",
+                crate::maths::MAX_TERMS
+            ),
+            J::ChunkTooLarge(n) => format!(
+                "um bloco de {n} termos está além do intervalo suportado (no máximo 2^40 = {})",
+                crate::maths::MAX_INTERVAL_TERMS
+            ),
+        };
+        Message::new(e.to_string(), pt)
+    }
+}
+
+/// The generic answer to an internal failure.
+pub const INTERNAL_EN: &str = "internal error (see the server's log)";
+pub const INTERNAL_PT: &str = "erro interno (veja o registro do servidor)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn every_string_in_both_languages() {
+        for (k, en, pt) in STRINGS {
+            assert!(!en.is_empty() && !pt.is_empty(), "{k}");
+        }
+        let keys: std::collections::HashSet<_> = STRINGS.iter().map(|s| s.0).collect();
+        assert_eq!(keys.len(), STRINGS.len(), "keys are unique");
+    }
+
+    #[test]
+    fn accept_language_cookie_and_query() {
+        let uri: Uri = "/".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT_LANGUAGE,
+            HeaderValue::from_static("pt-BR,pt;q=0.9,en;q=0.8"),
+        );
+        assert_eq!(Lang::choose(&uri, &h).0, Lang::PtBr);
+        h.insert(
+            header::ACCEPT_LANGUAGE,
+            HeaderValue::from_static("fr, en;q=0.5, pt;q=0.4"),
+        );
+        assert_eq!(Lang::choose(&uri, &h).0, Lang::En);
+        let uri: Uri = "/?x=1&lang=pt%2DBR".parse().unwrap();
+        assert_eq!(
+            Lang::choose(&uri, &h),
+            (Lang::PtBr, true),
+            "percent-decoded"
+        );
+        let uri: Uri = "/".parse().unwrap();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=b; lang=pt-BR"));
+        assert_eq!(Lang::choose(&uri, &h), (Lang::PtBr, false));
+    }
+}
