@@ -242,6 +242,12 @@ pub struct ServeArgs {
     /// Do not serve the dashboard.
     #[arg(long)]
     pub no_http: bool,
+    /// The dashboard's address as other machines reach it, for the join link and its QR code
+    /// (e.g. https://piswarm.example.org behind a proxy, or http://203.0.113.7:8080 behind NAT);
+    /// by default the --http address, or this machine's first network address when --http
+    /// listens on all of them.
+    #[arg(long, value_name = "URL", value_parser = crate::web::join::parse_public_url)]
+    pub public_url: Option<String>,
     /// Token the dashboard requires (also PISWARM_UI_TOKEN); when the dashboard listens beyond
     /// loopback without one, one is generated and printed in its URL.
     #[arg(long, env = "PISWARM_UI_TOKEN", hide_env_values = true, value_parser = Secret::parse_arg)]
@@ -614,6 +620,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     options.http = (!args.no_http).then_some(args.http);
     options.metrics = args.metrics;
     options.ui_token = args.ui_token;
+    options.public_url = args.public_url;
     options.new_run = args.new_run;
     options.resume = args.resume;
     options.min_free_disk = args.min_free_disk;

@@ -137,6 +137,8 @@ pub enum Input {
         name: String,
         peer: String,
         kind: WorkerKind,
+        /// What the client says it is (`hello.agent`, made printable; may be empty).
+        agent: String,
     },
     /// The session asks for `count` more assignments.
     Request { session: SessionId, count: u32 },
@@ -256,6 +258,8 @@ pub struct WorkerRow {
     pub session: SessionId,
     pub name: String,
     pub kind: WorkerKind,
+    /// What the client says it is (`hello.agent`, printable; may be empty).
+    pub agent: String,
     pub peer: String,
     /// Seconds since the coordinator started, when the session joined.
     pub joined_s: f64,
@@ -314,6 +318,7 @@ struct Session {
     name: String,
     peer: String,
     kind: WorkerKind,
+    agent: String,
     joined: Time,
     last_seen: Time,
     credit: u32,
@@ -495,7 +500,8 @@ impl Core {
                 name,
                 peer,
                 kind,
-            } => self.join(session, name, peer, kind),
+                agent,
+            } => self.join(session, name, peer, kind, agent),
             Input::Request { session, count } => {
                 if let Some(s) = self.sessions.get_mut(&session) {
                     s.last_seen = self.now;
@@ -628,6 +634,7 @@ impl Core {
                     session: id,
                     name: s.name.clone(),
                     kind: s.kind,
+                    agent: s.agent.clone(),
                     peer: s.peer.clone(),
                     joined_s: s.joined.as_secs_f64(),
                     accepted: s.accepted,
@@ -679,7 +686,7 @@ impl Core {
     // Sessions
     // ----------------------------------------------------------------------------------------
 
-    fn join(&mut self, id: SessionId, name: String, peer: String, kind: WorkerKind) {
+    fn join(&mut self, id: SessionId, name: String, peer: String, kind: WorkerKind, agent: String) {
         if self.sessions.contains_key(&id) {
             return; // a driver bug; never two sessions under one id
         }
@@ -718,6 +725,7 @@ impl Core {
             name,
             peer,
             kind,
+            agent,
             joined: self.now,
             last_seen: self.now,
             credit: 0,

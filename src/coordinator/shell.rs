@@ -49,6 +49,8 @@ pub enum Event {
         name: String,
         peer: String,
         kind: WorkerKind,
+        /// `hello.agent`, printable (may be empty).
+        agent: String,
         outbox: mpsc::Sender<Outbound>,
     },
     Request {
@@ -336,6 +338,7 @@ impl Shell {
                 name,
                 peer,
                 kind,
+                agent,
                 outbox,
             } => {
                 self.outboxes.insert(session, outbox);
@@ -344,6 +347,7 @@ impl Shell {
                     name,
                     peer,
                     kind,
+                    agent,
                 });
             }
             Event::Request { session, count } => self.input(Input::Request { session, count }),

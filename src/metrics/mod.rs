@@ -51,16 +51,23 @@ pub enum ConnectionKind {
     V1,
     /// The original's wire format (`--legacy-listen`).
     Legacy,
+    /// Protocol v1 over the dashboard's WebSocket (`/join` pages).
+    WebSocket,
 }
 
 impl ConnectionKind {
-    pub const ALL: [ConnectionKind; 2] = [ConnectionKind::V1, ConnectionKind::Legacy];
+    pub const ALL: [ConnectionKind; 3] = [
+        ConnectionKind::V1,
+        ConnectionKind::Legacy,
+        ConnectionKind::WebSocket,
+    ];
 
     /// The value of the `kind` label.
     pub fn label(self) -> &'static str {
         match self {
             ConnectionKind::V1 => "v1",
             ConnectionKind::Legacy => "legacy",
+            ConnectionKind::WebSocket => "websocket",
         }
     }
 }
@@ -74,7 +81,7 @@ pub struct ServeInstruments {
     /// Seconds per result verification (`check_result`), timed in the sessions.
     pub result_verify_seconds: Histogram,
     /// Open connections per listener, handshaken or not.
-    connections: Arc<[Gauge; 2]>,
+    connections: Arc<[Gauge; 3]>,
     /// Connections closed at once because the server held `--max-connections`.
     pub connections_refused: Counter,
 }
@@ -87,7 +94,7 @@ impl Default for ServeInstruments {
             store_commit_seconds: Histogram::new(exponential_buckets(50e-6, 2.0, 17)),
             // 100 ns … about 0.4 ms: the check is O(1), a few microseconds.
             result_verify_seconds: Histogram::new(exponential_buckets(100e-9, 2.0, 13)),
-            connections: Arc::new([Gauge::default(), Gauge::default()]),
+            connections: Arc::new([Gauge::default(), Gauge::default(), Gauge::default()]),
             connections_refused: Counter::default(),
         }
     }
@@ -134,7 +141,7 @@ impl ServeInstruments {
         }
         registry.register(
             "piswarm_connections",
-            "Open TCP connections of workers, by listener (v1: protocol v1, legacy: the original's format)",
+            "Open connections of workers, by transport (v1: protocol v1 over TCP, legacy: the original's format, websocket: protocol v1 over the dashboard's WebSocket)",
             open,
         );
         registry.register(

@@ -10,13 +10,13 @@
 use super::limits::ServerConfig;
 use super::{legacy, session};
 use crate::coordinator::CoordinatorHandle;
-use crate::metrics::ConnectionKind;
+use crate::metrics::{ConnectionGuard, ConnectionKind};
 use crate::wire::{self, ErrorCode, ServerMessage};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -69,6 +69,59 @@ enum Kind {
     Legacy,
 }
 
+/// What admits a worker's connection to a running server, whatever carries it (the TCP
+/// listeners here, the dashboard's WebSocket): the coordinator, the limits, the one connection
+/// budget, the server's stop token, and the tracker its sessions are spawned on. Cheap to clone.
+#[derive(Clone)]
+pub struct Gate {
+    pub coordinator: CoordinatorHandle,
+    pub config: Arc<ServerConfig>,
+    budget: Arc<Semaphore>,
+    /// Cancelled when the server stops: sessions end.
+    pub shutdown: CancellationToken,
+    /// Where sessions are spawned, so that stopping can wait for them.
+    pub sessions: TaskTracker,
+}
+
+/// A connection's place in the budget, and its count in the metrics, until dropped.
+pub struct Admission {
+    _permit: OwnedSemaphorePermit,
+    _open: ConnectionGuard,
+}
+
+impl Gate {
+    /// A gate with a budget of `config.max_connections`.
+    pub fn new(
+        coordinator: CoordinatorHandle,
+        config: ServerConfig,
+        shutdown: CancellationToken,
+        sessions: TaskTracker,
+    ) -> Gate {
+        Gate {
+            coordinator,
+            budget: Arc::new(Semaphore::new(config.max_connections)),
+            config: Arc::new(config),
+            shutdown,
+            sessions,
+        }
+    }
+
+    /// Takes a place in the budget for a connection of `kind`; `None` (counted in
+    /// `connections_refused`) when the server holds its maximum.
+    pub fn admit(&self, kind: ConnectionKind) -> Option<Admission> {
+        match self.budget.clone().try_acquire_owned() {
+            Ok(permit) => Some(Admission {
+                _permit: permit,
+                _open: self.config.metrics.connection(kind),
+            }),
+            Err(_) => {
+                self.config.metrics.connections_refused.inc();
+                None
+            }
+        }
+    }
+}
+
 /// Accepts connections until `shutdown` is cancelled. Sessions are spawned on `tracker`, so the
 /// caller can wait for them after draining the coordinator.
 pub async fn serve(
@@ -78,13 +131,19 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let budget = Arc::new(Semaphore::new(config.max_connections));
+    serve_gate(listeners, Gate::new(coordinator, config, shutdown, tracker)).await
+}
+
+/// [`serve`], admitting through `gate` (whose budget other transports may share).
+pub async fn serve_gate(listeners: Listeners, gate: Gate) {
     // Recomputations of the original client's π partial: at most one per core at a time, on
     // the blocking pool, never on the runtime's threads.
     let recompute = Arc::new(Semaphore::new(
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     ));
-    let config = Arc::new(config);
+    let config = gate.config.clone();
+    let shutdown = gate.shutdown.clone();
+    let tracker = gate.sessions.clone();
     loop {
         let legacy_accept = async {
             match &listeners.legacy {
@@ -107,28 +166,29 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let Ok(permit) = budget.clone().try_acquire_owned() else {
-            config.metrics.connections_refused.inc();
+        let metric = match kind {
+            Kind::V1 => ConnectionKind::V1,
+            Kind::Legacy => ConnectionKind::Legacy,
+        };
+        let Some(admission) = gate.admit(metric) else {
             tracing::warn!(%peer, "refused: the server holds its maximum of {} connections", config.max_connections);
             if matches!(kind, Kind::V1) && config.tls.is_none() {
                 tracker.spawn(tell_full(stream));
             }
             continue;
         };
-        let coordinator = coordinator.clone();
+        let coordinator = gate.coordinator.clone();
         let config = config.clone();
         let shutdown = shutdown.clone();
         match kind {
             Kind::V1 => {
-                let open = config.metrics.connection(ConnectionKind::V1);
                 tracker.spawn(async move {
                     session::serve_connection(stream, peer, coordinator, &config, shutdown).await;
-                    drop((permit, open));
+                    drop(admission);
                 });
             }
             Kind::Legacy => {
                 let recompute = recompute.clone();
-                let open = config.metrics.connection(ConnectionKind::Legacy);
                 tracker.spawn(async move {
                     let (read, write) = stream.into_split();
                     legacy::run_legacy_session(
@@ -141,7 +201,7 @@ pub async fn serve(
                         recompute,
                     )
                     .await;
-                    drop((permit, open));
+                    drop(admission);
                 });
             }
         }

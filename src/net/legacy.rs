@@ -60,6 +60,7 @@ pub async fn run_legacy_session<R, W>(
         name: name.clone(),
         peer: peer.to_string(),
         kind: WorkerKind::Legacy,
+        agent: String::new(),
         outbox,
     };
     tokio::select! {

@@ -15,5 +15,5 @@ pub mod limits;
 pub mod session;
 pub mod tls;
 
-pub use accept::{bind, serve, Listeners};
+pub use accept::{bind, serve, serve_gate, Admission, Gate, Listeners};
 pub use limits::ServerConfig;

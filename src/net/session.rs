@@ -208,11 +208,7 @@ async fn run_session_until<R, W>(
         }
     }
     let name = printable(&name);
-    let kind = match agent.as_deref() {
-        Some(a) if a.starts_with("piswarm/") => WorkerKind::Piswarm,
-        Some(a) if a.starts_with("browser/") => WorkerKind::Browser,
-        _ => WorkerKind::Other,
-    };
+    let (kind, agent) = client_kind(agent.as_deref());
     // The coordinator answers on the outbox: a welcome (then work), or an error and a close.
     let (outbox, mut inbox) = mpsc::channel(OUTBOX_CAPACITY);
     let session = coordinator.new_session();
@@ -221,6 +217,7 @@ async fn run_session_until<R, W>(
         name: name.clone(),
         peer: peer.to_string(),
         kind,
+        agent,
         outbox,
     };
     if coordinator.send(join).await.is_err() {
@@ -338,6 +335,31 @@ async fn run_session_until<R, W>(
     let _ = coordinator.send(Event::Leave { session }).await;
     let _ = write.shutdown().await;
 }
+
+/// What a client is, from its `hello.agent`: its kind, and what the worker table shows of it
+/// (the browser's short name for `browser/…`, the version for `piswarm/…`; printable, at most
+/// [`AGENT_MAX`] characters, empty when it said nothing).
+fn client_kind(agent: Option<&str>) -> (WorkerKind, String) {
+    let shown = |s: &str| -> String {
+        let s: String = s.chars().take(AGENT_MAX).collect();
+        if s.trim().is_empty() {
+            String::new()
+        } else {
+            printable(&s)
+        }
+    };
+    match agent {
+        Some(a) if a.starts_with("piswarm/") => (WorkerKind::Piswarm, shown(a)),
+        Some(a) if a.starts_with("browser/") => {
+            (WorkerKind::Browser, shown(&a["browser/".len()..]))
+        }
+        Some(a) => (WorkerKind::Other, shown(a)),
+        None => (WorkerKind::Other, String::new()),
+    }
+}
+
+/// The longest agent description the worker table shows.
+const AGENT_MAX: usize = 40;
 
 /// Ends a connection whose peer has sent bytes that were not read (it is still talking): our side
 /// is already shut down or is now (FIN), then what the peer sends is read and dropped for a moment

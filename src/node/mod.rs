@@ -67,6 +67,8 @@ pub struct ServeOptions {
     pub http: Option<String>,
     /// The token the dashboard requires (one is generated when it listens beyond loopback).
     pub ui_token: Option<Secret>,
+    /// The dashboard's URL as other machines reach it (`--public-url`), for the join link.
+    pub public_url: Option<String>,
     /// Serve `GET /metrics` on this address too, without a token (`--metrics`).
     pub metrics: Option<String>,
     /// Start a new run even if the latest one could be resumed (`--new-run`).
@@ -95,6 +97,7 @@ impl ServeOptions {
             legacy_listen: None,
             http: None,
             ui_token: None,
+            public_url: None,
             metrics: None,
             new_run: false,
             resume: None,
@@ -333,6 +336,9 @@ struct Inner {
     view: StdMutex<NodeView>,
     /// The current run's coordinator, for queries; taken away before a run is finished.
     coordinator: StdMutex<Option<CoordinatorHandle>>,
+    /// The running server's gate, for workers on other transports (the dashboard's WebSocket);
+    /// `None` while the server is stopped.
+    gate: StdMutex<Option<net::Gate>>,
     reads: Arc<ReadPool>,
     started: Instant,
     clients: clients::LocalClients,
@@ -425,6 +431,7 @@ impl Node {
                 options,
                 current,
                 view,
+                gate: StdMutex::new(None),
                 coordinator,
                 reads: Arc::new(ReadPool::new(location)),
                 started: Instant::now(),
@@ -491,6 +498,12 @@ impl Node {
     /// cannot finish while a handle of its coordinator lives.
     pub fn coordinator(&self) -> Option<CoordinatorHandle> {
         self.inner.coordinator.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// The running server's gate (its coordinator, limits and connection budget), for a worker
+    /// that arrives on another transport; `None` while the server is stopped.
+    pub fn gate(&self) -> Option<net::Gate> {
+        self.inner.gate.lock().ok().and_then(|g| g.clone())
     }
 
     /// Cancelled when the whole process was asked to exit.
@@ -579,13 +592,16 @@ impl Node {
         run.handle().open().await?;
         let stop = CancellationToken::new();
         let sessions = TaskTracker::new();
-        let accept = tokio::spawn(net::serve(
-            Listeners { v1, legacy },
+        let gate = net::Gate::new(
             run.handle().clone(),
             self.inner.options.server.clone(),
             stop.clone(),
             sessions.clone(),
-        ));
+        );
+        if let Ok(mut g) = self.inner.gate.lock() {
+            *g = Some(gate.clone());
+        }
+        let accept = tokio::spawn(net::serve_gate(Listeners { v1, legacy }, gate));
         logging::say_with(
             format_args!(
                 "coordinator listening on {addr} — run {}, job: {}",
@@ -619,6 +635,9 @@ impl Node {
         let Some(server) = state.server.take() else {
             return Ok(());
         };
+        if let Ok(mut g) = self.inner.gate.lock() {
+            *g = None;
+        }
         self.publish_view(state);
         server.stop.cancel();
         let _ = server.accept.await;

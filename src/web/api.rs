@@ -66,6 +66,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(coverage))
         .routes(routes!(plots))
         .routes(routes!(workers))
+        .routes(routes!(join_info))
+        .routes(routes!(join_qr))
         .routes(routes!(events))
         .routes(routes!(shutdown))
         .routes(routes!(openapi))
@@ -969,6 +971,9 @@ pub struct WorkerInfo {
     pub session: u64,
     pub name: String,
     pub kind: Kind,
+    /// What the client says it is: the browser's short name (`Chrome 131 · Android`) for a
+    /// `/join` page, `piswarm/VERSION` for `piswarm worker`; empty when it said nothing.
+    pub agent: String,
     /// Its address.
     pub peer: String,
     /// RFC 3339 (UTC) time it connected.
@@ -1077,6 +1082,7 @@ pub async fn workers(
             session: w.session,
             name: w.name,
             kind: w.kind.into(),
+            agent: w.agent,
             peer: w.peer,
             connected_at: rfc3339(run.started, w.joined_s),
             accepted: w.accepted,
@@ -1219,6 +1225,59 @@ pub async fn events(
     // The stream ends when the dashboard stops, so that its graceful shutdown can complete.
     let stream = stream.take_until(stop.cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+// ------------------------------------------------------------------------------------------
+// Joining from a browser
+// ------------------------------------------------------------------------------------------
+
+/// How other devices join the run (`GET /api/join`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JoinInfo {
+    /// The link to the `/join` page, with the worker token in its fragment (`#token=…`) when the
+    /// server has one. It never carries the dashboard's token.
+    pub url: String,
+    /// Other machines can open it (`false`: the dashboard listens on loopback only).
+    pub reachable: bool,
+    /// The link carries the worker token.
+    pub token_in_link: bool,
+    /// Where the QR code of `url` is, as SVG.
+    pub qr_svg: String,
+    /// The WebSocket path browsers connect to (protocol v1, one message per text message).
+    pub websocket: String,
+}
+
+fn join_url(state: &AppState) -> (String, bool) {
+    let token = state.node.options().server.token.as_ref();
+    (state.join.url(token.map(|t| t.expose())), token.is_some())
+}
+
+#[utoipa::path(get, path = "/api/join", tag = "status",
+    responses((status = 200, description = "The join link for browsers, and where its QR code is", body = JoinInfo)))]
+pub async fn join_info(State(state): State<AppState>) -> ApiResult<Json<JoinInfo>> {
+    let (url, token_in_link) = join_url(&state);
+    Ok(Json(JoinInfo {
+        url,
+        reachable: state.join.reachable,
+        token_in_link,
+        qr_svg: "/api/join/qr.svg".into(),
+        websocket: super::join::WS_PATH.into(),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/join/qr.svg", tag = "status",
+    responses((status = 200, description = "The QR code of the join link (image/svg+xml)", content_type = "image/svg+xml", body = String)))]
+pub async fn join_qr(State(state): State<AppState>) -> ApiResult<Response> {
+    let (url, _) = join_url(&state);
+    let svg = super::join::qr_svg(&url).map_err(AppError::internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        svg,
+    )
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/api/openapi.json", tag = "status",

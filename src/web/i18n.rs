@@ -191,6 +191,13 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("kind_legacy", "original", "original"),
     ("kind_browser", "browser", "navegador"),
     ("kind_other", "other", "outro"),
+    ("join", "Join from a phone or a browser", "Participe por um celular ou navegador"),
+    ("join_help", "Open this link (or scan the code) on any device of the network: it computes in the browser, nothing to install.", "Abra este link (ou leia o código) em qualquer aparelho da rede: ele calcula no navegador, sem instalar nada."),
+    ("join_unreachable", "This dashboard listens on a loopback address: only this machine can open the link. Serve with --http 0.0.0.0:8080 (or give --public-url) for others.", "Este painel escuta num endereço de loopback: só esta máquina abre o link. Use --http 0.0.0.0:8080 (ou --public-url) para os outros."),
+    ("join_token", "The link carries the worker token (after #): share it only with the room. It never gives control of this dashboard.", "O link leva o token dos workers (depois do #): compartilhe só com a turma. Ele nunca dá controle deste painel."),
+    ("join_qr", "QR code of the join link", "Código QR do link de participação"),
+    ("copy", "Copy", "Copiar"),
+    ("copied", "Copied.", "Copiado."),
     ("plots", "Plots", "Gráficos"),
     ("error_plot", "Error against terms covered (log–log)", "Erro em função dos termos (log–log)"),
     ("raw", "raw", "bruta"),
@@ -221,6 +228,48 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
 /// The page's strings in one language.
 pub fn strings(lang: Lang) -> BTreeMap<&'static str, &'static str> {
     STRINGS
+        .iter()
+        .map(|&(k, en, pt)| (k, if lang == Lang::En { en } else { pt }))
+        .collect()
+}
+
+/// The `/join` page's strings: key, English, Portuguese (Brazil).
+pub const JOIN_STRINGS: &[(&str, &str, &str)] = &[
+    ("title", "piswarm — join the computation", "piswarm — participe do cálculo"),
+    ("heading", "Join the computation", "Participe do cálculo"),
+    ("other_language", "Português", "English"),
+    ("intro", "This page computes pieces of π's Leibniz series for a piswarm run, in your browser. Nothing is installed; close the page to stop.", "Esta página calcula pedaços da série de Leibniz de π para uma execução do piswarm, no seu navegador. Nada é instalado; feche a página para parar."),
+    ("name", "Your name", "Seu nome"),
+    ("threads", "Threads", "Threads"),
+    ("threads_of", "of {n} cores", "de {n} núcleos"),
+    ("start", "Start", "Começar"),
+    ("pause", "Pause", "Pausar"),
+    ("resume", "Resume", "Continuar"),
+    ("idle", "Ready. Press Start to compute.", "Pronto. Toque em Começar para calcular."),
+    ("connecting", "Connecting…", "Conectando…"),
+    ("computing", "Computing with {n} threads.", "Calculando com {n} threads."),
+    ("waiting", "Connected; waiting for work.", "Conectado; aguardando trabalho."),
+    ("paused", "Paused. Your intervals went back to the others.", "Pausado. Seus intervalos voltaram para os outros."),
+    ("reconnecting", "Connection lost; trying again in {s} s. Nothing computed is lost.", "Conexão perdida; tentando de novo em {s} s. Nada do que foi calculado se perde."),
+    ("complete", "The run is complete. Thank you!", "A execução terminou. Obrigado!"),
+    ("stopping", "The server is stopping; trying again in {s} s.", "O servidor está parando; tentando de novo em {s} s."),
+    ("refused_token", "Refused: this link has no token or a wrong one. Ask for the link again.", "Recusado: este link não tem o token ou tem um errado. Peça o link de novo."),
+    ("refused", "Refused by the server: {message}", "Recusado pelo servidor: {message}"),
+    ("no_workers", "This browser cannot run Web Workers or BigInt: it cannot compute.", "Este navegador não roda Web Workers ou BigInt: não consegue calcular."),
+    ("intervals", "Intervals accepted", "Intervalos aceitos"),
+    ("rate", "Speed", "Velocidade"),
+    ("terms_per_s", "terms/s", "termos/s"),
+    ("share", "Your share of the run", "Sua parte da execução"),
+    ("run", "Run", "Execução"),
+    ("in_hand", "Intervals in hand", "Intervalos em mãos"),
+    ("rejected", "Rejected", "Rejeitados"),
+    ("open_ended", "open-ended run", "execução sem fim"),
+    ("hint", "Keep this page in front: phones slow down pages in the background. If it sleeps, its intervals go to others and it picks up again when it wakes.", "Mantenha esta página à frente: celulares desaceleram páginas em segundo plano. Se ela dormir, seus intervalos vão para outros e ela recomeça ao acordar."),
+];
+
+/// The `/join` page's strings in `lang`.
+pub fn join_strings(lang: Lang) -> BTreeMap<&'static str, &'static str> {
+    JOIN_STRINGS
         .iter()
         .map(|&(k, en, pt)| (k, if lang == Lang::En { en } else { pt }))
         .collect()
@@ -299,11 +348,13 @@ mod tests {
 
     #[test]
     fn every_string_in_both_languages() {
-        for (k, en, pt) in STRINGS {
+        for (k, en, pt) in STRINGS.iter().chain(JOIN_STRINGS) {
             assert!(!en.is_empty() && !pt.is_empty(), "{k}");
         }
         let keys: std::collections::HashSet<_> = STRINGS.iter().map(|s| s.0).collect();
         assert_eq!(keys.len(), STRINGS.len(), "keys are unique");
+        let keys: std::collections::HashSet<_> = JOIN_STRINGS.iter().map(|s| s.0).collect();
+        assert_eq!(keys.len(), JOIN_STRINGS.len(), "keys are unique");
     }
 
     #[test]

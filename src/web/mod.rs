@@ -20,12 +20,14 @@
 //!
 //! Modules: `api` (the JSON handlers and the live stream), `digest` (per-run aggregates for the
 //! plots and the final report), `i18n` (languages and strings), `page` (the page and its assets),
-//! `ops` (`/healthz`, `/readyz` outside the guard, `/metrics` behind it) and `metrics` (the
-//! Prometheus exposition of a node, also served by `serve --metrics`).
+//! `ops` (`/healthz`, `/readyz` outside the guard, `/metrics` behind it), `metrics` (the
+//! Prometheus exposition of a node, also served by `serve --metrics`) and `join` (browser
+//! workers: `/join` and its WebSocket, outside the guard: joining never grants control).
 
 mod api;
 mod digest;
 pub mod i18n;
+pub mod join;
 pub mod metrics;
 mod ops;
 mod page;
@@ -63,6 +65,8 @@ pub struct AppState {
     pages: Arc<page::Pages>,
     digests: Arc<digest::Digests>,
     openapi: Arc<String>,
+    /// Where other machines join (`/join`), for the dashboard's join panel.
+    join: Arc<join::JoinLink>,
 }
 
 /// How the dashboard is served.
@@ -190,7 +194,15 @@ pub fn router_with(node: Node, options: WebOptions) -> Router {
 fn build(node: Node, options: WebOptions) -> (Router, AppState) {
     let (api, openapi) = api::routes();
     let openapi = serde_json::to_string_pretty(&openapi).unwrap_or_else(|_| "{}".into());
+    let join = join::join_link(
+        node.options().public_url.as_deref(),
+        options
+            .bound
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+        &join::interface_addresses(),
+    );
     let state = AppState {
+        join: Arc::new(join),
         digests: Arc::new(digest::Digests::new(node.reads())),
         node,
         token: options.token.map(Arc::new),
@@ -211,12 +223,16 @@ fn build(node: Node, options: WebOptions) -> (Router, AppState) {
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state.clone());
-    // Probes carry no token: these two are outside the guard.
+    // Probes carry no token: these two are outside the guard. So is joining as a worker: the
+    // page holds no data, and its WebSocket authenticates like any worker.
     let probes = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .with_state(state.clone());
-    (probes.merge(router), state)
+    (
+        probes.merge(join::routes(state.clone())).merge(router),
+        state,
+    )
 }
 
 /// Binds the dashboard on `addr` and serves it until `stop` is cancelled. A UI token is required
@@ -250,9 +266,12 @@ pub async fn bind(
     let digests = state.digests.clone();
     tokio::spawn(async move { digests.warm(4).await });
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
         if let Err(e) = served {
             tracing::error!("the dashboard stopped: {e}");
         }

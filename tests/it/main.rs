@@ -6,6 +6,7 @@ mod chromium;
 mod common;
 
 mod browser_kernel;
+mod browser_workers;
 mod cli;
 mod durability;
 mod fuzz_properties;

@@ -840,6 +840,7 @@ impl World {
                     name,
                     peer: format!("sim:{worker}"),
                     kind,
+                    agent: String::new(),
                 })
             }
             ClientMessage::Request { count } => self.input(Input::Request { session: id, count }),

@@ -507,7 +507,10 @@
         tr.dataset.session = w.session;
         const c = tr.children;
         c[0].textContent = clean(w.name); c[0].title = clean(w.name);
-        c[1].textContent = T["kind_" + w.kind] || w.kind;
+        const kindLabel = T["kind_" + w.kind] || w.kind;
+        // A browser is shown with its short name (Chrome 131 · Android); others keep it as a hint.
+        c[1].textContent = w.kind === "browser" && w.agent ? kindLabel + " · " + clean(w.agent) : kindLabel;
+        c[1].title = clean(w.agent || "");
         c[2].textContent = w.peer;
         setTime(c[3], w.connected_at);
         c[4].textContent = fmtInt(w.accepted);
@@ -759,6 +762,31 @@
       await showRun(null);
       return fill(T.run_created, { id: run.id });
     });
+  });
+
+  // The join panel: the link other devices open, and its QR code (an image the server draws).
+  api("GET", "/api/join").then((j) => {
+    const link = $("join-link");
+    link.textContent = j.url;
+    link.href = j.url;
+    $("join-qr").src = j.qr_svg;
+    const notes = [];
+    if (!j.reachable) notes.push(T.join_unreachable);
+    if (j.token_in_link) notes.push(T.join_token);
+    $("join-note").textContent = notes.join(" ");
+    $("join-card").dataset.reachable = String(j.reachable);
+  }).catch(() => {});
+  $("join-copy").addEventListener("click", () => {
+    const done = () => { setText("join-copied", T.copied); };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText($("join-link").href).then(done, () => {});
+    } else {
+      const range = document.createRange();
+      range.selectNodeContents($("join-link"));
+      const sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
+    }
   });
 
   api("GET", "/api/status").then((st) => {
