@@ -210,6 +210,22 @@ fn in_chromium<T: Send + 'static>(
         .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
+/// The text of the QR code in a `size`×`size` picture given as one '1' (dark) or '0' per pixel.
+fn decode_qr(pixels: &str, size: usize) -> String {
+    let bits = pixels.as_bytes();
+    assert_eq!(bits.len(), size * size);
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(size, size, |x, y| {
+        if bits[y * size + x] == b'1' {
+            0
+        } else {
+            255
+        }
+    });
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the picture");
+    grids[0].decode().expect("a readable QR code").1
+}
+
 fn screenshot(tab: &Tab, path: &str) {
     let png = tab
         .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
@@ -470,6 +486,7 @@ fn a_page_closed_mid_run_loses_nothing() {
     let join = format!("{}/join?auto=1&threads=1", s.http);
     let listen = s.listen.clone();
     let log = s.dir.path().join("worker.log");
+    let http = s.http.clone();
     in_chromium(move |browser| {
         let a = browser.new_tab().unwrap();
         let b = browser.new_tab().unwrap();
@@ -483,6 +500,32 @@ fn a_page_closed_mid_run_loses_nothing() {
         );
         a.close(true).unwrap();
         page_until(&b, "page b going on", "piswarmJoin.state().accepted >= 2");
+        // Page b pauses: it leaves (its intervals go back at once) and its Web Workers stop;
+        // then it resumes with a fresh session and computes again.
+        crate::web_browser::click(&b, "pause");
+        page_until(
+            &b,
+            "page b paused",
+            "piswarmJoin.state().state === 'paused' && piswarmJoin.state().threads === 0",
+        );
+        wait_until("page b to leave the worker table", WAIT, || {
+            !http_get_json(&format!("{http}/api/workers"))["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w["name"] == "stays")
+        });
+        let before = join_state(&b)["accepted"].as_u64().unwrap();
+        assert_eq!(
+            eval(&b, "document.getElementById('start').textContent"),
+            Value::from("Resume")
+        );
+        crate::web_browser::click(&b, "start");
+        page_until(
+            &b,
+            "page b resumed",
+            &format!("piswarmJoin.state().accepted > {before}"),
+        );
         let _worker = spawn_piswarm(
             &[
                 "worker",
@@ -587,8 +630,8 @@ fn http_get_json(url: &str) -> Value {
 #[test]
 fn tokens_the_join_link_and_the_qr_code() {
     let s = Served::start(
-        "1e9",
-        "1e7",
+        "1e13",
+        "1e8",
         &["--token", "w0rker-token", "--ui-token", "ui-token-1"],
     );
     let http = s.http.clone();
@@ -596,7 +639,7 @@ fn tokens_the_join_link_and_the_qr_code() {
         std::env::var("PISWARM_SCREENSHOT_JOIN").ok(),
         std::env::var("PISWARM_SCREENSHOT_QR").ok(),
     );
-    let (link, refused, probes, joined) = in_chromium(move |browser| {
+    let (link, decoded, refused, probes, joined) = in_chromium(move |browser| {
         // The dashboard (with its token) shows the join link, carrying the worker token in its
         // fragment and never the dashboard's, and its QR code.
         let dash = browser.new_tab().unwrap();
@@ -612,14 +655,28 @@ fn tokens_the_join_link_and_the_qr_code() {
             .as_str()
             .unwrap()
             .to_string();
+        // The QR code, as the browser draws it, read back by an independent decoder.
+        let pixels = eval(
+            &dash,
+            "(() => { const img = document.getElementById('join-qr'); const n = 400; const c = document.createElement('canvas'); c.width = c.height = n; const g = c.getContext('2d'); g.fillStyle = '#fff'; g.fillRect(0, 0, n, n); g.drawImage(img, 0, 0, n, n); const d = g.getImageData(0, 0, n, n).data; let s = ''; for (let i = 0; i < d.length; i += 4) s += d[i] < 128 ? '1' : '0'; return s; })()",
+        );
+        let decoded = decode_qr(pixels.as_str().unwrap(), 400);
         if let Some(path) = &shots.1 {
-            eval(
+            viewport(&dash, 900, 1400, false);
+            let rect = eval_json(
                 &dash,
-                "document.getElementById('join-card').scrollIntoView(), true",
+                "(() => { const e = document.getElementById('join-card'); e.scrollIntoView(); const r = e.getBoundingClientRect(); return [r.left + scrollX, r.top + scrollY, r.width, r.height]; })()",
             );
-            let card = dash.wait_for_element("#join-card").unwrap();
-            let png = card
-                .capture_screenshot(CaptureScreenshotFormatOption::Png)
+            let r: Vec<f64> = serde_json::from_value(rect).unwrap();
+            let clip = headless_chrome::protocol::cdp::Page::Viewport {
+                x: r[0],
+                y: r[1],
+                width: r[2],
+                height: r[3],
+                scale: 1.0,
+            };
+            let png = dash
+                .capture_screenshot(CaptureScreenshotFormatOption::Png, None, Some(clip), true)
                 .unwrap();
             std::fs::write(path, png).unwrap();
         }
@@ -640,17 +697,24 @@ fn tokens_the_join_link_and_the_qr_code() {
         // The link itself joins (the token is in its fragment), and from that page the control
         // plane stays closed: the join link grants no dashboard access.
         let page = browser.new_tab().unwrap();
-        if shots.0.is_some() {
-            viewport(&page, 360, 740, true);
-        }
+        // A phone's screen.
+        viewport(&page, 360, 740, true);
         open_join(
             &page,
-            &link.replacen("/join#", "/join?auto=1&threads=1&name=linked#", 1),
+            &link.replacen("/join#", "/join?auto=1&threads=2&name=linked#", 1),
         );
         page_until(
             &page,
             "the linked page computing",
             "piswarmJoin.state().accepted >= 1",
+        );
+        assert_eq!(
+            eval(
+                &page,
+                "document.documentElement.scrollWidth <= window.innerWidth"
+            ),
+            Value::Bool(true),
+            "no horizontal scrolling at 360 px"
         );
         if let Some(path) = &shots.0 {
             screenshot(&page, path);
@@ -661,8 +725,9 @@ fn tokens_the_join_link_and_the_qr_code() {
         );
         let probes: Value = serde_json::from_str(probes.as_str().unwrap()).unwrap();
         let joined = join_state(&page);
-        (link, refused, probes, joined)
+        (link, decoded, refused, probes, joined)
     });
+    assert_eq!(decoded, link, "the QR code says the join link");
     assert!(link.ends_with("/join#token=w0rker-token"), "{link}");
     assert!(!link.contains("ui-token-1"), "{link}");
     assert_eq!(refused["state"], "refused_token", "{refused}");
@@ -675,5 +740,66 @@ fn tokens_the_join_link_and_the_qr_code() {
         s.log_text().contains("unauthorized: no token"),
         "{}",
         s.log_text()
+    );
+}
+
+#[test]
+fn the_join_page_is_self_contained_public_and_in_both_languages() {
+    let s = Served::start("1e6", "1000", &["--ui-token", "ui-only"]);
+    let get = |path: &str, lang: &str| {
+        let mut r = ureq::get(&format!("{}{path}", s.http))
+            .header("Accept-Language", lang)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let headers = r.headers().clone();
+        (headers, r.body_mut().read_to_string().unwrap())
+    };
+    // No dashboard token needed for the page and its scripts; no token cookie set.
+    let (headers, en) = get("/join", "en");
+    assert!(en.contains("Join the computation") && en.contains("lang=\"en\""));
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("worker-src 'self'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    assert!(headers.get("set-cookie").is_none());
+    let (_, pt) = get("/join", "pt-BR,pt;q=0.9");
+    assert!(pt.contains("Participe do cálculo") && pt.contains("lang=\"pt-BR\""));
+    // Every asset comes from the server itself: no absolute URL in a src or an href.
+    for page in [&en, &pt] {
+        for attr in ["src=\"", "href=\""] {
+            for value in page.split(attr).skip(1) {
+                let value = value.split('"').next().unwrap();
+                assert!(!value.contains("//"), "an external asset: {value}");
+            }
+        }
+    }
+    for (path, kind) in [
+        ("/join/join.js", "text/javascript"),
+        ("/join/worker.js", "text/javascript"),
+        ("/join/kernel.js", "text/javascript"),
+        ("/join/join.css", "text/css"),
+        ("/join/favicon.svg", "image/svg+xml"),
+    ] {
+        let (headers, body) = get(path, "en");
+        assert!(!body.is_empty(), "{path}");
+        assert!(
+            headers["content-type"].to_str().unwrap().starts_with(kind),
+            "{path}"
+        );
+    }
+    // The scripts reach nothing but their own origin.
+    for path in ["/join/join.js", "/join/worker.js", "/join/kernel.js"] {
+        let (_, body) = get(path, "en");
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "{path}"
+        );
+    }
+    // The API still wants the dashboard's token.
+    let status = ureq::get(&format!("{}/api/status", s.http)).call();
+    assert!(
+        matches!(status, Err(ureq::Error::StatusCode(401))),
+        "{status:?}"
     );
 }

@@ -30,6 +30,8 @@
     /** The user wants to compute (Start, not paused). */
     running: false,
     complete: false,
+    /** Paused by the user (Start then says Resume). */
+    paused: false,
     /** Refused for good (a wrong token): no retry. */
     refused: false,
     run: null,
@@ -99,7 +101,7 @@
       $('share').textContent = S.run === null ? '—' : T.open_ended;
     }
     $('start').disabled = S.running || S.complete || !capable;
-    $('start').textContent = S.accepted > 0 || S.run !== null ? T.resume : T.start;
+    $('start').textContent = S.paused ? T.resume : T.start;
     $('pause').disabled = !S.running;
     $('name').disabled = S.running;
   }
@@ -110,10 +112,12 @@
 
   function spawnWorker() {
     const slot = { worker: new Worker('join/worker.js'), task: null, retire: false };
-    slot.worker.onmessage = (e) => finished(slot, e.data);
+    // A worker that was terminated may still deliver an event already queued: ignored.
+    const current = () => S.pool.includes(slot);
+    slot.worker.onmessage = (e) => { if (current()) finished(slot, e.data); };
     slot.worker.onerror = (e) => {
       e.preventDefault();
-      setStatus('refused', { message: 'Web Worker: ' + (e.message || 'error') }, 'bad');
+      if (current()) setStatus('refused', { message: 'Web Worker: ' + (e.message || 'error') }, 'bad');
     };
     S.pool.push(slot);
   }
@@ -372,6 +376,7 @@
   function start() {
     if (!capable || S.running || S.complete) return;
     S.running = true;
+    S.paused = false;
     S.refused = false;
     S.retryMs = RETRY_MIN;
     for (let i = 0; i < S.threads; i++) spawnWorker();
@@ -382,6 +387,7 @@
   function pause() {
     if (!S.running) return;
     S.running = false;
+    S.paused = true;
     clearTimeout(S.retryTimer);
     S.retryTimer = null;
     // Leave: the server gives this page's intervals back at once. Results not acknowledged yet
@@ -460,7 +466,7 @@
   // For tests and curious users: the page's state, read-only.
   window.piswarmJoin = {
     state: () => ({
-      state: S.statusKey, running: S.running, complete: S.complete, run: S.run, accepted: S.accepted,
+      state: S.statusKey, status: $('status').textContent, running: S.running, complete: S.complete, run: S.run, accepted: S.accepted,
       rejected: S.rejected, resent: S.resent, unacked: S.unacked.size, threads: S.pool.filter((w) => !w.retire).length,
       computing: S.pool.filter((w) => w.task).length, queued: S.queue.length,
     }),

@@ -103,7 +103,7 @@ fn metrics_agree_exactly_with_the_status_after_a_run() {
     for kind in ["piswarm", "legacy", "browser", "other"] {
         scrape.get(&format!("piswarm_workers{{kind=\"{kind}\"}}"));
     }
-    for kind in ["v1", "legacy"] {
+    for kind in ["v1", "legacy", "websocket"] {
         assert_eq!(
             scrape.get(&format!("piswarm_connections{{kind=\"{kind}\"}}")),
             0.0
