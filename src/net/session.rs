@@ -334,6 +334,20 @@ async fn run_session_until<R, W>(
     tracing::debug!(%peer, worker = %name, "session ended: {end}");
     let _ = coordinator.send(Event::Leave { session }).await;
     let _ = write.shutdown().await;
+    // What the peer still sends is read and dropped for a moment: closing with unread input
+    // makes the kernel answer with a reset, which can destroy our last lines (a `done`, an
+    // error) before the peer reads them.
+    let mut sink = [0u8; 4096];
+    let mut budget = 64 * 1024usize;
+    let _ = timeout(Duration::from_secs(1), async {
+        while budget > 0 {
+            match reader.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => budget = budget.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 /// What a client is, from its `hello.agent`: its kind, and what the worker table shows of it

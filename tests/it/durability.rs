@@ -3,7 +3,7 @@
 //! must hold every interval exactly once.
 
 use crate::common::*;
-use piswarm::store::{Location, Store};
+use piswarm::store::Store;
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
@@ -22,15 +22,14 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn serve(port: u16, dir: &Path) -> Killed {
+/// Starts a coordinator on `port` (0: any free port) and waits until it says it listens; returns
+/// it and its port. A coordinator that cannot start (say, the port was taken meanwhile) fails the
+/// test with its output, rather than leaving the workers to find somebody else's listener.
+fn serve(port: u16, dir: &Path) -> (Killed, u16) {
+    static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log = dir.join(format!("serve-{n}.log"));
+    let out = std::fs::File::create(&log).unwrap();
     let child = Command::new(bin())
         .args([
             "serve",
@@ -49,17 +48,33 @@ fn serve(port: u16, dir: &Path) -> Killed {
         .arg("--out")
         .arg(dir)
         .env("PISWARM_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
         .spawn()
         .unwrap();
-    // Ready when it accepts connections.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the coordinator did not start");
+    let mut child = Killed(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(rest) = text.split("coordinator listening on 127.0.0.1:").nth(1) {
+            let bound: u16 = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(port == 0 || bound == port, "{text}");
+            return (child, bound);
+        }
+        if let Some(status) = child.0.try_wait().unwrap() {
+            panic!("the coordinator exited ({status}) before listening: {text}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the coordinator did not start: {text}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    Killed(child)
 }
 
 fn worker(port: u16, name: &str) -> Killed {
@@ -84,9 +99,10 @@ fn worker(port: u16, name: &str) -> Killed {
     )
 }
 
-/// (stored results, distinct intervals among them) of the first run.
+/// (stored results, distinct intervals among them) of the first run, read-only (the coordinator
+/// owns the store).
 fn stored(dir: &Path) -> (u64, u64) {
-    match Store::open(&Location::File(dir.join("piswarm.db"))) {
+    match Store::open_read_only(&dir.join("piswarm.db")) {
         Ok(store) => store.count_results(1).unwrap_or((0, 0)),
         Err(_) => (0, 0),
     }
@@ -150,14 +166,13 @@ fn assert_same_result(got: &serde_json::Value, clean: &serde_json::Value) {
 #[test]
 fn coordinator_killed_twice_resumes_with_identical_bits() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut coordinator = serve(port, dir.path());
+    let (mut coordinator, port) = serve(0, dir.path());
     let workers: Vec<Killed> = (0..2).map(|i| worker(port, &format!("w{i}"))).collect();
     for kill_at in [INTERVALS / 5, INTERVALS / 2] {
         wait_for_results(dir.path(), kill_at);
         coordinator.0.kill().unwrap(); // SIGKILL
         coordinator.0.wait().unwrap();
-        coordinator = serve(port, dir.path());
+        coordinator = serve(port, dir.path()).0;
     }
     let status = coordinator.0.wait().unwrap();
     assert!(
@@ -176,8 +191,7 @@ fn coordinator_killed_twice_resumes_with_identical_bits() {
 #[test]
 fn workers_killed_and_connections_cut_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut coordinator = serve(port, dir.path());
+    let (mut coordinator, port) = serve(0, dir.path());
     let mut workers: Vec<Killed> = (0..2).map(|i| worker(port, &format!("w{i}"))).collect();
     // A client that takes work and vanishes in the middle of a line.
     let mut cut = TcpStream::connect(("127.0.0.1", port)).unwrap();

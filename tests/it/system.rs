@@ -224,9 +224,14 @@ async fn stopping_tells_workers_and_gives_their_intervals_back() {
         .unwrap()
         .unwrap()
         .unwrap();
+    // The sessions' departures reach the coordinator after their tasks end: wait for them.
+    let mut snap = server.coordinator.snapshot();
+    tokio::time::timeout(Duration::from_secs(10), snap.wait_for(|s| s.sessions == 0))
+        .await
+        .expect("the worker's session ends")
+        .unwrap();
     let s = server.coordinator.snapshot().borrow().clone();
     assert_eq!(s.in_flight, 0, "held intervals went back to the queue");
-    assert_eq!(s.sessions, 0);
     let r = server.coordinator.report().await.unwrap();
     assert_eq!(
         r.even_sum.0,
