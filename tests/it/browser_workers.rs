@@ -803,3 +803,47 @@ fn the_join_page_is_self_contained_public_and_in_both_languages() {
         "{status:?}"
     );
 }
+
+#[test]
+fn the_public_url_names_the_join_link_and_the_origin_it_accepts() {
+    let s = Served::start(
+        "1e6",
+        "1000",
+        &[
+            "--public-url",
+            "https://pi.example.org/swarm/",
+            "--token",
+            "t0k",
+        ],
+    );
+    let join = http_get_json(&format!("{}/api/join", s.http));
+    assert_eq!(join["url"], "https://pi.example.org/swarm/join#token=t0k");
+    assert_eq!(join["reachable"], true);
+    assert_eq!(join["token_in_link"], true);
+    // Behind the proxy, pages come from the public origin: accepted. Another site's page: 403.
+    use tungstenite::client::IntoClientRequest;
+    let with_origin = |origin: &str| {
+        let mut request = s.ws_url().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().unwrap());
+        tungstenite::connect(request)
+    };
+    let (mut ws, _) = with_origin("https://pi.example.org").expect("the public origin");
+    ws_send(
+        &mut ws,
+        json!({"type": "hello", "version": 1, "worker": "proxied", "token": "t0k"}),
+    );
+    assert_eq!(ws_recv(&mut ws).unwrap()["type"], "welcome");
+    match with_origin("https://evil.example") {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("a page of another site got {other:?}"),
+    }
+    // A bad --public-url is a usage error.
+    let out = std::process::Command::new(bin())
+        .args(["serve", "--public-url", "pi.example.org", "--no-http"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must start with http"));
+}
