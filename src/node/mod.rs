@@ -816,8 +816,12 @@ async fn finish_run(run: RunCtx) {
 }
 
 /// Exports results.json and final.json of a run from the store (a run without results writes
-/// nothing, so it never overwrites the files of an earlier run).
+/// nothing, so it never overwrites the files of an earlier run). One export at a time in a
+/// process: the files written when a job completes and those written when the server stops
+/// (`--exit-when-done` does both, moments apart) never overlap.
 pub async fn write_files(options: &ServeOptions, run: i64) -> Result<(), StoreError> {
+    static ONE_WRITER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _writing = ONE_WRITER.lock().await;
     let (db, out) = (options.db.clone(), options.out.clone());
     let written = tokio::task::spawn_blocking(move || {
         let store = Store::open(&Location::File(db))?;
