@@ -45,6 +45,10 @@ const FAVICON: &str = include_str!("assets/favicon.svg");
 /// by the WebSocket layer (close code 1009) before it is buffered.
 pub const MAX_WS_MESSAGE: usize = 2 * MAX_LINE;
 
+/// How long one message may take to reach a browser that does not read (as a TCP session's
+/// write timeout).
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The path of the WebSocket endpoint.
 pub const WS_PATH: &str = "/join/ws";
 
@@ -242,7 +246,10 @@ async fn bridge(mut socket: WebSocket, peer: SocketAddr, gate: &Gate) {
                     line.pop();
                     let text = String::from_utf8_lossy(&line).into_owned();
                     line.clear();
-                    if socket.send(Message::Text(text.into())).await.is_err() {
+                    // A browser that stops reading is given up after the session's own write
+                    // timeout: this task never waits on it for ever.
+                    let sent = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
                         break;
                     }
                 }
@@ -266,7 +273,8 @@ async fn bridge(mut socket: WebSocket, peer: SocketAddr, gate: &Gate) {
                 }
             }
         }
-        let _ = socket.send(Message::Close(None)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), socket.send(Message::Close(None))).await;
     };
     tokio::join!(session, pump);
 }
