@@ -847,3 +847,80 @@ fn the_public_url_names_the_join_link_and_the_origin_it_accepts() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("must start with http"));
 }
+
+/// A phone that locks its screen: the page is frozen (no script runs, its socket goes quiet),
+/// the coordinator drops the session at the idle timeout and hands its intervals to others; the
+/// page, thawed, starts a fresh session and computes again; the result is unchanged.
+#[test]
+fn a_frozen_page_gives_its_intervals_back_and_comes_back() {
+    use headless_chrome::protocol::cdp::Page::{
+        SetWebLifecycleState, SetWebLifecycleStateStateOption,
+    };
+    let s = Served::start(RUN_TERMS, RUN_CHUNK, &["--idle-timeout", "3s"]);
+    let join = format!("{}/join?auto=1&threads=1&name=sleepy", s.http);
+    let http = s.http.clone();
+    let listen = s.listen.clone();
+    let log = s.dir.path().join("worker.log");
+    let listed = move |name: &str| {
+        http_get_json(&format!("{http}/api/workers"))["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["name"] == name)
+    };
+    in_chromium(move |browser| {
+        let page = browser.new_tab().unwrap();
+        open_join(&page, &join);
+        page_until(
+            &page,
+            "the page computing",
+            "piswarmJoin.state().accepted >= 2",
+        );
+        page.call_method(SetWebLifecycleState {
+            state: SetWebLifecycleStateStateOption::Frozen,
+        })
+        .unwrap();
+        // The coordinator notices the silence at its idle timeout and lets the session go.
+        wait_until("the frozen page's session to be dropped", WAIT, || {
+            !listed("sleepy")
+        });
+        page.call_method(SetWebLifecycleState {
+            state: SetWebLifecycleStateStateOption::Active,
+        })
+        .unwrap();
+        wait_until("the page's fresh session", WAIT, || listed("sleepy"));
+        let before = join_state(&page)["accepted"].as_u64().unwrap();
+        page_until(
+            &page,
+            "the page computing again",
+            &format!("piswarmJoin.state().accepted > {before}"),
+        );
+        let _worker = spawn_piswarm(
+            &[
+                "worker",
+                "--connect",
+                &listen,
+                "--name",
+                "native",
+                "--threads",
+                "1",
+            ],
+            &log,
+        );
+        page_until(
+            &page,
+            "the run's end",
+            "piswarmJoin.state().complete === true",
+        );
+        assert_eq!(join_state(&page)["rejected"], 0);
+    });
+    wait_until("final.json", WAIT, || {
+        s.dir.path().join("final.json").exists()
+    });
+    assert_same_bits(&s.final_json(), &reference(RUN_TERMS, RUN_CHUNK), RUN_N);
+    assert_eq!(s.results_by_worker().values().sum::<u64>(), 200);
+    assert!(
+        s.log_text().contains("idle timeout"),
+        "the coordinator said why it dropped the page"
+    );
+}
