@@ -337,11 +337,13 @@ async fn run_session_until<R, W>(
     // What the peer still sends is read and dropped for a moment: closing with unread input
     // makes the kernel answer with a reset, which can destroy our last lines (a `done`, an
     // error) before the peer reads them.
-    let mut sink = [0u8; 4096];
+    // (Reused from the line buffer: an array here would sit in every idle session's state.)
+    line.clear();
+    line.resize(4096, 0);
     let mut budget = 64 * 1024usize;
     let _ = timeout(Duration::from_secs(1), async {
         while budget > 0 {
-            match reader.read(&mut sink).await {
+            match reader.read(&mut line).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => budget = budget.saturating_sub(n),
             }
