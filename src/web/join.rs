@@ -16,29 +16,25 @@
 //! The worker token, when the server has one, travels in the link's fragment (`#token=…`), which
 //! browsers never send in requests; the page puts it in its `hello`, like any worker.
 
-use super::i18n::{join_strings, Lang, LANG_COOKIE};
-use super::AppState;
+use super::{page, AppState};
 use crate::metrics::ConnectionKind;
 use crate::net::session::run_session;
 use crate::net::Gate;
 use crate::wire::{self, ErrorCode, ServerMessage, MAX_LINE};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use minijinja::{context, Environment};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-const JOIN_HTML: &str = include_str!("assets/join.html");
 const JOIN_JS: &str = include_str!("assets/join.js");
 const JOIN_WORKER_JS: &str = include_str!("assets/join-worker.js");
 const JOIN_CSS: &str = include_str!("assets/join.css");
 const KERNEL_JS: &str = include_str!("assets/kernel.js");
-const FAVICON: &str = include_str!("assets/favicon.svg");
 
 /// The largest WebSocket message (and frame) accepted: twice the protocol's line limit, so that a
 /// message just over the limit still gets the protocol's `line_too_long`; a larger one is refused
@@ -57,7 +53,7 @@ pub const WS_PATH: &str = "/join/ws";
 /// worker, with the worker token in its `hello`.
 pub fn routes(state: AppState) -> Router {
     Router::new()
-        .route("/join", get(page))
+        .route("/join", get(page::join))
         .route("/join/join.js", get(|| asset("text/javascript", JOIN_JS)))
         .route(
             "/join/worker.js",
@@ -68,83 +64,26 @@ pub fn routes(state: AppState) -> Router {
             get(|| asset("text/javascript", KERNEL_JS)),
         )
         .route("/join/join.css", get(|| asset("text/css", JOIN_CSS)))
-        .route("/join/favicon.svg", get(|| asset("image/svg+xml", FAVICON)))
+        .route("/join/favicon.svg", get(page::favicon))
         .route(WS_PATH, get(websocket))
-        .layer(axum::middleware::from_fn(headers))
+        .layer(axum::middleware::map_response(
+            |mut response: Response| async move {
+                super::harden(response.headers_mut());
+                response
+            },
+        ))
         .with_state(state)
 }
 
+/// A script or style of the page, revalidated on every visit (a phone keeps its cache for long,
+/// and an old join.js against a new server would be a puzzle).
 async fn asset(kind: &'static str, body: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(kind)),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-/// The headers every join route sends: the same hardening as the dashboard's.
-async fn headers(request: Request, next: axum::middleware::Next) -> Response {
-    let mut response = next.run(request).await;
-    let h = response.headers_mut();
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
+    let mut response = page::asset(kind, body);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-cache"),
     );
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     response
-}
-
-/// `GET /join`: the page. Rendered in the visitor's language; everything else is the script's.
-async fn page(uri: Uri, headers: HeaderMap) -> Response {
-    let (lang, chosen) = Lang::choose(&uri, &headers);
-    let html = match render(lang) {
-        Ok(html) => html,
-        Err(e) => {
-            tracing::error!("the join page cannot be rendered: {e}");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
-    };
-    let mut response = Html(html).into_response();
-    let h = response.headers_mut();
-    // Workers come from this origin only (no blob: workers), and the socket goes back to it.
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; worker-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert(
-        header::CONTENT_LANGUAGE,
-        HeaderValue::from_static(lang.code()),
-    );
-    h.insert(
-        header::VARY,
-        HeaderValue::from_static("Accept-Language, Cookie"),
-    );
-    if chosen {
-        if let Ok(v) = HeaderValue::from_str(&format!(
-            "{LANG_COOKIE}={}; Path=/; SameSite=Strict",
-            lang.code()
-        )) {
-            h.append(header::SET_COOKIE, v);
-        }
-    }
-    response
-}
-
-fn render(lang: Lang) -> Result<String, minijinja::Error> {
-    let mut env = Environment::new();
-    env.add_template("join.html", JOIN_HTML)?;
-    let other = lang.other();
-    env.get_template("join.html")?.render(context! {
-        lang => lang.code(),
-        other_lang => other.code(),
-        t => join_strings(lang),
-    })
 }
 
 /// `GET /join/ws`: protocol v1 over a WebSocket, admitted like a TCP connection.

@@ -381,14 +381,19 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
     if let Some(cookie) = set_cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
-    let h = response.headers_mut();
+    harden(response.headers_mut());
+    response
+}
+
+/// The headers every response of the dashboard's server carries: no type sniffing, no framing,
+/// no referrer (a URL with `?token=` must not leak).
+fn harden(h: &mut HeaderMap) {
     h.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    response
 }
 
 /// The `Host` of a request when it names neither a loopback host nor the bound address (a

@@ -4,7 +4,7 @@
 //! The page is rendered once; everything that changes afterwards is fetched by the script from
 //! the API and inserted as text (never as HTML), so nothing from the network can become markup.
 
-use super::i18n::{strings, Lang, LANG_COOKIE};
+use super::i18n::{join_strings, strings, Lang, LANG_COOKIE};
 use super::{AppError, AppState};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
@@ -15,6 +15,13 @@ const INDEX: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 const FAVICON: &str = include_str!("assets/favicon.svg");
+const JOIN_HTML: &str = include_str!("assets/join.html");
+
+/// The dashboard's Content-Security-Policy: its own script and style only.
+const INDEX_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
+/// The join page's: Web Workers from this origin only (no `blob:` workers), and its socket back
+/// to it.
+const JOIN_CSP: &str = "default-src 'self'; script-src 'self'; worker-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The template environment.
 pub struct Pages {
@@ -27,15 +34,30 @@ impl Pages {
         // Autoescaping follows the name: `.html` templates escape everything they insert.
         env.add_template("index.html", INDEX)
             .expect("the embedded template is valid (checked by the tests)");
+        env.add_template("join.html", JOIN_HTML)
+            .expect("the embedded template is valid (checked by the tests)");
         Pages { env }
     }
 
     pub fn render_index(&self, lang: Lang) -> Result<String, minijinja::Error> {
-        let other = lang.other();
-        self.env.get_template("index.html")?.render(context! {
+        self.render("index.html", lang, strings(lang))
+    }
+
+    /// The `/join` page (web::join).
+    pub fn render_join(&self, lang: Lang) -> Result<String, minijinja::Error> {
+        self.render("join.html", lang, join_strings(lang))
+    }
+
+    fn render(
+        &self,
+        name: &str,
+        lang: Lang,
+        t: std::collections::BTreeMap<&'static str, &'static str>,
+    ) -> Result<String, minijinja::Error> {
+        self.env.get_template(name)?.render(context! {
             lang => lang.code(),
-            other_lang => other.code(),
-            t => strings(lang),
+            other_lang => lang.other().code(),
+            t => t,
         })
     }
 }
@@ -54,13 +76,27 @@ pub async fn index(
 ) -> Result<Response, AppError> {
     let (lang, chosen) = Lang::choose(&uri, &headers);
     let html = state.pages.render_index(lang).map_err(AppError::internal)?;
+    Ok(page_response(html, INDEX_CSP, lang, chosen))
+}
+
+/// `GET /join` (web::join): the page other devices open, in the visitor's language.
+pub async fn join(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let (lang, chosen) = Lang::choose(&uri, &headers);
+    let html = state.pages.render_join(lang).map_err(AppError::internal)?;
+    Ok(page_response(html, JOIN_CSP, lang, chosen))
+}
+
+/// A rendered page with its policy, its language, and the language cookie when `?lang=` chose it.
+fn page_response(html: String, csp: &'static str, lang: Lang, chosen: bool) -> Response {
     let mut response = Html(html).into_response();
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'",
-        ),
+        HeaderValue::from_static(csp),
     );
     h.insert(
         header::CONTENT_LANGUAGE,
@@ -78,35 +114,30 @@ pub async fn index(
             h.append(header::SET_COOKIE, v);
         }
     }
-    Ok(response)
+    response
+}
+
+/// An embedded file as a response of type `kind`.
+pub(super) fn asset(kind: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, kind)], body).into_response()
 }
 
 pub async fn app_js() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        APP_JS,
-    )
-        .into_response()
+    asset("text/javascript; charset=utf-8", APP_JS)
 }
 
 /// `GET /favicon.svg` (and `/favicon.ico`, which browsers ask for on their own).
 pub async fn favicon() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "image/svg+xml"),
-            (header::CACHE_CONTROL, "max-age=86400"),
-        ],
-        FAVICON,
-    )
-        .into_response()
+    let mut response = asset("image/svg+xml", FAVICON);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=86400"),
+    );
+    response
 }
 
 pub async fn style_css() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        STYLE_CSS,
-    )
-        .into_response()
+    asset("text/css; charset=utf-8", STYLE_CSS)
 }
 
 #[cfg(test)]
@@ -115,6 +146,8 @@ mod tests {
 
     #[test]
     fn the_page_renders_in_both_languages() {
+        let join = Pages::new().render_join(Lang::PtBr).unwrap();
+        assert!(join.contains("lang=\"pt-BR\"") && join.contains("Participe"));
         let page = Pages::new().render_index(Lang::PtBr).unwrap();
         assert!(page.contains("lang=\"pt-BR\"") && page.contains("Iniciar"));
         let page = Pages::new().render_index(Lang::En).unwrap();

@@ -120,25 +120,6 @@ fn results_by_worker(db: &Path) -> BTreeMap<String, u64> {
     rows.map(|r| r.unwrap()).collect()
 }
 
-/// `piswarm run --json` for the same job: the oracle a distributed run must equal bit for bit.
-fn reference(terms: &str, chunk: &str) -> Value {
-    let out = std::process::Command::new(bin())
-        .args([
-            "run",
-            "--terms",
-            terms,
-            "--chunk",
-            chunk,
-            "--workers",
-            "2",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn assert_same_bits(got: &Value, want: &Value, terms: u64) {
     for field in [
         "terms",
@@ -154,6 +135,22 @@ fn assert_same_bits(got: &Value, want: &Value, terms: u64) {
     // And the sums against closed forms, independently of both.
     assert_eq!(got["even_sum"], evens(0, terms - 1).to_string());
     assert_eq!(got["odd_sum"], odds(0, terms - 1).to_string());
+}
+
+/// A `piswarm worker` with one thread, named `native`.
+fn native_worker(listen: &str, log: &Path) -> Process {
+    spawn_piswarm(
+        &[
+            "worker",
+            "--connect",
+            listen,
+            "--name",
+            "native",
+            "--threads",
+            "1",
+        ],
+        log,
+    )
 }
 
 /// Waits until `js` (an expression) is true in the page.
@@ -320,7 +317,7 @@ fn protocol_v1_over_the_websocket() {
         s.dir.path().join("final.json").exists()
     });
     let got = s.final_json();
-    assert_same_bits(&got, &reference("4000", "1000"), 4000);
+    assert_same_bits(&got, &run_json("4000", "1000"), 4000);
     assert_eq!(s.results_by_worker()["ws-test"], 4);
 }
 
@@ -432,18 +429,7 @@ fn two_join_pages_and_a_worker_compute_a_run_bit_for_bit() {
             .map(|w| json!([w["name"], w["kind"], w["agent"]]))
             .collect::<Vec<_>>();
         // Then a native worker joins, and the three finish the run.
-        let _worker = spawn_piswarm(
-            &[
-                "worker",
-                "--connect",
-                &listen,
-                "--name",
-                "native",
-                "--threads",
-                "1",
-            ],
-            &log,
-        );
+        let _worker = native_worker(&listen, &log);
         for tab in [&a, &b] {
             page_until(
                 tab,
@@ -469,7 +455,7 @@ fn two_join_pages_and_a_worker_compute_a_run_bit_for_bit() {
         s.dir.path().join("final.json").exists()
     });
     let got = s.final_json();
-    assert_same_bits(&got, &reference(RUN_TERMS, RUN_CHUNK), RUN_N);
+    assert_same_bits(&got, &run_json(RUN_TERMS, RUN_CHUNK), RUN_N);
     let by_worker = s.results_by_worker();
     for name in ["page-a", "page-b", "native"] {
         assert!(
@@ -526,24 +512,13 @@ fn a_page_closed_mid_run_loses_nothing() {
             "page b resumed",
             &format!("piswarmJoin.state().accepted > {before}"),
         );
-        let _worker = spawn_piswarm(
-            &[
-                "worker",
-                "--connect",
-                &listen,
-                "--name",
-                "native",
-                "--threads",
-                "1",
-            ],
-            &log,
-        );
+        let _worker = native_worker(&listen, &log);
         page_until(&b, "the run's end", "piswarmJoin.state().complete === true");
     });
     wait_until("final.json", WAIT, || {
         s.dir.path().join("final.json").exists()
     });
-    assert_same_bits(&s.final_json(), &reference(RUN_TERMS, RUN_CHUNK), RUN_N);
+    assert_same_bits(&s.final_json(), &run_json(RUN_TERMS, RUN_CHUNK), RUN_N);
     let by_worker = s.results_by_worker();
     assert!(by_worker["closed"] >= 2, "{by_worker:?}");
     assert_eq!(by_worker.values().sum::<u64>(), 200, "every interval once");
@@ -581,18 +556,7 @@ fn a_page_cut_off_resends_what_it_computed_and_it_counts_once() {
             "the page back",
             "piswarmJoin.state().state === 'computing' || piswarmJoin.state().state === 'waiting'",
         );
-        let _worker = spawn_piswarm(
-            &[
-                "worker",
-                "--connect",
-                &listen,
-                "--name",
-                "native",
-                "--threads",
-                "1",
-            ],
-            &log,
-        );
+        let _worker = native_worker(&listen, &log);
         page_until(
             &page,
             "the run's end",
@@ -606,7 +570,7 @@ fn a_page_cut_off_resends_what_it_computed_and_it_counts_once() {
     wait_until("final.json", WAIT, || {
         s.dir.path().join("final.json").exists()
     });
-    assert_same_bits(&s.final_json(), &reference(RUN_TERMS, RUN_CHUNK), RUN_N);
+    assert_same_bits(&s.final_json(), &run_json(RUN_TERMS, RUN_CHUNK), RUN_N);
     assert_eq!(s.results_by_worker().values().sum::<u64>(), 200);
 }
 
@@ -895,18 +859,7 @@ fn a_frozen_page_gives_its_intervals_back_and_comes_back() {
             "the page computing again",
             &format!("piswarmJoin.state().accepted > {before}"),
         );
-        let _worker = spawn_piswarm(
-            &[
-                "worker",
-                "--connect",
-                &listen,
-                "--name",
-                "native",
-                "--threads",
-                "1",
-            ],
-            &log,
-        );
+        let _worker = native_worker(&listen, &log);
         page_until(
             &page,
             "the run's end",
@@ -917,7 +870,7 @@ fn a_frozen_page_gives_its_intervals_back_and_comes_back() {
     wait_until("final.json", WAIT, || {
         s.dir.path().join("final.json").exists()
     });
-    assert_same_bits(&s.final_json(), &reference(RUN_TERMS, RUN_CHUNK), RUN_N);
+    assert_same_bits(&s.final_json(), &run_json(RUN_TERMS, RUN_CHUNK), RUN_N);
     assert_eq!(s.results_by_worker().values().sum::<u64>(), 200);
     assert!(
         s.log_text().contains("idle timeout"),

@@ -126,21 +126,7 @@ fn final_json(dir: &Path) -> serde_json::Value {
 
 /// The clean reference: the same job, uninterrupted.
 fn reference() -> serde_json::Value {
-    let out = Command::new(bin())
-        .args([
-            "run",
-            "--terms",
-            TERMS,
-            "--chunk",
-            CHUNK,
-            "--workers",
-            "2",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    serde_json::from_slice(&out.stdout).unwrap()
+    run_json(TERMS, CHUNK)
 }
 
 fn assert_same_result(got: &serde_json::Value, clean: &serde_json::Value) {

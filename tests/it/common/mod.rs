@@ -282,3 +282,23 @@ pub fn stored_results(db: &std::path::Path, run: i64) -> u64 {
         Err(_) => 0,
     }
 }
+
+/// `piswarm run --json` for a job (two workers): the result a distributed run of the same job
+/// must equal bit for bit.
+pub fn run_json(terms: &str, chunk: &str) -> serde_json::Value {
+    let out = std::process::Command::new(bin())
+        .args([
+            "run",
+            "--terms",
+            terms,
+            "--chunk",
+            chunk,
+            "--workers",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
