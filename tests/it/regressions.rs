@@ -206,7 +206,9 @@ fn restarting_on_a_complete_run_changes_nothing_and_another_job_asks_first() {
 
     // An unfinished run of an open-ended job, then another job: serve asks what to do.
     let mut open = serve(port, dir.path(), &["--new-run"], "3.log");
-    wait_for_port(port);
+    // Not the port: serve binds it before it opens the store and creates the run, so a
+    // connection can succeed before the run exists. This line comes once it does.
+    started(dir.path(), "3.log");
     open.kill();
     let mut asked = serve(port, dir.path(), &job, "4.log");
     assert_eq!(asked.wait(Duration::from_secs(30)), Some(2));
@@ -217,9 +219,19 @@ fn restarting_on_a_complete_run_changes_nothing_and_another_job_asks_first() {
     );
     // It may be resumed explicitly.
     let mut resumed = serve(port, dir.path(), &["--resume", "2"], "5.log");
-    wait_for_port(port);
+    started(dir.path(), "5.log");
     resumed.kill();
-    assert!(log(dir.path(), "5.log").contains("resuming run 2"));
+    let said = log(dir.path(), "5.log");
+    assert!(said.contains("resuming run 2"), "{said}");
+}
+
+/// Waits until the serve writing `log` says it is listening: its run exists in the store by then.
+fn started(dir: &Path, name: &str) {
+    wait_until(
+        &format!("{name} to say the coordinator is listening"),
+        Duration::from_secs(60),
+        || log(dir, name).contains("coordinator listening on"),
+    );
 }
 
 /// Defect 5: one coordinator per store. The second `serve` names the store and its holder, and

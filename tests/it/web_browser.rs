@@ -21,8 +21,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
-/// How long one condition in the page may take to become true.
-const WAIT: Duration = Duration::from_secs(30);
+/// How long one condition in the page (or a navigation) may take to become true: a guard against
+/// a hang, generous because two suites at once on a slow 2-core machine run several Chromiums
+/// beside the workers (30 s was not enough there).
+const WAIT: Duration = Duration::from_secs(90);
 
 pub struct Dashboard {
     pub node: Node,
@@ -202,13 +204,20 @@ pub fn open(tab: &Tab, url: &str) {
     wait_until(tab, "document.getElementById('live').textContent !== '' && !document.getElementById('live').classList.contains('off')");
 }
 
+/// A new tab whose navigations and element waits give up after [`WAIT`].
+pub fn new_tab(browser: &Browser) -> Arc<Tab> {
+    let tab = browser.new_tab().unwrap();
+    tab.set_default_timeout(WAIT);
+    tab
+}
+
 /// Runs browser code (blocking) beside the async node.
 pub async fn in_browser<T: Send + 'static>(f: impl FnOnce(Arc<Tab>) -> T + Send + 'static) -> T {
     tokio::time::timeout(
-        Duration::from_secs(240),
+        Duration::from_secs(600),
         tokio::task::spawn_blocking(move || {
             let (browser, _profile) = browser();
-            let tab = browser.new_tab().unwrap();
+            let tab = new_tab(&browser);
             f(tab)
         }),
     )
@@ -756,6 +765,9 @@ async fn history_sorts_filters_jumps_and_pages() {
 async fn the_worker_table_is_live_sorted_and_paged() {
     let d = dashboard_with(Job::new(None, Some(1000)).unwrap(), true, |o| {
         o.max_prefetch = 4;
+        // The 130 sessions below stay silent on purpose: on a loaded machine the scenario can
+        // outlast the default 60 s idle timeout, which would empty the table under the test.
+        o.server.idle_timeout = Duration::from_secs(3600);
     })
     .await;
     let addr: std::net::SocketAddr = d.node.view().listen.parse().unwrap();
