@@ -174,10 +174,7 @@ fn join_state(tab: &Tab) -> Value {
 }
 
 fn open_join(tab: &Tab, url: &str) {
-    tab.navigate_to(url)
-        .unwrap()
-        .wait_until_navigated()
-        .unwrap();
+    crate::web_browser::navigate(tab, url);
     page_until(
         tab,
         "the join page",
@@ -607,10 +604,7 @@ fn tokens_the_join_link_and_the_qr_code() {
         // The dashboard (with its token) shows the join link, carrying the worker token in its
         // fragment and never the dashboard's, and its QR code.
         let dash = crate::web_browser::new_tab(browser);
-        dash.navigate_to(&format!("{http}/?token=ui-token-1"))
-            .unwrap()
-            .wait_until_navigated()
-            .unwrap();
+        crate::web_browser::navigate(&dash, &format!("{http}/?token=ui-token-1"));
         crate::web_browser::wait_until(
             &dash,
             "document.getElementById('join-link').textContent.includes('/join') && document.getElementById('join-qr').complete && document.getElementById('join-qr').naturalWidth > 0",

@@ -196,11 +196,39 @@ pub fn viewport(tab: &Tab, width: u32, height: u32, mobile: bool) {
     .unwrap();
 }
 
-pub fn open(tab: &Tab, url: &str) {
+/// Loads `url` in `tab` and waits, with a deadline, until the new document is complete.
+///
+/// Not `wait_until_navigated`: headless_chrome raises its "navigating" flag only once
+/// `Page.navigate` has returned, and lowers it on the page's `networkAlmostIdle`; on a loaded
+/// machine that event can come first, the flag then stays up and the wait fails ("The event
+/// waited for never came") on a page that loaded long ago — seen with two suites at once. So the
+/// old document is marked, and the wait is for a complete document without the mark.
+pub fn navigate(tab: &Tab, url: &str) {
+    // A tab still opening may refuse the mark; its about:blank is never mistaken for the page
+    // below, whose readyState is checked along with its URL.
+    let _ = tab.evaluate("window.__piswarmLeaving = true", false);
     tab.navigate_to(url)
-        .unwrap()
-        .wait_until_navigated()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("navigating to {url}: {e}"));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        // Evaluating while the documents change may fail: that is "not yet".
+        let loaded = tab
+            .evaluate(
+                "!window.__piswarmLeaving && location.protocol !== 'about:' && document.readyState === 'complete'",
+                false,
+            )
+            .ok()
+            .and_then(|r| r.value);
+        if loaded == Some(Value::Bool(true)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out loading {url}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn open(tab: &Tab, url: &str) {
+    navigate(tab, url);
     wait_until(tab, "document.getElementById('live').textContent !== '' && !document.getElementById('live').classList.contains('off')");
 }
 
@@ -390,10 +418,7 @@ async fn every_view_in_portuguese() {
     let base = d.url.clone();
     in_browser(move |tab| {
         // The English strings, from the page itself.
-        tab.navigate_to(&format!("{base}?lang=en"))
-            .unwrap()
-            .wait_until_navigated()
-            .unwrap();
+        navigate(&tab, &format!("{base}?lang=en"));
         let en: Value = serde_json::from_str(
             eval(&tab, "document.getElementById('strings').textContent")
                 .as_str()
