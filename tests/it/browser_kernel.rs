@@ -208,7 +208,7 @@ fn kernel_js_in_chromium_is_bit_identical_to_the_rust_kernel() {
 
     let (results, refusals) = with_deadline(SCENARIO_DEADLINE, move || {
         let (browser, _profile) = chromium::browser();
-        let tab = crate::web_browser::new_tab(&browser);
+        let tab = browser.new_tab().unwrap();
         assert_eq!(
             chromium::eval_string(&tab, &chromium::setup_js(60_000)),
             "object",

@@ -407,8 +407,8 @@ fn two_join_pages_and_a_worker_compute_a_run_bit_for_bit() {
     let log = s.dir.path().join("worker.log");
     let http = s.http.clone();
     let (states, kinds) = in_chromium(move |browser| {
-        let a = crate::web_browser::new_tab(browser);
-        let b = crate::web_browser::new_tab(browser);
+        let a = browser.new_tab().unwrap();
+        let b = browser.new_tab().unwrap();
         open_join(&a, &format!("{join}&name=page-a"));
         open_join(&b, &format!("{join}&name=page-b"));
         for (tab, name) in [(&a, "page-a"), (&b, "page-b")] {
@@ -471,8 +471,8 @@ fn a_page_closed_mid_run_loses_nothing() {
     let log = s.dir.path().join("worker.log");
     let http = s.http.clone();
     in_chromium(move |browser| {
-        let a = crate::web_browser::new_tab(browser);
-        let b = crate::web_browser::new_tab(browser);
+        let a = browser.new_tab().unwrap();
+        let b = browser.new_tab().unwrap();
         open_join(&a, &format!("{join}&name=closed"));
         open_join(&b, &format!("{join}&name=stays"));
         // Page a is closed while it holds intervals (assigned, computing or queued).
@@ -531,7 +531,7 @@ fn a_page_cut_off_resends_what_it_computed_and_it_counts_once() {
     let listen = s.listen.clone();
     let log = s.dir.path().join("worker.log");
     in_chromium(move |browser| {
-        let page = crate::web_browser::new_tab(browser);
+        let page = browser.new_tab().unwrap();
         open_join(&page, &join);
         page_until(
             &page,
@@ -603,7 +603,7 @@ fn tokens_the_join_link_and_the_qr_code() {
     let (link, decoded, refused, probes, joined) = in_chromium(move |browser| {
         // The dashboard (with its token) shows the join link, carrying the worker token in its
         // fragment and never the dashboard's, and its QR code.
-        let dash = crate::web_browser::new_tab(browser);
+        let dash = browser.new_tab().unwrap();
         crate::web_browser::navigate(&dash, &format!("{http}/?token=ui-token-1"));
         crate::web_browser::wait_until(
             &dash,
@@ -643,7 +643,7 @@ fn tokens_the_join_link_and_the_qr_code() {
         let (phone, _profile) = crate::web_browser::browser();
         let browser = &phone;
         // /join without the token is refused on the WebSocket with `unauthorized`.
-        let bare = crate::web_browser::new_tab(browser);
+        let bare = browser.new_tab().unwrap();
         open_join(&bare, &format!("{http}/join?auto=1&threads=1"));
         page_until(
             &bare,
@@ -654,7 +654,7 @@ fn tokens_the_join_link_and_the_qr_code() {
 
         // The link itself joins (the token is in its fragment), and from that page the control
         // plane stays closed: the join link grants no dashboard access.
-        let page = crate::web_browser::new_tab(browser);
+        let page = browser.new_tab().unwrap();
         // A phone's screen.
         viewport(&page, 360, 740, true);
         open_join(
@@ -827,7 +827,7 @@ fn a_frozen_page_gives_its_intervals_back_and_comes_back() {
             .any(|w| w["name"] == name)
     };
     in_chromium(move |browser| {
-        let page = crate::web_browser::new_tab(browser);
+        let page = browser.new_tab().unwrap();
         open_join(&page, &join);
         page_until(
             &page,

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
-/// How long one condition in the page (or a navigation) may take to become true: a guard against
+/// How long one condition in the page (or a page load) may take to become true: a guard against
 /// a hang, generous because two suites at once on a slow 2-core machine run several Chromiums
 /// beside the workers (30 s was not enough there).
 const WAIT: Duration = Duration::from_secs(90);
@@ -204,39 +204,25 @@ pub fn viewport(tab: &Tab, width: u32, height: u32, mobile: bool) {
 /// waited for never came") on a page that loaded long ago — seen with two suites at once. So the
 /// old document is marked, and the wait is for a complete document without the mark.
 pub fn navigate(tab: &Tab, url: &str) {
-    // A tab still opening may refuse the mark; its about:blank is never mistaken for the page
-    // below, whose readyState is checked along with its URL.
+    // A tab still opening may refuse the mark: its about:blank is excluded by its protocol.
     let _ = tab.evaluate("window.__piswarmLeaving = true", false);
     tab.navigate_to(url)
         .unwrap_or_else(|e| panic!("navigating to {url}: {e}"));
-    let deadline = Instant::now() + WAIT;
-    loop {
+    crate::common::wait_until(&format!("{url} to load"), WAIT, || {
         // Evaluating while the documents change may fail: that is "not yet".
-        let loaded = tab
-            .evaluate(
-                "!window.__piswarmLeaving && location.protocol !== 'about:' && document.readyState === 'complete'",
-                false,
-            )
-            .ok()
-            .and_then(|r| r.value);
-        if loaded == Some(Value::Bool(true)) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out loading {url}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        tab.evaluate(
+            "!window.__piswarmLeaving && location.protocol !== 'about:' && document.readyState === 'complete'",
+            false,
+        )
+        .ok()
+        .and_then(|r| r.value)
+            == Some(Value::Bool(true))
+    });
 }
 
 pub fn open(tab: &Tab, url: &str) {
     navigate(tab, url);
     wait_until(tab, "document.getElementById('live').textContent !== '' && !document.getElementById('live').classList.contains('off')");
-}
-
-/// A new tab whose navigations and element waits give up after [`WAIT`].
-pub fn new_tab(browser: &Browser) -> Arc<Tab> {
-    let tab = browser.new_tab().unwrap();
-    tab.set_default_timeout(WAIT);
-    tab
 }
 
 /// Runs browser code (blocking) beside the async node.
@@ -245,7 +231,7 @@ pub async fn in_browser<T: Send + 'static>(f: impl FnOnce(Arc<Tab>) -> T + Send 
         Duration::from_secs(600),
         tokio::task::spawn_blocking(move || {
             let (browser, _profile) = browser();
-            let tab = new_tab(&browser);
+            let tab = browser.new_tab().unwrap();
             f(tab)
         }),
     )

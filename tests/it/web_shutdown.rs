@@ -73,9 +73,7 @@ fn serve() -> Serve {
 fn stop_with_three_tabs(how: &str) -> (String, Duration) {
     let mut s = serve();
     let (browser, _profile) = browser();
-    let tabs: Vec<_> = (0..3)
-        .map(|_| crate::web_browser::new_tab(&browser))
-        .collect();
+    let tabs: Vec<_> = (0..3).map(|_| browser.new_tab().unwrap()).collect();
     for tab in &tabs {
         open(tab, &s.url);
     }
