@@ -24,14 +24,14 @@
 # deadline; the containers, the volume and the image are removed on exit (the base is kept).
 # Prints one line per check and "container: N passed, M failed"; exits non-zero if any check
 # fails.
-# Environment: PISWARM_BIN, PISWARM_DEBIAN_MIRROR (default http://deb.debian.org/debian).
+# Environment: PISWARM_BIN, PISWARM_DEBIAN_MIRROR (default: the mirror apt uses for bookworm here,
+# or debootstrap's own).
 set -euo pipefail
 
 deploy_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_dir="$(dirname "${deploy_dir}")"
 base_image=localhost/piswarm-debian:bookworm
 image=localhost/piswarm:test
-mirror="${PISWARM_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 terms=1e10
 chunk=1e8
 
@@ -118,9 +118,14 @@ started=${SECONDS}
 if podman image exists "${base_image}"; then
   report ok base "${base_image} already here (made by an earlier run)"
 else
-  if ! timeout 900 debootstrap --variant=minbase bookworm "${work}/root" "${mirror}" \
+  # The mirror apt already uses for bookworm, if any (debootstrap's default otherwise); the
+  # $(...) in the format are apt's fields, not the shell's.
+  # shellcheck disable=SC2016
+  mirror="${PISWARM_DEBIAN_MIRROR:-$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' \
+    'Created-By: Packages' 2>/dev/null | awk '$2 == "bookworm" {print $1; exit}' || true)}"
+  if ! timeout 900 debootstrap --variant=minbase bookworm "${work}/root" ${mirror:+"${mirror}"} \
     >"${work}/debootstrap.log" 2>&1; then
-    die "debootstrap --variant=minbase bookworm from ${mirror} failed"
+    die "debootstrap --variant=minbase bookworm ${mirror:+from ${mirror} }failed"
   fi
   tar -C "${work}/root" -c . | timeout 300 podman import - "${base_image}" >"${work}/import.log" 2>&1 ||
     die "podman import failed"
