@@ -26,7 +26,8 @@
 # "slurm: N passed, M failed"; exits non-zero if any check fails.
 #
 # Needs root (the daemons, apt-get). Environment: PISWARM_BIN (default target/release/piswarm),
-# PISWARM_SLURM_TERMS and PISWARM_SLURM_CHUNK (the job; default 5e10 in chunks of 5e7),
+# PISWARM_SLURM_TERMS and PISWARM_SLURM_CHUNK (the job; by default about 10 s of this machine's
+# cores, at least 5e10 terms, in 1000 intervals, so that the scancel lands mid-run however fast),
 # PISWARM_SLURM_KEEP=1 (keep the temporary directory, with every log), PISWARM_SLURM_RECIPE (another
 # job script, e.g. an older version, to see what the test catches).
 set -euo pipefail
@@ -34,8 +35,8 @@ set -euo pipefail
 deploy_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 repo_dir="$(dirname "${deploy_dir}")"
 recipe="${PISWARM_SLURM_RECIPE:-${deploy_dir}/slurm/piswarm-workers.sbatch}"
-terms="${PISWARM_SLURM_TERMS:-5e10}"
-chunk="${PISWARM_SLURM_CHUNK:-5e7}"
+terms="${PISWARM_SLURM_TERMS:-}"
+chunk="${PISWARM_SLURM_CHUNK:-}"
 # A task that "exits at once" does so within this many seconds (its retry budget is 10 minutes).
 quick=30
 
@@ -359,11 +360,23 @@ status_is() {
   [[ "$(status "$1" 2>/dev/null)" == "$2" ]]
 }
 
+# The job: about 10 s for two one-core tasks, measured here, so that a cancel after 5% of the
+# intervals (checked every 0.2 s) lands well before the end on a fast machine as on a slow one.
+if [[ -z "${terms}" ]]; then
+  rate="$("${piswarm}" run --json --terms 1e10 2>/dev/null | python3 -c \
+    'import json, sys; print(int(json.load(sys.stdin)["terms_per_s"]))')" ||
+    die "piswarm run --terms 1e10 failed"
+  terms=$(((rate * 10 / 1000000000 + 1) * 1000000000))
+  ((terms >= 50000000000)) || terms=50000000000
+  chunk="${chunk:-$((terms / 1000))}"
+fi
+[[ -n "${chunk}" ]] || die "PISWARM_SLURM_TERMS needs PISWARM_SLURM_CHUNK"
+
 # The reference: the same job in one process (bit-identical whatever the workers).
 ref_started=${SECONDS}
 "${piswarm}" run --json --terms "${terms}" --chunk "${chunk}" >"${work}/reference.json" \
   2>"${work}/reference.log" || die "piswarm run --terms ${terms} --chunk ${chunk} failed"
-note "reference: piswarm run --terms ${terms} --chunk ${chunk} took $((SECONDS - ref_started)) s"
+note "the job: ${terms} terms in chunks of ${chunk}; piswarm run of it took $((SECONDS - ref_started)) s"
 
 # --- 1. A run completes exactly; an empty PISWARM_TOKEN; tasks that start late -----------------
 
