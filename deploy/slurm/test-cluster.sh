@@ -482,20 +482,23 @@ http_addr="127.0.0.1:$(free_port)"
 if PISWARM_TOKEN="$(<"${b}/token")" start_serve "${b}" --http "${http_addr}"; then
   cancel_serve_pid="${serve_pid}"
   total="$(status run.intervals_total)"
-  PISWARM_COORDINATOR="${serve_addr}" PISWARM_BIN="${piswarm}" \
-    PISWARM_TOKEN_FILE="${b}/token" submit "${b}" --array=0-1 --cpus-per-task=1
+  # With PISWARM_DONE_FILE (not there yet): the job script, not the worker, gets Slurm's SIGTERM
+  # first and passes it on. The second array runs the worker with exec.
+  PISWARM_COORDINATOR="${serve_addr}" PISWARM_BIN="${piswarm}" PISWARM_TOKEN_FILE="${b}/token" \
+    PISWARM_DONE_FILE="${b}/final.json" submit "${b}" --array=0-1 --cpus-per-task=1
   if wait_until 120 "results from job ${job}" status_at_least run.intervals_done $((total / 20)); then
     timeout 30 scancel "${job}" || true
     if wait_until 60 "job ${job} to end" job_gone "${job}" &&
       wait_until 90 "the intervals to come back" status_is run.in_flight 0; then
       done_then="$(status run.intervals_done)"
+      expired="$(status run.leases_expired)"
       states="$(task_states "${job}")"
-      if [[ "$(status server.running)" == true && "${done_then}" -lt "${total}" ]] &&
-        ! echo "${states}" | awk '$2 != "CANCELLED"' | grep -q .; then
-        report ok scancel "2 tasks CANCELLED with ${done_then}/${total} intervals done: none in flight (leases expired: $(status run.leases_expired)), coordinator still serving"
+      if [[ "$(status server.running)" == true && "${done_then}" -lt "${total}" &&
+        "${expired}" == 0 ]] && ! awk '$2 != "CANCELLED"' <<<"${states}" | grep -q .; then
+        report ok scancel "2 tasks CANCELLED with ${done_then}/${total} intervals done: none in flight, none by a lease's expiry; the coordinator still serving"
       else
         echo "${states}"
-        report FAIL scancel "after scancel: ${done_then}/${total} done, running $(status server.running)"
+        report FAIL scancel "after scancel: ${done_then}/${total} done, ${expired} leases expired, serving: $(status server.running)"
       fi
     else
       report FAIL scancel "the tasks did not end or the intervals did not come back"
