@@ -103,6 +103,23 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A crowd of unequal `piswarm worker` processes (a thread per core, nice 19, paced 0.1–3 s
+    /// per interval, two that go silent for good) against a `piswarm serve`: the run's time
+    /// against the crowd's ideal, and what backup copies cost.
+    Crowd {
+        #[arg(long, default_value = "4e10", value_parser = count)]
+        terms: u64,
+        #[arg(long, default_value = "1e8", value_parser = count)]
+        chunk: u64,
+        /// Run against a coordinator that hands out no backup copies (for comparison).
+        #[arg(long)]
+        no_backups: bool,
+        /// Give up after this long.
+        #[arg(long, default_value = "5m", value_parser = duration)]
+        limit: Duration,
+        #[arg(long)]
+        json: bool,
+    },
     /// Resident memory of a `piswarm serve` process holding N idle connections.
     Connections {
         #[arg(long, default_value = "10000", value_parser = count_usize)]
@@ -262,13 +279,18 @@ pub struct ServeArgs {
     /// 2GiB) [default: 64 MiB, or a quarter of the store's size if larger]
     #[arg(long, value_name = "SIZE", value_parser = size)]
     pub min_free_disk: Option<u64>,
-    /// The most local clients (the dashboard's Create) running at once [default: 4 per core]
+    /// The most local clients (the dashboard's Create) running at once; they share one compute
+    /// thread per core [default: 1000, or half the connection budget if less]
     #[arg(long, value_parser = count_usize)]
     pub max_local_clients: Option<usize>,
     /// Accept only π partials within the compensated kernel's error bound (piswarm workers pass;
     /// plain-loop clients of long intervals do not), so that no client can move the result.
     #[arg(long)]
     pub strict: bool,
+    /// Never hand out backup copies of intervals in flight at the tail of a job (they are on by
+    /// default: a faster worker gets a copy of what a straggler holds, docs/protocol.md §6.1).
+    #[arg(long)]
+    pub no_backups: bool,
 }
 
 /// How to reach a running server's dashboard API.
@@ -311,6 +333,10 @@ pub struct WorkerArgs {
     /// Assignments to hold at once (default: two per thread; capped by the server).
     #[arg(long, value_parser = count_u32)]
     pub prefetch: Option<u32>,
+    /// Wait this long after computing each interval before reporting it (e.g. 3s): makes this
+    /// worker a slow machine, for demonstrations and the crowd benchmark.
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    pub pace: Option<Duration>,
     /// Shared secret of the coordinator (also PISWARM_TOKEN); never printed or logged.
     #[arg(long, env = "PISWARM_TOKEN", hide_env_values = true, value_parser = Secret::parse_arg)]
     pub token: Option<Secret>,
@@ -488,6 +514,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
             config.retry_for = args.retry_for;
             config.token = args.token;
             config.prefetch = args.prefetch;
+            config.pace = args.pace;
             if let Some(ca) = &args.tls_ca {
                 match crate::net::tls::TlsClient::from_ca_file(ca) {
                     Ok(tls) => config.tls = Some(tls),
@@ -624,6 +651,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     options.new_run = args.new_run;
     options.resume = args.resume;
     options.min_free_disk = args.min_free_disk;
+    options.backups = !args.no_backups;
     if let Some(max) = args.max_local_clients {
         options.max_local_clients = max;
     }
@@ -687,6 +715,21 @@ async fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
             json,
             &crate::commands::bench::coordinator(clients, chunk, seconds, prefetch).await?,
         ),
+        BenchCommand::Crowd {
+            terms,
+            chunk,
+            no_backups,
+            limit,
+            json,
+        } => {
+            let options = commands::crowd::CrowdOptions {
+                terms,
+                chunk,
+                backups: !no_backups,
+                limit,
+            };
+            show(json, &commands::crowd::crowd(&options).await?)
+        }
         BenchCommand::Connections { count, json } => {
             show(json, &crate::commands::bench::connections(count).await?)
         }

@@ -24,8 +24,22 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The processor's model name, as Linux reports it (`/proc/cpuinfo`), or "unknown".
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelReport {
+    pub cpu: String,
     pub terms_per_s_per_core: f64,
     pub threads: usize,
     pub terms_per_s: f64,
@@ -62,6 +76,7 @@ pub fn kernel(seconds: f64, threads: usize) -> KernelReport {
     let elapsed = start.elapsed().as_secs_f64();
     let rate = terms.load(Ordering::Relaxed) as f64 / elapsed;
     KernelReport {
+        cpu: cpu_model(),
         terms_per_s_per_core: rate / threads.max(1) as f64,
         threads: threads.max(1),
         terms_per_s: rate,

@@ -3,6 +3,8 @@
 
 pub mod bench;
 pub mod cert;
+pub mod child;
+pub mod crowd;
 pub mod export;
 pub mod fleet;
 pub mod run;

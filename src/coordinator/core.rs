@@ -63,6 +63,20 @@ const RECENT_REJECTS: usize = 1024;
 const LATENCY_WINDOW: usize = 64;
 /// Leases are this many times the slowest assign-to-result time observed.
 const LEASE_FACTOR: u32 = 4;
+/// How many recent results measure a session's speed.
+const SPEED_WINDOW: usize = 16;
+/// The speed assumed for a session that has not delivered yet, while no session has (terms/s).
+/// Once some have, the median of their speeds is assumed instead.
+const PRIOR_SPEED: f64 = 1e8;
+/// Before its first result, a session holds at most this fraction (1/n) of the intervals left
+/// (and at least 2): a slow newcomer cannot take a large share of the job.
+const INITIAL_SHARE: u64 = 64;
+/// A backup copy is handed out only if its holder is expected to need this many times longer
+/// than the requester to finish it (Spark's `speculation.multiplier` is 1.5 as well).
+const BACKUP_MARGIN: f64 = 1.5;
+/// While sessions wait for work and intervals are in flight, backups are reconsidered this often
+/// (a holder that stops answering becomes worth backing up as time passes).
+const BACKUP_CHECK: Duration = Duration::from_millis(250);
 
 /// How long an assignment may stay unanswered before it goes back to the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +111,13 @@ pub struct CoreConfig {
     pub max_bad_results: u32,
     /// Produce [`Output::Durable`] for every result that becomes durable.
     pub emit_durable: bool,
+    /// The run's identity, unique across stores (sent in the welcome as `run_uid`).
+    pub run_uid: String,
+    /// Hand out backup copies of intervals in flight at the tail of the job.
+    pub backups: bool,
+    /// Once it has delivered, a session holds at most what it is expected to finish within this
+    /// horizon (or twice its fastest assign-to-result time, if longer), plus one.
+    pub horizon: Duration,
 }
 
 impl CoreConfig {
@@ -109,6 +130,9 @@ impl CoreConfig {
             heartbeat: Duration::from_secs(20),
             max_bad_results: 3,
             emit_durable: false,
+            run_uid: String::new(),
+            backups: true,
+            horizon: Duration::from_secs(2),
         }
     }
 }
@@ -250,6 +274,10 @@ pub struct Snapshot {
     pub results_accepted: u64,
     pub results_duplicate: u64,
     pub results_rejected: u64,
+    /// Backup copies handed out, those whose result counted first, and the terms they covered.
+    pub backups_issued: u64,
+    pub backups_won: u64,
+    pub backup_terms: u64,
 }
 
 /// One row of the worker table.
@@ -269,6 +297,11 @@ pub struct WorkerRow {
     pub strikes: u32,
     /// Terms per second of its accepted results, measured by the server.
     pub terms_per_s: f64,
+    /// The most intervals it may hold now (its speed times the horizon; see [`CoreConfig::horizon`]).
+    pub allowance: usize,
+    /// Backup copies it was given, and how many of them counted first.
+    pub backups: u64,
+    pub backups_won: u64,
     /// Seconds since the coordinator started, when it last sent something the core saw.
     pub last_seen_s: f64,
 }
@@ -299,6 +332,18 @@ enum Hold {
     Covered { assigned: Time },
     /// Its result was accepted and is being made durable; the `ack` waits for the commit.
     Answered,
+}
+
+impl Hold {
+    /// When it was assigned, while the session may still be computing it.
+    fn assigned(&self) -> Option<Time> {
+        match *self {
+            Hold::Computing { assigned, .. }
+            | Hold::Expired { assigned }
+            | Hold::Covered { assigned } => Some(assigned),
+            Hold::Answered => None,
+        }
+    }
 }
 
 /// A reply to a result (or a final message), released in order once its write is durable.
@@ -340,6 +385,15 @@ struct Session {
     closed: bool,
     /// Its key in the hungry queue, while it waits for work.
     hungry: Option<(u8, SessionId)>,
+    /// When its last result arrived (the end of its last piece of measured work).
+    last_result: Option<Time>,
+    /// Recent results: terms, and the time the session spent on them (from the later of the
+    /// assignment and its previous result, to the result).
+    work: VecDeque<(u64, Duration)>,
+    /// Its fastest assign-to-result time.
+    fastest: Option<Duration>,
+    backups: u64,
+    backups_won: u64,
 }
 
 impl Session {
@@ -358,6 +412,53 @@ impl Session {
     fn slowest(&self) -> Option<Duration> {
         self.latencies.iter().max().copied()
     }
+
+    /// Terms per second over its recent results, once it has delivered.
+    fn speed(&self) -> Option<f64> {
+        if self.work.is_empty() {
+            return None;
+        }
+        let terms: u64 = self.work.iter().map(|w| w.0).sum();
+        let time: Duration = self.work.iter().map(|w| w.1).sum();
+        Some(terms as f64 / time.as_secs_f64().max(1e-6))
+    }
+
+    /// What it is still computing, oldest assignment first: (id, terms).
+    fn queue(&self, job: &Job) -> Vec<(Time, u64, u64)> {
+        let mut q: Vec<(Time, u64, u64)> = self
+            .held
+            .iter()
+            .filter_map(|(&id, hold)| {
+                let assigned = hold.assigned()?;
+                let terms = job.interval(IntervalId(id)).map_or(0, |i| i.b - i.a + 1);
+                Some((assigned, id, terms))
+            })
+            .collect();
+        q.sort_unstable();
+        q
+    }
+
+    /// When it started on what it holds now: its last result, or its oldest assignment if later.
+    fn started(&self, queue: &[(Time, u64, u64)]) -> Time {
+        let oldest = queue.first().map_or(Time::ZERO, |q| q.0);
+        self.last_result.map_or(oldest, |r| r.max(oldest))
+    }
+}
+
+/// When a session is expected to finish work that takes `needs` from `started`, seen at `now`:
+/// on time, as planned; overdue by d, another d from now (the longer a silence lasts, the longer
+/// it is expected to last).
+fn expected_finish(started: Time, needs: Duration, now: Time) -> Time {
+    let planned = started + needs;
+    if planned >= now {
+        planned
+    } else {
+        now + (now - planned)
+    }
+}
+
+fn seconds(terms: u64, speed: f64) -> Duration {
+    Duration::from_secs_f64((terms as f64 / speed.max(1.0)).min(1e9))
 }
 
 /// A write whose commit is awaited.
@@ -433,6 +534,13 @@ pub struct Core {
     results_accepted: u64,
     results_duplicate: u64,
     results_rejected: u64,
+    /// Intervals in flight that also have a backup copy, and the session computing it.
+    backups: HashMap<u64, SessionId>,
+    backups_issued: u64,
+    backups_won: u64,
+    backup_terms: u64,
+    /// When backups were last considered for waiting sessions.
+    last_backup_check: Time,
     now: Time,
     out: VecDeque<Output>,
 }
@@ -476,6 +584,11 @@ impl Core {
             results_accepted: 0,
             results_duplicate: 0,
             results_rejected: 0,
+            backups: HashMap::new(),
+            backups_issued: 0,
+            backups_won: 0,
+            backup_terms: 0,
+            last_backup_check: Duration::ZERO,
             now: Duration::ZERO,
             out: VecDeque::new(),
         };
@@ -535,10 +648,10 @@ impl Core {
         let totals = self
             .totals_dirty
             .then(|| self.last_totals.map_or(self.now, |t| t + TOTALS_EVERY));
-        match (lease, totals) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let backups = self
+            .backup_wanted()
+            .then(|| self.last_backup_check + BACKUP_CHECK);
+        [lease, totals, backups].into_iter().flatten().min()
     }
 
     /// The sequence number of the last write produced (0 if none): once it is committed,
@@ -586,6 +699,9 @@ impl Core {
             results_accepted: self.results_accepted,
             results_duplicate: self.results_duplicate,
             results_rejected: self.results_rejected,
+            backups_issued: self.backups_issued,
+            backups_won: self.backups_won,
+            backup_terms: self.backup_terms,
         }
     }
 
@@ -646,6 +762,9 @@ impl Core {
                     } else {
                         0.0
                     },
+                    allowance: self.allowance(s),
+                    backups: s.backups,
+                    backups_won: s.backups_won,
                     last_seen_s: s.last_seen.as_secs_f64(),
                 }
             })
@@ -719,6 +838,7 @@ impl Core {
                 chunk: Dec(job.chunk),
                 max_prefetch: self.config.max_prefetch,
                 heartbeat_s: self.config.heartbeat.as_secs_f64(),
+                run_uid: (!self.config.run_uid.is_empty()).then(|| self.config.run_uid.clone()),
             },
         });
         let mut session = Session {
@@ -741,6 +861,11 @@ impl Core {
             closing: false,
             closed: false,
             hungry: None,
+            last_result: None,
+            work: VecDeque::new(),
+            fastest: None,
+            backups: 0,
+            backups_won: 0,
         };
         if self.announced_complete {
             session.replies.push_back(Reply {
@@ -768,11 +893,12 @@ impl Core {
             if let Hold::Computing { deadline, .. } = hold {
                 self.leases.remove(&(*deadline, interval, id));
             }
-            if matches!(hold, Hold::Computing { .. } | Hold::Expired { .. })
+            if self.backups.get(&interval) == Some(&id) {
+                self.backups.remove(&interval);
+            } else if matches!(hold, Hold::Computing { .. } | Hold::Expired { .. })
                 && self.schedule.holder(IntervalId(interval)) == Some(id)
             {
-                self.schedule.give_back(IntervalId(interval));
-                returned = true;
+                returned |= self.release(IntervalId(interval));
             }
         }
         if returned {
@@ -780,34 +906,64 @@ impl Core {
         }
     }
 
+    /// Its holder no longer computes an interval in flight (it left, failed it, or its lease ran
+    /// out): the backup copy's session becomes its holder, or else it goes back to the queue.
+    /// Returns whether it went back to the queue.
+    fn release(&mut self, id: IntervalId) -> bool {
+        if let Some(backup) = self.backups.remove(&id.0) {
+            let computing = self
+                .sessions
+                .get(&backup)
+                .and_then(|s| s.held.get(&id.0))
+                .is_some_and(|h| matches!(h, Hold::Computing { .. }));
+            if computing && self.schedule.reassign(id, backup) {
+                return false;
+            }
+        }
+        self.schedule.give_back(id)
+    }
+
     /// Hands the session as many intervals as its credit and prefetch allow.
     fn feed(&mut self, id: SessionId) {
         if !self.serving || self.store_failed.is_some() {
             return;
         }
-        let max = self.config.max_prefetch as usize;
+        let Some(allowance) = self.sessions.get(&id).map(|s| self.allowance(s)) else {
+            return;
+        };
         loop {
             let lease = self.lease_for(id);
-            let Some(s) = self.sessions.get_mut(&id) else {
+            let Some(s) = self.sessions.get(&id) else {
                 return;
             };
-            if s.closing || s.credit == 0 || s.held.len() >= max {
+            if s.closing || s.credit == 0 || s.held.len() >= allowance {
                 break;
             }
-            let Some(interval) = self.schedule.issue(id) else {
-                let key = (s.tier(), id);
-                if s.hungry != Some(key) {
-                    if let Some(old) = s.hungry.take() {
-                        self.hungry.remove(&old);
+            let (interval, backup) = match self.schedule.issue(id) {
+                Some(interval) => (interval, false),
+                None => match self.pick_backup(id) {
+                    Some((interval, replaces)) => {
+                        if let Some(old) = replaces {
+                            self.demote_backup(interval.id.0, old);
+                        }
+                        (interval, true)
                     }
-                    s.hungry = Some(key);
-                    self.hungry.insert(key);
-                }
-                self.reserve_ahead();
+                    None => {
+                        self.wait_for_work(id);
+                        self.reserve_ahead();
+                        return;
+                    }
+                },
+            };
+            let Some(s) = self.sessions.get_mut(&id) else {
                 return;
             };
             let deadline = self.now + lease;
             match s.held.get(&interval.id.0) {
+                Some(_) if backup => {
+                    // Cannot happen (a backup is never picked for an interval its requester holds).
+                    break;
+                }
                 Some(Hold::Expired { assigned }) => {
                     // Reissued to the session that still has it: it is computing it already, so
                     // only its lease is renewed (no second assign, no credit spent).
@@ -834,9 +990,15 @@ impl Core {
             );
             s.credit -= 1;
             self.leases.insert((deadline, interval.id.0, id));
+            if backup {
+                s.backups += 1;
+                self.backups.insert(interval.id.0, id);
+                self.backups_issued += 1;
+                self.backup_terms += interval.b - interval.a + 1;
+            }
             self.out.push_back(Output::Send {
                 session: id,
-                message: assign_message(&interval, lease),
+                message: assign_message(&interval, lease, backup),
             });
         }
         if let Some(s) = self.sessions.get_mut(&id) {
@@ -847,13 +1009,169 @@ impl Core {
         self.reserve_ahead();
     }
 
+    /// Files the session among those waiting for work.
+    fn wait_for_work(&mut self, id: SessionId) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let key = (s.tier(), id);
+        if s.hungry != Some(key) {
+            if let Some(old) = s.hungry.take() {
+                self.hungry.remove(&old);
+            }
+            s.hungry = Some(key);
+            self.hungry.insert(key);
+        }
+    }
+
+    /// The most intervals a session may hold now: before its first result, a small share of
+    /// what is left; then what it is expected to finish within the horizon, plus one.
+    fn allowance(&self, s: &Session) -> usize {
+        let max = self.config.max_prefetch.max(1) as usize;
+        match s.speed() {
+            None => match self.config.job.intervals() {
+                Some(n) => {
+                    let left = n.saturating_sub(self.schedule.done());
+                    usize::try_from(left.div_ceil(INITIAL_SHARE).max(2))
+                        .unwrap_or(max)
+                        .min(max)
+                }
+                None => max,
+            },
+            Some(speed) => {
+                let horizon = self.config.horizon.max(s.fastest.unwrap_or_default() * 2);
+                let chunk = self.config.job.chunk.max(1) as f64;
+                let n = (speed * horizon.as_secs_f64() / chunk).floor();
+                (n.min(max as f64) as usize + 1).min(max)
+            }
+        }
+    }
+
+    /// The speed assumed for a session that has not delivered: the median of those that have.
+    fn prior_speed(&self) -> f64 {
+        let mut speeds: Vec<f64> = self.sessions.values().filter_map(Session::speed).collect();
+        if speeds.is_empty() {
+            return PRIOR_SPEED;
+        }
+        speeds.sort_unstable_by(f64::total_cmp);
+        speeds[speeds.len() / 2]
+    }
+
+    /// Whether backups could help someone now: sessions wait, nothing is fresh or given back,
+    /// and intervals are in flight.
+    fn backup_wanted(&self) -> bool {
+        self.config.backups
+            && self.serving
+            && self.store_failed.is_none()
+            && !self.hungry.is_empty()
+            && self.schedule.in_flight() > 0
+            && self.schedule.given_back_count() == 0
+            && self
+                .config
+                .job
+                .intervals()
+                .is_some_and(|n| self.schedule.next_fresh() >= n)
+    }
+
+    /// A backup copy for session `req`, when nothing fresh or given back is left: of the
+    /// intervals in flight, the one expected to be finished last — by its holder, or by its
+    /// backup's session if that is expected sooner (each by its measured speed, what it holds
+    /// before it and how long it has held them) —, if `req` is expected to finish it
+    /// [`BACKUP_MARGIN`] times sooner. Returns the interval, and the session whose backup copy
+    /// it replaces (one that is itself overdue), if any: at most one backup per interval.
+    fn pick_backup(&self, req: SessionId) -> Option<(Interval, Option<SessionId>)> {
+        if !self.config.backups {
+            return None;
+        }
+        let job = &self.config.job;
+        let end = job.intervals()?;
+        if self.schedule.next_fresh() < end || self.schedule.given_back_count() > 0 {
+            return None;
+        }
+        let now = self.now;
+        let prior = self.prior_speed();
+        let r = self.sessions.get(&req)?;
+        // When each copy in flight is expected to be finished: by its holder, by its backup.
+        let mut by_holder: Vec<(u64, Time)> = Vec::new();
+        let mut by_backup: HashMap<u64, Time> = HashMap::new();
+        for (&sid, s) in &self.sessions {
+            if sid == req || s.held.is_empty() {
+                continue;
+            }
+            let queue = s.queue(job);
+            let speed = s.speed().unwrap_or(prior);
+            let started = s.started(&queue);
+            let mut before = 0;
+            for &(_, id, terms) in &queue {
+                before += terms;
+                if !matches!(s.held.get(&id), Some(Hold::Computing { .. })) {
+                    continue;
+                }
+                let finish = expected_finish(started, seconds(before, speed), now);
+                if self.backups.get(&id) == Some(&sid) {
+                    by_backup.insert(id, finish);
+                } else if self.schedule.holder(IntervalId(id)) == Some(sid) {
+                    by_holder.push((id, finish));
+                }
+            }
+        }
+        let (finish, id) = by_holder
+            .into_iter()
+            .filter(|(id, _)| !r.held.contains_key(id))
+            .map(|(id, f)| (by_backup.get(&id).map_or(f, |&b| b.min(f)), id))
+            .max()?;
+        let interval = job.interval(IntervalId(id))?;
+        let speed = r.speed().unwrap_or(prior);
+        let queue = r.queue(job);
+        let busy = seconds(queue.iter().map(|q| q.2).sum(), speed);
+        let free = (r.started(&queue) + busy).max(now);
+        let mine = free + seconds(interval.b - interval.a + 1, speed) - now;
+        ((finish - now).as_secs_f64() > BACKUP_MARGIN * mine.as_secs_f64())
+            .then(|| (interval, self.backups.get(&id).copied()))
+    }
+
+    /// A backup copy is replaced by a better one: its session keeps it as if its lease had run
+    /// out (it may still answer; it counts against its allowance; it is fed last).
+    fn demote_backup(&mut self, id: u64, old: SessionId) {
+        self.backups.remove(&id);
+        if let Some(s) = self.sessions.get_mut(&old) {
+            if let Some(Hold::Computing { assigned, deadline }) = s.held.get(&id).copied() {
+                self.leases.remove(&(deadline, id, old));
+                s.held.insert(id, Hold::Expired { assigned });
+                s.expired += 1;
+            }
+        }
+        self.retier(old);
+    }
+
     /// Feeds waiting sessions, best tier first, while there is something to hand out.
     fn feed_hungry(&mut self) {
         let waiting: Vec<SessionId> = self.hungry.iter().map(|&(_, id)| id).collect();
         for id in waiting {
             self.feed(id);
             if self.sessions.get(&id).is_some_and(|s| s.hungry.is_some()) {
-                break; // nothing left to hand out
+                break; // nothing fresh or given back is left
+            }
+        }
+        if !self.backup_wanted() {
+            return;
+        }
+        // Backup copies depend on who asks: the fastest waiting sessions first, until one is
+        // not expected to beat any holder (then no slower one is either).
+        let prior = self.prior_speed();
+        let mut waiting: Vec<(f64, SessionId)> = self
+            .hungry
+            .iter()
+            .filter_map(|&(_, id)| {
+                let s = self.sessions.get(&id)?;
+                Some((s.speed().unwrap_or(prior), id))
+            })
+            .collect();
+        waiting.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, id) in waiting {
+            self.feed(id);
+            if self.sessions.get(&id).is_some_and(|s| s.hungry.is_some()) {
+                break;
             }
         }
     }
@@ -949,6 +1267,15 @@ impl Core {
         let latency = now.saturating_sub(assigned);
         push_bounded(&mut s.latencies, latency, LATENCY_WINDOW / 4);
         push_bounded(&mut self.run_latencies, latency, LATENCY_WINDOW);
+        let since = s.last_result.map_or(assigned, |r| r.max(assigned));
+        let terms = result.b.0 - result.a.0 + 1;
+        push_bounded(
+            &mut s.work,
+            (terms, now.saturating_sub(since)),
+            SPEED_WINDOW,
+        );
+        s.last_result = Some(now);
+        s.fastest = Some(s.fastest.map_or(latency, |f| f.min(latency)));
         match self.schedule.state(id) {
             IntervalState::InFlight(_) | IntervalState::GivenBack => {
                 if let Some(s) = self.sessions.get_mut(&sid) {
@@ -1023,8 +1350,13 @@ impl Core {
         received_at: String,
     ) {
         let id = IntervalId(result.id.0);
-        // Whoever else holds it now holds a copy whose result will be a duplicate.
-        if let Some(holder) = self.schedule.holder(id).filter(|&h| h != sid) {
+        // Whoever else holds it now (its holder, or its backup) holds a copy whose result will
+        // be a duplicate.
+        let backup = self.backups.remove(&id.0);
+        for holder in [self.schedule.holder(id), backup] {
+            let Some(holder) = holder.filter(|&h| h != sid) else {
+                continue;
+            };
             if let Some(h) = self.sessions.get_mut(&holder) {
                 if let Some(Hold::Computing { assigned, deadline }) = h.held.get(&id.0).copied() {
                     self.leases.remove(&(deadline, id.0, holder));
@@ -1035,6 +1367,12 @@ impl Core {
         if !self.schedule.accept(id) {
             self.answer(sid, id, AckStatus::Duplicate, 0, result.resend);
             return;
+        }
+        if backup == Some(sid) {
+            self.backups_won += 1;
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.backups_won += 1;
+            }
         }
         self.accept_pending(sid, result, verified, received_at);
     }
@@ -1166,8 +1504,10 @@ impl Core {
                 Some(Hold::Answered) | None => {}
             }
         }
-        if self.schedule.holder(id) == Some(sid) {
-            self.schedule.give_back(id);
+        if self.backups.get(&id.0) == Some(&sid) {
+            self.backups.remove(&id.0);
+        } else if self.schedule.holder(id) == Some(sid) {
+            self.release(id);
         }
         self.strike(sid, id, refusal.code, refusal.message);
         self.feed_hungry();
@@ -1494,14 +1834,19 @@ impl Core {
                 s.held.insert(interval, Hold::Expired { assigned });
                 s.expired += 1;
                 self.leases_expired += 1;
-                if self.schedule.holder(IntervalId(interval)) == Some(sid) {
-                    self.schedule.give_back(IntervalId(interval));
-                    any = true;
+                if self.backups.get(&interval) == Some(&sid) {
+                    self.backups.remove(&interval);
+                } else if self.schedule.holder(IntervalId(interval)) == Some(sid) {
+                    any |= self.release(IntervalId(interval));
                 }
                 self.retier(sid);
             }
         }
         if any {
+            self.feed_hungry();
+        }
+        if self.backup_wanted() && now >= self.last_backup_check + BACKUP_CHECK {
+            self.last_backup_check = now;
             self.feed_hungry();
         }
         if self.totals_dirty && self.last_totals.map_or(true, |t| now >= t + TOTALS_EVERY) {
@@ -1547,7 +1892,7 @@ impl Core {
                     let Some(s) = self.sessions.get(&sid) else {
                         return Err(format!("hungry session {sid} does not exist"));
                     };
-                    if !s.closing && s.credit > 0 && s.held.len() < max {
+                    if !s.closing && s.credit > 0 && s.held.len() < self.allowance(s) {
                         return Err(format!(
                             "session {sid} waits for work while intervals can be handed out"
                         ));
@@ -1627,6 +1972,26 @@ impl Core {
                 ));
             }
         }
+        for (&id, &backup) in &self.backups {
+            match self.schedule.state(IntervalId(id)) {
+                IntervalState::InFlight(holder) if holder != backup => {}
+                other => {
+                    return Err(format!(
+                        "interval {id} has a backup with session {backup} while {other:?}"
+                    ))
+                }
+            }
+            let computing = self
+                .sessions
+                .get(&backup)
+                .and_then(|s| s.held.get(&id))
+                .is_some_and(|h| matches!(h, Hold::Computing { .. }));
+            if !computing {
+                return Err(format!(
+                    "interval {id}'s backup session {backup} does not compute it"
+                ));
+            }
+        }
         if self.schedule.pending()
             != self
                 .pending
@@ -1640,12 +2005,13 @@ impl Core {
     }
 }
 
-fn assign_message(interval: &Interval, lease: Duration) -> ServerMessage {
+fn assign_message(interval: &Interval, lease: Duration, backup: bool) -> ServerMessage {
     ServerMessage::Assign {
         id: Dec(interval.id.0),
         a: Dec(interval.a),
         b: Dec(interval.b),
         lease_s: lease.as_secs_f64(),
+        backup,
     }
 }
 

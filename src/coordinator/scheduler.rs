@@ -113,6 +113,18 @@ impl Scheduler {
         }
     }
 
+    /// Moves an in-flight interval to another holder (its backup copy's, when its holder no
+    /// longer computes it). Returns false if the interval was not in flight.
+    pub fn reassign(&mut self, id: IntervalId, holder: HolderId) -> bool {
+        match self.holders.get_mut(&id.0) {
+            Some(h) => {
+                *h = holder;
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn state(&self, id: IntervalId) -> IntervalState {
         if id.0 >= self.next_fresh {
             IntervalState::Fresh

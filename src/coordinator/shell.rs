@@ -608,6 +608,7 @@ pub async fn start_run(
         done_ids: resume.done_ids,
     };
     options.config.run_id = run as u64;
+    options.config.run_uid = resume.run.uid.clone();
     options.config.emit_durable = options.print_results;
     let (writer, durability, writer_thread) =
         Writer::start_observed(store, run, options.on_commit.take())?;

@@ -1,11 +1,12 @@
 //! Local clients: real `piswarm worker`s in this process, created from the dashboard, with a cap
-//! on how many run at once.
+//! on how many run at once. A local client is a connection (a task speaking protocol v1 over
+//! loopback), not a thread: they all compute on one pool of threads, one per core.
 
 use super::ControlError;
 use crate::wire::Secret;
-use crate::worker::{self, WorkerConfig};
+use crate::worker::{self, ComputePool, WorkerConfig};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -13,11 +14,9 @@ use tokio_util::task::TaskTracker;
 /// The most local clients one request may create.
 pub const MAX_PER_REQUEST: usize = 1000;
 
-/// The default cap on local clients running at once: four per core (each is one thread when it
-/// computes).
-pub fn default_max_local_clients() -> usize {
-    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
-}
+/// The default cap on local clients running at once (each is a connection and a task; they share
+/// one compute thread per core). The node lowers it to half its connection budget if that is less.
+pub const DEFAULT_MAX_LOCAL_CLIENTS: usize = 1000;
 
 /// How a local client works.
 #[derive(
@@ -34,6 +33,8 @@ pub enum ClientMode {
 /// The local clients of a node.
 pub(super) struct LocalClients {
     max: usize,
+    /// The compute threads every local client shares, started with the first client.
+    pool: OnceLock<ComputePool>,
     tracker: TaskTracker,
     stop: CancellationToken,
     running: Arc<AtomicUsize>,
@@ -44,6 +45,7 @@ impl LocalClients {
     pub fn new(max: usize) -> LocalClients {
         LocalClients {
             max,
+            pool: OnceLock::new(),
             tracker: TaskTracker::new(),
             stop: CancellationToken::new(),
             running: Arc::new(AtomicUsize::new(0)),
@@ -70,11 +72,20 @@ impl LocalClients {
                 max: self.max,
             });
         }
+        let pool = match self.pool.get() {
+            Some(pool) => pool.clone(),
+            None => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let pool = ComputePool::new(cores)?;
+                self.pool.get_or_init(|| pool).clone()
+            }
+        };
         let mut names = Vec::with_capacity(count);
         for _ in 0..count {
             let n = self.next.fetch_add(1, Ordering::Relaxed);
             let mut config = WorkerConfig::new(connect.clone());
             config.threads = 1;
+            config.pool = Some(pool.clone());
             config.once = mode == ClientMode::Once;
             config.name = format!("local-{n}");
             config.token = token.clone();

@@ -80,6 +80,8 @@ pub struct ServeOptions {
     pub min_free_disk: Option<u64>,
     /// The most local clients running at once (the dashboard's Create).
     pub max_local_clients: usize,
+    /// Hand out backup copies at the tail of a job (`--no-backups` turns them off).
+    pub backups: bool,
 }
 
 impl ServeOptions {
@@ -102,9 +104,18 @@ impl ServeOptions {
             new_run: false,
             resume: None,
             min_free_disk: None,
-            max_local_clients: clients::default_max_local_clients(),
+            max_local_clients: clients::DEFAULT_MAX_LOCAL_CLIENTS,
+            backups: true,
         }
     }
+}
+
+/// The cap on local clients: as configured, and at most half the connection budget (each local
+/// client is one of the server's connections; the other half stays for workers from elsewhere).
+fn effective_max_local_clients(options: &ServeOptions) -> usize {
+    options
+        .max_local_clients
+        .min((options.server.max_connections / 2).max(1))
 }
 
 /// The default free-disk guard: 64 MiB, or a quarter of the store's size if that is more (the
@@ -427,7 +438,7 @@ impl Node {
                     legacy_listen: options.legacy_listen.clone(),
                     closed: false,
                 }),
-                clients: clients::LocalClients::new(options.max_local_clients),
+                clients: clients::LocalClients::new(effective_max_local_clients(&options)),
                 options,
                 current,
                 view,
@@ -477,7 +488,7 @@ impl Node {
 
     /// The most local clients running at once.
     pub fn max_local_clients(&self) -> usize {
-        self.inner.options.max_local_clients
+        effective_max_local_clients(&self.inner.options)
     }
 
     /// Stored results removed because they failed re-verification when the run was resumed.
@@ -758,6 +769,7 @@ impl Node {
 fn run_options(options: &ServeOptions, job: Job) -> RunOptions {
     let mut config = CoordinatorConfig::new(job);
     config.max_prefetch = options.max_prefetch;
+    config.backups = options.backups;
     if let Some(lease) = options.lease {
         config.lease = LeasePolicy::Fixed(lease);
     }

@@ -111,6 +111,11 @@ pub struct RunRow {
     /// Every interval id below this may have been handed out.
     #[serde(skip)]
     pub issued_upto: u64,
+    /// The run's identity, unique across stores: 32 hex digits of randomness, made with the run
+    /// (sent to workers as `run_uid`, so that results are never carried from one store's run to
+    /// another's run of the same number).
+    #[serde(skip)]
+    pub uid: String,
 }
 
 impl RunRow {
@@ -232,7 +237,8 @@ impl Store {
         let now = crate::report::now_iso8601();
         self.conn
             .execute(
-                "INSERT INTO runs (terms, chunk, state, created_at, updated_at) VALUES (?1, ?2, 'running', ?3, ?3)",
+                "INSERT INTO runs (terms, chunk, state, created_at, updated_at, uid)
+                 VALUES (?1, ?2, 'running', ?3, ?3, lower(hex(randomblob(16))))",
                 params![job.terms.map(|t| t as i64), job.chunk as i64, now],
             )
             .map_err(self.sql_err())?;
@@ -455,6 +461,7 @@ impl Store {
                 pi_bound: raw.pi_bound,
             },
             issued_upto: count(raw.issued_upto, "reservation")?,
+            uid: raw.uid,
         })
     }
 }
@@ -489,7 +496,7 @@ pub fn verify_record(job: &Job, r: &ResultRecord) -> Option<f64> {
 
 const RUN_SELECT: &str =
     "SELECT id, terms, chunk, state, created_at, updated_at, intervals_done, terms_done,
-    even_sum, odd_sum, pi, workers, elapsed_s, issued_upto, pi_bound FROM runs";
+    even_sum, odd_sum, pi, workers, elapsed_s, issued_upto, pi_bound, uid FROM runs";
 
 /// A run row as SQLite holds it, before it is checked.
 struct RawRunRow {
@@ -508,6 +515,7 @@ struct RawRunRow {
     elapsed_s: f64,
     issued_upto: i64,
     pi_bound: f64,
+    uid: String,
 }
 
 fn raw_run_row(r: &rusqlite::Row) -> rusqlite::Result<RawRunRow> {
@@ -527,6 +535,7 @@ fn raw_run_row(r: &rusqlite::Row) -> rusqlite::Result<RawRunRow> {
         elapsed_s: r.get(12)?,
         issued_upto: r.get(13)?,
         pi_bound: r.get(14)?,
+        uid: r.get(15)?,
     })
 }
 

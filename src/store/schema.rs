@@ -8,7 +8,7 @@ use super::{Location, Store, StoreError};
 use std::time::Duration;
 
 /// The schema version this build writes; older files are migrated on open.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// SQLite `application_id` of a piswarm store: "PiSw".
 pub const APPLICATION_ID: i64 = 0x5069_5377;
 
@@ -54,6 +54,13 @@ const MIGRATION_2: &str = "
     ALTER TABLE runs ADD COLUMN pi_bound REAL NOT NULL DEFAULT 0;
     UPDATE runs SET issued_upto =
         COALESCE((SELECT MAX(interval_id) + 1 FROM results WHERE run_id = runs.id), 0);
+";
+
+/// Migration 2 → 3: every run gets an identity no other store can have (128 random bits), so that
+/// a worker never carries results of one store's run into another store's run of the same number.
+const MIGRATION_3: &str = "
+    ALTER TABLE runs ADD COLUMN uid TEXT NOT NULL DEFAULT '';
+    UPDATE runs SET uid = lower(hex(randomblob(16))) WHERE uid = '';
 ";
 
 impl Store {
@@ -125,6 +132,9 @@ impl Store {
             }
             if version < 2 {
                 script.push_str(MIGRATION_2);
+            }
+            if version < 3 {
+                script.push_str(MIGRATION_3);
             }
             script.push_str(&format!(
                 "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"

@@ -198,6 +198,12 @@ pub struct RunStatus {
     pub results_duplicate: u64,
     pub results_rejected: u64,
     pub leases_expired: u64,
+    /// Backup copies handed out at the tail of the job (an interval in flight given to a second,
+    /// faster session as well), how many of them counted first, and the terms they covered.
+    pub backups_issued: u64,
+    pub backups_won: u64,
+    /// A decimal string, like every term count.
+    pub backup_terms: String,
 }
 
 #[utoipa::path(get, path = "/api/status", tag = "status",
@@ -276,6 +282,9 @@ pub(crate) async fn status_value(state: &AppState) -> Status {
             results_duplicate: snap.results_duplicate,
             results_rejected: snap.results_rejected,
             leases_expired: snap.leases_expired,
+            backups_issued: snap.backups_issued,
+            backups_won: snap.backups_won,
+            backup_terms: snap.backup_terms.to_string(),
         },
     }
 }
@@ -985,6 +994,13 @@ pub struct WorkerInfo {
     pub strikes: u32,
     /// Terms per second of its accepted results since it connected.
     pub terms_per_s: f64,
+    /// The most intervals it may hold now: before its first result a small share of the job,
+    /// then what it is expected to finish within the horizon (its measured speed), plus one.
+    pub allowance: usize,
+    /// Backup copies it was handed (intervals another session held too), and how many of them
+    /// counted first.
+    pub backups: u64,
+    pub backups_won: u64,
     /// RFC 3339 (UTC) time it was last heard from.
     pub last_seen_at: String,
 }
@@ -1090,6 +1106,9 @@ pub async fn workers(
             in_hand: w.in_hand,
             strikes: w.strikes,
             terms_per_s: w.terms_per_s,
+            allowance: w.allowance,
+            backups: w.backups,
+            backups_won: w.backups_won,
             last_seen_at: rfc3339(run.started, w.last_seen_s),
         })
         .collect();

@@ -101,6 +101,21 @@ fn register_run(
         counter(snap.leases_expired),
     );
     registry.register(
+        "piswarm_backups_issued",
+        "Backup copies handed out: an interval in flight given to a second, faster session as well",
+        counter(snap.backups_issued),
+    );
+    registry.register(
+        "piswarm_backups_won",
+        "Backup copies whose result counted first",
+        counter(snap.backups_won),
+    );
+    registry.register(
+        "piswarm_backup_terms",
+        "Terms covered by the backup copies handed out (at most this many terms are computed twice)",
+        counter(snap.backup_terms),
+    );
+    registry.register(
         "piswarm_sessions",
         "Worker sessions (handshaken connections) since the run's coordinator started",
         counter(snap.sessions_seen),

@@ -131,6 +131,10 @@ pub enum ServerMessage {
         max_prefetch: u32,
         /// Send something (a `heartbeat` will do) at least this often.
         heartbeat_s: f64,
+        /// The run's identity, unique across stores (32 hex digits): results computed for another
+        /// `run_uid` are never sent to this run. Absent from servers older than this field.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_uid: Option<String>,
     },
     /// One interval to compute.
     Assign {
@@ -139,6 +143,11 @@ pub enum ServerMessage {
         b: Dec<u64>,
         /// The lease: report within this many seconds or the interval is given to someone else.
         lease_s: f64,
+        /// A backup copy: another worker holds this interval too, and the first result to become
+        /// durable counts (the other is answered `duplicate`, never an error). Informational: a
+        /// client computes it like any other assignment.
+        #[serde(default, skip_serializing_if = "is_false")]
+        backup: bool,
     },
     /// A result was received: `accepted` (it counts) or `duplicate` (another result counted first).
     Ack { id: Dec<u64>, status: AckStatus },
@@ -347,6 +356,7 @@ mod tests {
             chunk: Dec(1000),
             max_prefetch: 64,
             heartbeat_s: 10.0,
+            run_uid: Some("0123456789abcdef0123456789abcdef".into()),
         };
         let mut buf = Vec::new();
         encode(&welcome, &mut buf);

@@ -14,7 +14,7 @@ mod pool;
 pub mod retry;
 mod session;
 
-pub use pool::compute;
+pub use pool::{compute, ComputePool};
 
 use crate::metrics::worker::WorkerInstruments;
 use crate::net::tls::TlsClient;
@@ -43,6 +43,11 @@ pub struct WorkerConfig {
     pub tls_server_name: Option<String>,
     /// What the worker counts for `worker --metrics`.
     pub metrics: WorkerInstruments,
+    /// Wait this long after each interval before reporting it (a slow machine, emulated).
+    pub pace: Option<Duration>,
+    /// Compute on these shared threads instead of starting `threads` of its own (a node's local
+    /// clients share one pool sized to the cores).
+    pub pool: Option<ComputePool>,
 }
 
 impl WorkerConfig {
@@ -58,6 +63,8 @@ impl WorkerConfig {
             tls: None,
             tls_server_name: None,
             metrics: WorkerInstruments::default(),
+            pace: None,
+            pool: None,
         }
     }
 }
@@ -153,8 +160,9 @@ enum End {
 /// What survives from one connection to the next.
 #[derive(Debug, Default)]
 struct Carry {
-    /// The run the unacknowledged results belong to.
-    run: Option<u64>,
+    /// The run the unacknowledged results belong to: its number, and its `run_uid` when the
+    /// coordinator sent one.
+    run: Option<(u64, Option<String>)>,
     /// Results computed and not acknowledged, to send again (marked `resend`).
     unacked: BTreeMap<u64, WorkResult>,
 }
@@ -165,8 +173,17 @@ pub async fn run_worker(
     config: WorkerConfig,
     shutdown: CancellationToken,
 ) -> Result<WorkerSummary, WorkerError> {
-    let threads = if config.once { 1 } else { config.threads };
-    let mut pool = pool::Pool::new(threads).map_err(WorkerError::Threads)?;
+    let mut pool = match &config.pool {
+        Some(shared) => pool::Pool::shared(shared),
+        None => {
+            let threads = if config.once { 1 } else { config.threads };
+            pool::Pool::new(threads, config.pace).map_err(WorkerError::Threads)?
+        }
+    };
+    let threads = config.pool.as_ref().map_or(
+        if config.once { 1 } else { config.threads },
+        ComputePool::threads,
+    );
     let metrics = &config.metrics;
     metrics
         .threads

@@ -4,7 +4,7 @@ use crate::maths::{kernel, sums};
 use crate::wire::{Dec, WorkResult};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// One interval to compute, tagged with the connection it was assigned on.
@@ -21,55 +21,121 @@ pub(super) struct Computed {
     pub result: WorkResult,
 }
 
-/// A pool of compute threads fed through a shared queue.
-pub(super) struct Pool {
-    pub tasks: std_mpsc::Sender<Task>,
-    pub results: mpsc::Receiver<Computed>,
-    /// The current connection: queued tasks of an earlier one are skipped (the server took
-    /// those intervals back when it ended).
-    pub epoch: Arc<AtomicU64>,
+/// A task on the threads' queue: the task, the current connection of the worker that sent it,
+/// and where its result goes.
+struct Queued {
+    task: Task,
+    current: Arc<AtomicU64>,
+    results: mpsc::Sender<Computed>,
 }
 
-impl Pool {
-    /// Starts `threads` compute threads.
-    pub fn new(threads: usize) -> std::io::Result<Pool> {
-        let (task_tx, task_rx) = std_mpsc::channel::<Task>();
-        let task_rx = Arc::new(Mutex::new(task_rx));
-        let (result_tx, results) = mpsc::channel(1024);
-        let epoch = Arc::new(AtomicU64::new(0));
-        for i in 0..threads.max(1) {
-            let task_rx = task_rx.clone();
-            let result_tx = result_tx.clone();
-            let current = epoch.clone();
+/// Compute threads running the kernel, shared by any number of workers (a worker's own, or the
+/// one pool of a node's local clients): a local client is then a connection, not a thread.
+#[derive(Clone)]
+pub struct ComputePool {
+    queue: std_mpsc::Sender<Queued>,
+    threads: usize,
+}
+
+impl std::fmt::Debug for ComputePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComputePool")
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+impl ComputePool {
+    /// Starts `threads` compute threads; they end when the last handle is dropped.
+    pub fn new(threads: usize) -> std::io::Result<ComputePool> {
+        ComputePool::paced(threads, None)
+    }
+
+    /// Threads that wait `pace` after each interval before handing its result over (a slow
+    /// machine, emulated).
+    pub fn paced(threads: usize, pace: Option<Duration>) -> std::io::Result<ComputePool> {
+        let (queue, rx) = std_mpsc::channel::<Queued>();
+        let rx = Arc::new(Mutex::new(rx));
+        let threads = threads.max(1);
+        for i in 0..threads {
+            let rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("piswarm-compute-{i}"))
                 .spawn(move || loop {
                     // The lock is held only while waiting for the next task.
-                    let next = match task_rx.lock() {
+                    let next = match rx.lock() {
                         Ok(rx) => rx.recv(),
                         Err(_) => return,
                     };
-                    let Ok(task) = next else { return };
-                    if task.epoch != current.load(Ordering::Relaxed) {
+                    let Ok(Queued {
+                        task,
+                        current,
+                        results,
+                    }) = next
+                    else {
+                        return;
+                    };
+                    // Tasks of a connection that ended are skipped (the server took those
+                    // intervals back when it ended).
+                    if task.epoch != current.load(Ordering::Relaxed) || results.is_closed() {
                         continue;
                     }
                     let result = compute(task.id, task.a, task.b);
-                    if result_tx
-                        .blocking_send(Computed {
-                            epoch: task.epoch,
-                            result,
-                        })
-                        .is_err()
-                    {
-                        return;
+                    if let Some(pace) = pace {
+                        std::thread::sleep(pace);
                     }
+                    // A worker that is gone no longer wants it; the threads go on for the others.
+                    let _ = results.blocking_send(Computed {
+                        epoch: task.epoch,
+                        result,
+                    });
                 })?;
         }
-        Ok(Pool {
-            tasks: task_tx,
+        Ok(ComputePool { queue, threads })
+    }
+
+    /// How many threads compute.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
+
+/// One worker's access to compute threads: its own or a shared pool.
+pub(super) struct Pool {
+    pool: ComputePool,
+    reply: mpsc::Sender<Computed>,
+    pub results: mpsc::Receiver<Computed>,
+    /// The current connection: queued tasks of an earlier one are skipped.
+    pub epoch: Arc<AtomicU64>,
+}
+
+impl Pool {
+    /// A worker's own pool of `threads` compute threads.
+    pub fn new(threads: usize, pace: Option<Duration>) -> std::io::Result<Pool> {
+        Ok(Pool::shared(&ComputePool::paced(threads, pace)?))
+    }
+
+    /// A worker's access to a pool it shares with others.
+    pub fn shared(pool: &ComputePool) -> Pool {
+        let (reply, results) = mpsc::channel(1024);
+        Pool {
+            pool: pool.clone(),
+            reply,
             results,
-            epoch,
-        })
+            epoch: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Queues a task; false if the pool's threads are gone.
+    pub fn submit(&self, task: Task) -> bool {
+        self.pool
+            .queue
+            .send(Queued {
+                task,
+                current: self.epoch.clone(),
+                results: self.reply.clone(),
+            })
+            .is_ok()
     }
 }
 

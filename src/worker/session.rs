@@ -87,6 +87,22 @@ async fn connect(config: &WorkerConfig) -> Result<(Read, Write), WorkerError> {
     }
 }
 
+/// Whether a welcome names the run that unacknowledged results belong to: the same `run_uid`
+/// when both sides have one (run numbers restart at 1 in every store), else the same number.
+pub(super) fn same_run(
+    carried: Option<&(u64, Option<String>)>,
+    run: u64,
+    uid: Option<&str>,
+) -> bool {
+    match carried {
+        None => false,
+        Some((old, old_uid)) => match (old_uid.as_deref(), uid) {
+            (Some(a), Some(b)) => a == b,
+            _ => *old == run,
+        },
+    }
+}
+
 /// Runs one connection. Sets `connected` once the coordinator has welcomed the worker.
 pub(super) async fn run(
     config: &WorkerConfig,
@@ -123,13 +139,14 @@ pub(super) async fn run(
         Ok(Ok(true)) => wire::decode_server(&line).map_err(|e| WorkerError::Protocol(e.message))?,
         _ => return Err(lost()),
     };
-    let (run, max_prefetch, heartbeat) = match welcome {
+    let (run, run_uid, max_prefetch, heartbeat) = match welcome {
         ServerMessage::Welcome {
             run,
+            run_uid,
             max_prefetch,
             heartbeat_s,
             ..
-        } => (run, max_prefetch, heartbeat_s),
+        } => (run, run_uid, max_prefetch, heartbeat_s),
         ServerMessage::Error { code, message, .. } => {
             return Err(WorkerError::Refused { code, message })
         }
@@ -143,16 +160,18 @@ pub(super) async fn run(
     let metrics = &config.metrics;
     metrics.connected.set(1);
     pool.epoch.store(epoch, Ordering::Relaxed);
-    if carry.run != Some(run) {
+    if !same_run(carry.run.as_ref(), run, run_uid.as_deref()) {
         if !carry.unacked.is_empty() {
+            let (old, old_uid) = carry.run.clone().unwrap_or_default();
             tracing::warn!(
-                "the coordinator now serves run {run}; {} unacknowledged results of run {} are dropped",
+                "the coordinator now serves run {run} ({}); {} unacknowledged results of run {old} ({}) are dropped, not sent again",
+                run_uid.as_deref().unwrap_or("no run_uid"),
                 carry.unacked.len(),
-                carry.run.unwrap_or(0)
+                old_uid.as_deref().unwrap_or("no run_uid"),
             );
         }
         carry.unacked.clear();
-        carry.run = Some(run);
+        carry.run = Some((run, run_uid));
     }
     let prefetch = if config.once {
         1
@@ -204,7 +223,7 @@ pub(super) async fn run(
                 let answered = match msg {
                     ServerMessage::Assign { id, a, b, .. } => {
                         let task = Task { epoch, id: id.0, a: a.0, b: b.0 };
-                        if pool.tasks.send(task).is_err() {
+                        if !pool.submit(task) {
                             break Err(WorkerError::Protocol("compute threads stopped".into()));
                         }
                         None

@@ -8,6 +8,7 @@ mod common;
 mod browser_kernel;
 mod browser_workers;
 mod cli;
+mod crowd;
 mod durability;
 mod fuzz_properties;
 mod hostile;

@@ -136,6 +136,9 @@ struct Spec {
     compute: (u64, u64),
     /// When it starts.
     start: Time,
+    /// When it goes silent for good (a phone locked, a laptop off the Wi-Fi): it stops computing
+    /// and sending, and its connection is never closed by its side.
+    vanish: Option<Time>,
 }
 
 #[derive(Debug, Clone)]
@@ -194,6 +197,7 @@ impl Scenario {
                 retry_for: Some(rng.millis(150_000, 400_000)),
                 compute,
                 start: rng.millis(0, 5_000),
+                vanish: None,
             });
         }
         let hostile = rng.below(4);
@@ -218,6 +222,7 @@ impl Scenario {
                 retry_for: Some(secs(600)),
                 compute: (5, 500),
                 start: rng.millis(0, 5_000),
+                vanish: None,
             });
         }
         let mut coordinator_crashes: Vec<Time> = (0..rng.below(3))
@@ -256,6 +261,58 @@ impl Scenario {
             failing_commit: rng.chance(0.1).then(|| rng.range(1, 40)),
             disk_full_at: rng.chance(0.05).then(|| rng.millis(1_000, 200_000)),
         }
+    }
+
+    /// A crowd without faults of the coordinator's: honest piswarm workers whose speeds are
+    /// spread over 100× (some asking for far more than they can finish soon), some of which go
+    /// silent for good part-way. What is measured is the makespan against the ideal.
+    fn crowd(rng: &mut Rng) -> Scenario {
+        let chunk = 1_000;
+        let intervals = rng.range(100, 400);
+        let job = Job::new(Some(chunk * intervals), Some(chunk)).unwrap();
+        let max_prefetch = rng.range(4, 33) as u32;
+        let count = rng.range(3, 9);
+        let mut specs = Vec::new();
+        for i in 0..count {
+            // Mean time per interval from 10 ms to 1 s, log-uniform: 100× between the extremes.
+            let mean = (10.0 * 100f64.powf(rng.unit())) as u64;
+            let threads = rng.range(1, 3) as u32;
+            specs.push(Spec {
+                kind: Kind::Piswarm,
+                name: format!("crowd-{i}"),
+                threads,
+                prefetch: rng.range(threads as u64, max_prefetch as u64 + 1) as u32,
+                retry_for: Some(secs(300)),
+                compute: (mean * 4 / 5, mean * 6 / 5 + 1),
+                start: rng.millis(0, 50),
+                // The first worker always stays; a quarter of the others vanish early on.
+                vanish: (i > 0 && rng.chance(0.25)).then(|| rng.millis(100, 3_000)),
+            });
+        }
+        Scenario {
+            job,
+            max_prefetch,
+            lease: LeasePolicy::default(),
+            idle: secs(60),
+            specs,
+            delay: (0, 10),
+            commit_delay: (0, 10),
+            coordinator_crashes: Vec::new(),
+            worker_crashes: Vec::new(),
+            partitions: Vec::new(),
+            failing_commit: None,
+            disk_full_at: None,
+        }
+    }
+
+    /// The crowd's ideal makespan: the job over the summed speeds of the workers that stay (each
+    /// `threads` intervals per mean compute time), plus one interval of the fastest of them.
+    fn ideal(&self) -> Duration {
+        let stay = || self.specs.iter().filter(|s| s.vanish.is_none());
+        let mean = |s: &Spec| (s.compute.0 + s.compute.1) as f64 / 2.0 / 1e3;
+        let speed: f64 = stay().map(|s| f64::from(s.threads) / mean(s)).sum();
+        let fastest = stay().map(mean).fold(f64::INFINITY, f64::min);
+        Duration::from_secs_f64(self.job.intervals().unwrap() as f64 / speed + fastest)
     }
 }
 
@@ -304,6 +361,8 @@ enum Ev {
     RestartWorker(usize),
     PartitionStart(usize, Duration),
     PartitionEnd(ConnId),
+    /// The worker goes silent for good, its connection left open.
+    Vanish(usize),
 }
 
 /// An event at a time; ties broken by order of scheduling (deterministic).
@@ -412,6 +471,8 @@ struct World {
     tracing: bool,
     steps: u64,
     reference: f64,
+    /// When the last interval became durable.
+    complete_at: Option<Time>,
 }
 
 /// A broken invariant, with the seed that replays it.
@@ -443,6 +504,17 @@ impl World {
     fn new(seed: u64, tracing: bool) -> World {
         let mut rng = Rng(seed);
         let sc = Scenario::draw(&mut rng);
+        World::with(seed, rng, sc, tracing)
+    }
+
+    /// A crowd seed (see [`Scenario::crowd`]).
+    fn crowd(seed: u64, tracing: bool) -> World {
+        let mut rng = Rng(seed ^ 0xC0FF_EE00_5EED);
+        let sc = Scenario::crowd(&mut rng);
+        World::with(seed, rng, sc, tracing)
+    }
+
+    fn with(seed: u64, rng: Rng, sc: Scenario, tracing: bool) -> World {
         let reference = {
             let mut s = ExactSum::new();
             for k in 0..sc.job.intervals().unwrap() {
@@ -492,6 +564,7 @@ impl World {
             tracing,
             steps: 0,
             reference,
+            complete_at: None,
         };
         for (i, spec) in w.sc.specs.clone().iter().enumerate() {
             w.at(spec.start, Ev::Connect { worker: i, life: 0 });
@@ -507,6 +580,11 @@ impl World {
         }
         if let Some(t) = w.sc.disk_full_at {
             w.at(t, Ev::DiskFull);
+        }
+        for (i, spec) in w.sc.specs.clone().iter().enumerate() {
+            if let Some(t) = spec.vanish {
+                w.at(t, Ev::Vanish(i));
+            }
         }
         w
     }
@@ -1462,6 +1540,11 @@ impl World {
                 Ok(())
             }
             Ev::PartitionEnd(id) => self.heal(id),
+            Ev::Vanish(i) => {
+                self.note(|| format!("worker {i} goes silent for good"));
+                self.workers[i].alive = false;
+                Ok(())
+            }
         }
     }
 
@@ -1535,6 +1618,9 @@ impl World {
                 break;
             }
             result = self.step(ev).and_then(|()| self.check());
+            if self.complete_at.is_none() && self.store.durable.len() as u64 == self.intervals() {
+                self.complete_at = Some(self.now);
+            }
         }
         let result = result.and_then(|()| self.final_check());
         result.map_err(|what| Violation {
@@ -1691,6 +1777,30 @@ fn every_invariant_holds_on_ten_thousand_seeds() {
     }
 }
 
+/// Replays one crowd seed with its trace: `PISWARM_CROWD_SEED=N`.
+#[test]
+fn replay_crowd() {
+    let Some(seed) = std::env::var("PISWARM_CROWD_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    else {
+        return;
+    };
+    let mut world = World::crowd(seed, true);
+    let outcome = world.run();
+    let trace = match &outcome {
+        Ok(()) => &world.trace,
+        Err(v) => &v.trace,
+    };
+    for line in trace {
+        println!("{line}");
+    }
+    println!("ideal {:?}, took {:?}", world.sc.ideal(), world.complete_at);
+    if let Err(v) = outcome {
+        panic!("{v}");
+    }
+}
+
 /// Replays one seed with its trace: `PISWARM_SIM_SEED=N`.
 #[test]
 fn replay() {
@@ -1714,6 +1824,44 @@ fn replay() {
             panic!("{v}");
         }
     }
+}
+
+/// A crowd of honest workers whose speeds are spread over 100×, some of which vanish: with backup
+/// copies at the tail and allowances by speed, every seed's makespan stays within
+/// `1.5 × ideal + 1 s` (the ideal: the job over the summed speeds of those that stay, plus one
+/// interval of the fastest), every invariant holds, and no honest worker is struck.
+#[test]
+fn a_crowd_finishes_within_a_bound_of_the_ideal() {
+    let seeds = (seeds_from_env() / 10).max(50);
+    let mut worst = (0.0f64, 0u64);
+    let mut ratios = Vec::new();
+    for seed in 0..seeds {
+        let mut world = World::crowd(seed, false);
+        if let Err(v) = world.run() {
+            let replayed = World::crowd(v.seed, true).run().expect_err("replays");
+            panic!("crowd seed {seed}: {replayed}");
+        }
+        let ideal = world.sc.ideal();
+        let took = world.complete_at.expect("complete");
+        let ratio = took.as_secs_f64() / ideal.as_secs_f64();
+        if ratio > worst.0 {
+            worst = (ratio, seed);
+        }
+        ratios.push(ratio);
+        assert!(
+            took <= ideal.mul_f64(1.5) + secs(1),
+            "crowd seed {seed}: the job took {took:?}, the ideal is {ideal:?} ({ratio:.2}×): {:#?}",
+            world.sc.specs
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    eprintln!(
+        "crowd: makespan / ideal over {seeds} seeds: median {:.2}, p90 {:.2}, worst {:.2} (seed {})",
+        ratios[ratios.len() / 2],
+        ratios[ratios.len() * 9 / 10],
+        worst.0,
+        worst.1
+    );
 }
 
 /// Each defect the simulator was built against, reintroduced, is found.

@@ -847,3 +847,76 @@ async fn the_worker_table_and_the_intervals_in_flight() {
     drop((a, b));
     f.node.shutdown().await.unwrap();
 }
+
+/// A local client is a connection on one shared pool of compute threads, not a thread: the
+/// default cap allows 1 000 at once, and 259 (the original's whole demo) and then 1 000
+/// one-interval clients created through the API all complete, with exact sums.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_local_clients_complete_exactly() {
+    // 1 259 intervals of 1 000 terms: one for each client of both crowds.
+    let f = fixture(Some(1_259_000), 1000, None).await;
+    let (_, s) = call(&f.app, get("/api/status")).await;
+    assert!(
+        s["server"]["max_local_clients"].as_u64().unwrap() >= 1000,
+        "{s}"
+    );
+    let threads_before = process_threads();
+    let mut done = 0;
+    for crowd in [259u64, 1000] {
+        let (code, c) = call(
+            &f.app,
+            post("/api/clients", json!({"count": crowd, "mode": "once"})),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CREATED, "{c}");
+        assert_eq!(c["created"], json!(crowd));
+        if crowd == 1000 {
+            // A thousand clients at once add no thread each (the shared pool is one per core).
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let added = process_threads().saturating_sub(threads_before);
+            assert!(
+                added <= cores + 8,
+                "{added} threads more with 1 000 local clients running"
+            );
+        }
+        done += crowd;
+        let want = json!(done);
+        let s = wait_for_long(&f.app, Duration::from_secs(120), |s| {
+            s["run"]["intervals_done"] == want && s["server"]["local_clients"] == json!(0)
+        })
+        .await;
+        // Exact sums of [0, 1000·done − 1]: the evens are 2·(0 + … + (m − 1)) = m(m − 1), the odds
+        // m², with m = 500·done.
+        let m = 500 * u128::from(done);
+        assert_eq!(
+            s["run"]["even_sum"],
+            json!((m * (m - 1)).to_string()),
+            "{s}"
+        );
+        assert_eq!(s["run"]["odd_sum"], json!((m * m).to_string()), "{s}");
+        assert_eq!(s["run"]["results_rejected"], json!(0), "{s}");
+    }
+    let (_, s) = call(&f.app, get("/api/status")).await;
+    assert_eq!(s["run"]["complete"], json!(true), "{s}");
+    f.node.shutdown().await.unwrap();
+}
+
+/// Threads of this process (Linux).
+fn process_threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+async fn wait_for_long(app: &Router, limit: Duration, what: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let (_, status) = call(app, get("/api/status")).await;
+        if what(&status) {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out; last status {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
