@@ -611,7 +611,7 @@ async fn legacy_and_native_clients_in_one_run() {
         let mut native_accepted = 0;
         for native in natives {
             let summary = native.await.unwrap().expect("the native worker finishes");
-            assert_eq!(summary.duplicates, 0);
+            assert_eq!(summary.errors, 0);
             native_accepted += summary.accepted;
         }
         println!(
@@ -620,7 +620,9 @@ async fn legacy_and_native_clients_in_one_run() {
         let report = server.finish().await;
         assert!(legacy_served > 0, "legacy clients took part");
         assert!(native_accepted > 0, "native workers took part");
-        assert_eq!(legacy_served + native_accepted, INTERVALS);
+        // At the tail a native worker may get a backup copy of a legacy client's interval: both
+        // are then served it, and the first result counts (the report is exact, once each).
+        assert!(legacy_served + native_accepted >= INTERVALS);
         assert_eq!(report.intervals, INTERVALS);
         assert_exact(&report, INTERVALS * 1000);
     })
@@ -652,7 +654,9 @@ async fn a_flood_of_trapezoid_clients_does_not_stall_native_workers() {
             flooded += f.await.unwrap();
         }
         assert!(native.accepted > 0 && flooded > 0, "both took part");
-        assert_eq!(native.accepted + flooded, INTERVALS);
+        // Backup copies at the tail may serve an interval to both (the first result counts).
+        assert!(native.accepted + flooded >= INTERVALS);
+        assert!(native.accepted <= INTERVALS);
         let report = server.finish().await;
         assert_exact(&report, INTERVALS * 1000);
     })

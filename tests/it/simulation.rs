@@ -281,7 +281,10 @@ impl Scenario {
                 kind: Kind::Piswarm,
                 name: format!("crowd-{i}"),
                 threads,
-                prefetch: rng.range(threads as u64, max_prefetch as u64 + 1) as u32,
+                // At least the reference worker's 2 × threads (a worker that asks for no more than
+                // it computes at once waits a round trip between intervals: its own choice).
+                prefetch: rng.range(2 * threads as u64, max_prefetch.max(2 * threads) as u64 + 1)
+                    as u32,
                 retry_for: Some(secs(300)),
                 compute: (mean * 4 / 5, mean * 6 / 5 + 1),
                 start: rng.millis(0, 50),

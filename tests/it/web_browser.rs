@@ -389,7 +389,11 @@ async fn hostile_and_right_to_left_names_are_shown_as_text() {
 /// come in Portuguese.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_view_in_portuguese() {
-    let d = dashboard(Job::new(Some(20_000), Some(1000)).unwrap(), true).await;
+    // A cap of 10 local clients, so that asking for 1 000 below is refused (and says why).
+    let d = dashboard_with(Job::new(Some(20_000), Some(1000)).unwrap(), true, |o| {
+        o.max_local_clients = 10;
+    })
+    .await;
     d.work("w1", 1).await;
     // A second run, so that there is an earlier one to view.
     d.node

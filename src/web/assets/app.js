@@ -192,6 +192,9 @@
       $("progress").value = r.progress || 0;
       setText("progress-pct", pctFmt.format(r.progress || 0));
       setText("rate", fmtRate(r.rate_terms_per_s));
+      setText("backups-line", r.backups_issued
+        ? T.backups_line.replace("{issued}", fmtInt(r.backups_issued)).replace("{won}", fmtInt(r.backups_won)).replace("{terms}", fmtInt(Number(r.backup_terms)))
+        : "");
       renderEta(r);
     } else {
       wrap.hidden = true;
@@ -494,10 +497,10 @@
       while (body.children.length > page.workers.length) body.removeChild(body.lastElementChild);
       while (body.children.length < page.workers.length) {
         const tr = document.createElement("tr");
-        for (let i = 0; i < 10; i++) {
+        for (let i = 0; i < 11; i++) {
           const td = document.createElement("td");
           if (i === 0) td.className = "name";
-          if (i === 2 || i === 3 || i === 5 || i === 7 || i === 9) td.classList.add("opt");
+          if (i === 2 || i === 3 || i === 5 || i === 7 || i === 8 || i === 10) td.classList.add("opt");
           tr.appendChild(td);
         }
         body.appendChild(tr);
@@ -516,10 +519,13 @@
         c[4].textContent = fmtInt(w.accepted);
         c[5].textContent = fmtInt(w.rejected);
         c[6].textContent = fmtInt(w.in_hand);
+        c[6].title = T.allowance + ": " + fmtInt(w.allowance);
         c[7].textContent = fmtInt(w.strikes);
-        c[8].textContent = fmtRate(w.terms_per_s);
-        c[8].title = fmtInt(Math.round(w.terms_per_s)) + " " + T.terms_per_s;
-        setTime(c[9], w.last_seen_at);
+        c[8].textContent = w.backups ? fmtInt(w.backups_won) + " / " + fmtInt(w.backups) : "–";
+        c[8].title = T.backups_hint;
+        c[9].textContent = fmtRate(w.terms_per_s);
+        c[9].title = fmtInt(Math.round(w.terms_per_s)) + " " + T.terms_per_s;
+        setTime(c[10], w.last_seen_at);
       });
       $("workers-empty").hidden = page.total > 0;
       setText("workers-count", fmtInt(page.total));

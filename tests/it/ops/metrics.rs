@@ -83,9 +83,25 @@ fn metrics_agree_exactly_with_the_status_after_a_run() {
         scrape.get("piswarm_results_total{status=\"accepted\"}"),
         intervals as f64
     );
+    // Duplicates come only from backup copies at the tail (both workers are honest).
+    let duplicates = scrape.get("piswarm_results_total{status=\"duplicate\"}");
     assert_eq!(
-        scrape.get("piswarm_results_total{status=\"duplicate\"}"),
-        0.0
+        duplicates,
+        run["results_duplicate"].as_u64().unwrap() as f64
+    );
+    assert!(duplicates <= scrape.get("piswarm_backups_issued_total"));
+    assert_eq!(
+        scrape.get("piswarm_backups_issued_total"),
+        run["backups_issued"].as_u64().unwrap() as f64
+    );
+    assert_eq!(
+        scrape.get("piswarm_backups_won_total"),
+        run["backups_won"].as_u64().unwrap() as f64
+    );
+    let backup_terms: u64 = run["backup_terms"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        scrape.get("piswarm_backup_terms_total"),
+        backup_terms as f64
     );
     assert_eq!(
         scrape.get("piswarm_results_total{status=\"rejected\"}"),
