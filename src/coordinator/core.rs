@@ -70,7 +70,10 @@ const SPEED_WINDOW: usize = 16;
 const PRIOR_SPEED: f64 = 1e8;
 /// Before its first result, a session holds at most this fraction (1/n) of the intervals left
 /// (and at least 2): a slow newcomer cannot take a large share of the job.
-const INITIAL_SHARE: u64 = 64;
+const INITIAL_SHARE: u64 = 256;
+/// The horizon is a quarter of the run's expected remaining time, but at least this long (and at
+/// most [`CoreConfig::horizon`]).
+const HORIZON_FLOOR: Duration = Duration::from_millis(250);
 /// A backup copy is handed out only if its holder is expected to need this many times longer
 /// than the requester to finish it (Spark's `speculation.multiplier` is 1.5 as well).
 const BACKUP_MARGIN: f64 = 1.5;
@@ -115,8 +118,10 @@ pub struct CoreConfig {
     pub run_uid: String,
     /// Hand out backup copies of intervals in flight at the tail of the job.
     pub backups: bool,
-    /// Once it has delivered, a session holds at most what it is expected to finish within this
-    /// horizon (or twice its fastest assign-to-result time, if longer), plus one.
+    /// Once it has delivered, a session holds at most what it is expected to finish within the
+    /// horizon (or twice its fastest assign-to-result time, if longer), plus one. The horizon is
+    /// a quarter of the run's expected remaining time (the terms left over the sessions' summed
+    /// speeds), between 0.25 s and this.
     pub horizon: Duration,
 }
 
@@ -541,6 +546,8 @@ pub struct Core {
     backup_terms: u64,
     /// When backups were last considered for waiting sessions.
     last_backup_check: Time,
+    /// The connected sessions' measured speeds, summed (terms/s).
+    speed_total: f64,
     now: Time,
     out: VecDeque<Output>,
 }
@@ -589,6 +596,7 @@ impl Core {
             backups_won: 0,
             backup_terms: 0,
             last_backup_check: Duration::ZERO,
+            speed_total: 0.0,
             now: Duration::ZERO,
             out: VecDeque::new(),
         };
@@ -885,6 +893,10 @@ impl Core {
         let Some(session) = self.sessions.remove(&id) else {
             return;
         };
+        self.speed_total = (self.speed_total - session.speed().unwrap_or(0.0)).max(0.0);
+        if self.sessions.is_empty() {
+            self.speed_total = 0.0; // no rounding left over
+        }
         if let Some(key) = session.hungry {
             self.hungry.remove(&key);
         }
@@ -1039,12 +1051,27 @@ impl Core {
                 None => max,
             },
             Some(speed) => {
-                let horizon = self.config.horizon.max(s.fastest.unwrap_or_default() * 2);
+                let horizon = self.horizon().max(s.fastest.unwrap_or_default() * 2);
                 let chunk = self.config.job.chunk.max(1) as f64;
                 let n = (speed * horizon.as_secs_f64() / chunk).floor();
                 (n.min(max as f64) as usize + 1).min(max)
             }
         }
+    }
+
+    /// The horizon of allowances: a quarter of the run's expected remaining time, within
+    /// [[`HORIZON_FLOOR`], [`CoreConfig::horizon`]].
+    fn horizon(&self) -> Duration {
+        let most = self.config.horizon.max(HORIZON_FLOOR);
+        let Some(terms) = self.config.job.terms else {
+            return most;
+        };
+        if self.speed_total <= 0.0 {
+            return most;
+        }
+        let left = terms.saturating_sub(self.aggregate.terms) as f64;
+        Duration::from_secs_f64((left / self.speed_total / 4.0).min(most.as_secs_f64()))
+            .max(HORIZON_FLOOR)
     }
 
     /// The speed assumed for a session that has not delivered: the median of those that have.
@@ -1269,11 +1296,13 @@ impl Core {
         push_bounded(&mut self.run_latencies, latency, LATENCY_WINDOW);
         let since = s.last_result.map_or(assigned, |r| r.max(assigned));
         let terms = result.b.0 - result.a.0 + 1;
+        let before = s.speed().unwrap_or(0.0);
         push_bounded(
             &mut s.work,
             (terms, now.saturating_sub(since)),
             SPEED_WINDOW,
         );
+        self.speed_total = (self.speed_total + s.speed().unwrap_or(0.0) - before).max(0.0);
         s.last_result = Some(now);
         s.fastest = Some(s.fastest.map_or(latency, |f| f.min(latency)));
         match self.schedule.state(id) {

@@ -51,7 +51,7 @@ async fn a_slow_client_does_not_hold_the_run_hostage() {
         assert_eq!(m["type"], "assign", "{m}");
         held.push((dec(&m["id"]), dec(&m["a"]), dec(&m["b"])));
     }
-    // Its allowance before a first result: 120 / 64 → 2; the 14 more it asked for wait.
+    // Its allowance before a first result: 120 / 256 → at least 2; the 14 more it asked for wait.
     let workers = server.coordinator.workers().await.unwrap();
     assert_eq!(workers[0].in_hand, 2, "{workers:?}");
     assert_eq!(workers[0].allowance, 2, "{workers:?}");
@@ -146,7 +146,7 @@ async fn a_slow_client_does_not_hold_the_run_hostage() {
 }
 
 /// 41 connections take every interval they may and never answer (a 64-interval job: their
-/// allowance before a first result is 2 each, so they hold everything): a newcomer's request is
+/// allowance before a first result is 2 each, so the first 32 hold everything): a newcomer's request is
 /// answered at once with a backup copy, and the newcomer alone completes the job through backups,
 /// exactly; the hoarders are not struck (they never sent anything wrong).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

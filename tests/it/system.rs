@@ -61,8 +61,8 @@ async fn bounded_job_is_exact_and_bit_identical_whatever_the_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_vanishes_with_intervals_in_hand_loses_nothing() {
-    // 320 intervals: a new session may hold 1/64 of them, five.
-    let n = 320_000;
+    // 1 280 intervals: a new session may hold 1/256 of them, five.
+    let n = 1_280_000;
     let server = TestServer::start(Job::new(Some(n), Some(1000)).unwrap()).await;
     // A client takes five intervals and disappears without a word.
     let mut raw = RawClient::connect(server.addr).await;
@@ -81,9 +81,9 @@ async fn a_client_that_vanishes_with_intervals_in_hand_loses_nothing() {
         CancellationToken::new(),
     );
     let summary = worker.await.unwrap();
-    assert_eq!(summary.accepted, 320);
+    assert_eq!(summary.accepted, 1280);
     let r = server.coordinator.report().await.unwrap();
-    assert_eq!((r.intervals, r.terms), (320, n));
+    assert_eq!((r.intervals, r.terms), (1280, n));
     assert_eq!(
         (r.even_sum.0, r.odd_sum.0),
         (evens(0, n - 1), odds(0, n - 1))
