@@ -39,6 +39,7 @@ fn codec(c: &mut Criterion) {
         a: Dec(123_456_789_000),
         b: Dec(123_456_789_999),
         lease_s: 60.0,
+        backup: false,
     });
     assert_eq!(wire::decode_client(&result_line).unwrap(), result);
     assert!(matches!(

@@ -633,6 +633,46 @@ mod tests {
         assert_eq!(older[0].record.id.0, 0);
     }
 
+    /// Every run has a run_uid of 32 hex digits that no other run has, new or migrated: a store
+    /// of schema 2 (no uid column) gets one per run when it is opened.
+    #[test]
+    fn runs_have_uids_that_no_other_store_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = Job::new(Some(5000), Some(1000)).unwrap();
+        let mut uids = std::collections::BTreeSet::new();
+        for name in ["a.db", "b.db"] {
+            let location = Location::File(dir.path().join(name));
+            let store = Store::open(&location).unwrap();
+            let run = store.create_run(job).unwrap();
+            assert_eq!(run, 1, "run numbers restart in every store");
+            let uid = store.run(run).unwrap().uid;
+            assert_eq!(uid.len(), 32, "{uid}");
+            assert!(uid.bytes().all(|b| b.is_ascii_hexdigit()), "{uid}");
+            uids.insert(uid);
+        }
+        assert_eq!(uids.len(), 2, "two stores, two run_uids");
+        // A schema-2 store: its runs get uids when it is opened (and keep them).
+        let location = Location::File(dir.path().join("old.db"));
+        {
+            let store = Store::open(&location).unwrap();
+            store.create_run(job).unwrap();
+            store.create_run(job).unwrap();
+            store
+                .conn
+                .execute_batch("ALTER TABLE runs DROP COLUMN uid; PRAGMA user_version = 2;")
+                .unwrap();
+        }
+        let store = Store::open(&location).unwrap();
+        let runs = store.runs().unwrap();
+        assert_eq!(runs.len(), 2);
+        assert!(runs.iter().all(|r| r.uid.len() == 32));
+        assert_ne!(runs[0].uid, runs[1].uid);
+        let again = runs[0].uid.clone();
+        drop(store);
+        let store = Store::open(&location).unwrap();
+        assert_eq!(store.runs().unwrap()[0].uid, again, "kept, not made anew");
+    }
+
     #[test]
     fn a_damaged_result_row_is_dropped_on_resume_and_a_damaged_run_row_is_an_error() {
         let dir = tempfile::tempdir().unwrap();

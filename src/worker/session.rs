@@ -357,3 +357,26 @@ fn send_resends(
         resending.insert(id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::same_run;
+
+    #[test]
+    fn results_are_carried_to_the_same_run_only() {
+        let uid = |s: &str| Some(s.to_string());
+        // Nothing carried yet.
+        assert!(!same_run(None, 1, Some("a")));
+        // Both sides have a run_uid: it decides, whatever the numbers say.
+        assert!(same_run(Some(&(1, uid("a"))), 1, Some("a")));
+        assert!(
+            !same_run(Some(&(1, uid("a"))), 1, Some("b")),
+            "a replaced store's run 1"
+        );
+        assert!(same_run(Some(&(1, uid("a"))), 7, Some("a")));
+        // An older server sends none: the run number decides.
+        assert!(same_run(Some(&(1, uid("a"))), 1, None));
+        assert!(!same_run(Some(&(1, None)), 2, None));
+        assert!(same_run(Some(&(3, None)), 3, Some("c")));
+    }
+}
