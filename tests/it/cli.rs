@@ -44,7 +44,9 @@ fn run_json_has_every_field_and_exact_sums() {
     }
     assert_eq!(v["terms"], 10_000_000);
     assert_eq!(v["intervals"], 10);
-    assert_eq!(v["workers"], 2);
+    // Two workers ran; on a job this small the faster one may win the other's intervals by
+    // backup copies at the tail, so one or both contributed.
+    assert!(matches!(v["workers"].as_u64(), Some(1 | 2)), "{v}");
     assert_eq!(v["even_sum"], evens(0, 9_999_999).to_string());
     assert_eq!(v["odd_sum"], odds(0, 9_999_999).to_string());
     let corrected = v["pi_corrected"].as_f64().unwrap();

@@ -324,3 +324,50 @@ fn a_worker_drops_the_results_of_a_replaced_coordinators_run() {
         );
     }
 }
+
+/// The original's whole demo from the page: 259 one-interval clients created with the
+/// dashboard's Create button (the cap shows 1 000), all served, the sums exact on the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_fifty_nine_clients_created_from_the_page() {
+    use crate::web_browser::{click, dashboard, in_browser, open, set_value, text, wait_until};
+    let d = dashboard(Job::new(Some(259_000), Some(1000)).unwrap(), true).await;
+    let url = d.url.clone();
+    let (cap, even, odd) = in_browser(move |tab| {
+        open(&tab, &url);
+        wait_until(
+            &tab,
+            "document.getElementById('server-state').dataset.state === 'running'",
+        );
+        let cap = text(&tab, "clients-cap");
+        set_value(&tab, "client-count", "259");
+        set_value(&tab, "client-mode", "once");
+        click(&tab, "create-clients");
+        wait_until(
+            &tab,
+            "document.getElementById('clients-feedback').textContent.includes('259')",
+        );
+        wait_until(
+            &tab,
+            "document.getElementById('f-intervals').textContent === '259'",
+        );
+        (cap, text(&tab, "f-even"), text(&tab, "f-odd"))
+    })
+    .await;
+    assert!(cap.contains("1,000"), "the page's cap: {cap}");
+    // [0, 258 999]: the evens are m(m − 1), the odds m², m = 129 500.
+    let m: u128 = 129_500;
+    let commas = |v: u128| {
+        let s = v.to_string();
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    };
+    assert_eq!(even, commas(m * (m - 1)));
+    assert_eq!(odd, commas(m * m));
+    d.close().await;
+}

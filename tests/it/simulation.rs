@@ -441,9 +441,32 @@ struct Worker {
     offline_since: Time,
 }
 
+/// Sums of stored rows, exact.
+#[derive(Default)]
+struct Sums {
+    even: u128,
+    odd: u128,
+    terms: u64,
+    pi: ExactSum,
+    workers: BTreeSet<String>,
+}
+
+impl Sums {
+    fn add(&mut self, r: &ResultRecord) {
+        self.even += r.even_sum.0;
+        self.odd += r.odd_sum.0;
+        self.terms += r.b.0 - r.a.0 + 1;
+        self.pi.add(r.pi).unwrap();
+        self.workers.insert(r.worker.clone());
+    }
+}
+
 #[derive(Default)]
 struct Store {
     durable: BTreeMap<u64, ResultRecord>,
+    /// What the durable rows add up to, kept as they are committed: every field the final
+    /// report prints, computed independently of the coordinator.
+    sums: Sums,
     issued_upto: u64,
     queue: Vec<Write>,
     queued_ids: BTreeSet<u64>,
@@ -764,6 +787,7 @@ impl World {
             match w {
                 Write::Result { record, .. } => {
                     self.store.queued_ids.remove(&record.id.0);
+                    self.store.sums.add(&record);
                     self.store.durable.insert(record.id.0, record);
                 }
                 Write::Reserve { upto, .. } => {
@@ -1564,6 +1588,27 @@ impl World {
                 "the coordinator counts {} intervals, the store holds {}",
                 totals.intervals_done,
                 self.store.durable.len()
+            ));
+        }
+        // Every total the final report prints, exactly as the stored rows add up.
+        let sums = &self.store.sums;
+        let theirs = (
+            totals.even_sum.0,
+            totals.odd_sum.0,
+            totals.terms_done,
+            totals.pi.to_bits(),
+            totals.workers,
+        );
+        let ours = (
+            sums.even,
+            sums.odd,
+            sums.terms,
+            sums.pi.value().to_bits(),
+            sums.workers.len() as u64,
+        );
+        if theirs != ours {
+            return Err(format!(
+                "the coordinator's totals (evens, odds, terms, π bits, workers) {theirs:?} are not the stored rows' {ours:?}"
             ));
         }
         Ok(())
