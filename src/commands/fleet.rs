@@ -14,6 +14,7 @@
 //! `--max-connections`) from errors (anything else), and reads the server's own counts from its
 //! `/metrics`.
 
+use super::child::ServeChild;
 use crate::wire::line::read_line;
 use crate::wire::PROTOCOL_VERSION;
 use crate::wire::{self, AckStatus, ClientMessage, ErrorCode, ServerMessage, MAX_LINE};
@@ -22,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -123,75 +124,28 @@ pub async fn fleet(options: &FleetOptions) -> anyhow::Result<FleetReport> {
     let sessions = options.sessions.max(1);
     let max_connections = options.max_connections.unwrap_or(sessions + 64);
     crate::net::limits::raise_fd_limit();
-    let dir = std::env::temp_dir().join(format!("piswarm-fleet-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .args([
-            "serve",
-            "--no-http",
-            "--quiet",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--chunk",
-            "1000",
-            "--max-connections",
-        ])
-        .arg(max_connections.to_string())
-        .arg("--out")
-        .arg(&dir)
-        .arg("--db")
-        .arg(dir.join("piswarm.db"))
-        .env_remove("PISWARM_TOKEN")
-        .env_remove("PISWARM_LOG_FORMAT")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let result = drive(&mut child, options, sessions, max_connections).await;
-    let _ = child.kill().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let serve = ServeChild::spawn(
+        "fleet",
+        &[
+            "--chunk".to_string(),
+            "1000".to_string(),
+            "--max-connections".to_string(),
+            max_connections.to_string(),
+        ],
+    )
+    .await?;
+    let result = drive(&serve, options, sessions, max_connections).await;
+    serve.stop().await;
     result
 }
 
 async fn drive(
-    child: &mut tokio::process::Child,
+    serve: &ServeChild,
     options: &FleetOptions,
     sessions: usize,
     max_connections: usize,
 ) -> anyhow::Result<FleetReport> {
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout from the server"))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut addr, mut metrics) = (None::<SocketAddr>, None::<String>);
-    let started = tokio::time::timeout(Duration::from_secs(30), async {
-        while addr.is_none() || metrics.is_none() {
-            let Some(line) = lines.next_line().await? else {
-                anyhow::bail!("the server exited before listening");
-            };
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
-            }
-            if let Some(rest) = line.split("metrics at http://").nth(1) {
-                metrics = rest.split('/').next().map(str::to_string);
-            }
-        }
-        Ok(())
-    })
-    .await;
-    match started {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e),
-        Err(_) => anyhow::bail!("the server did not start within 30 s"),
-    }
-    let (Some(addr), Some(metrics)) = (addr, metrics) else {
-        anyhow::bail!("the server did not say where it listens");
-    };
-    // Keep reading the server's output, so that it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let addr = serve.addr;
 
     let all_served = CancellationToken::new();
     let tally = Arc::new(Tally {
@@ -248,7 +202,7 @@ async fn drive(
         let i = ((joins.len() - 1) as f64 * q).round() as usize;
         joins[i].as_secs_f64() * 1e3
     };
-    let server = scrape(&metrics, child.id()).await.unwrap_or_default();
+    let server = scrape(serve).await.unwrap_or_default();
     Ok(FleetReport {
         sessions,
         within_s: options.within.as_secs_f64(),
@@ -439,16 +393,10 @@ async fn attempt(
 }
 
 /// Reads the server's counts from its `/metrics` and its resident memory from /proc.
-async fn scrape(metrics: &str, pid: Option<u32>) -> anyhow::Result<ServerCounts> {
-    let (status, body) = super::status::request(metrics, "GET", "/metrics", None).await?;
-    anyhow::ensure!(status == 200, "/metrics answered {status}");
-    let value = |name: &str| -> u64 {
-        body.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(0, |v| v as u64)
-    };
+async fn scrape(serve: &ServeChild) -> anyhow::Result<ServerCounts> {
+    let m = serve.scrape().await?;
+    let value = |name: &str| m.value(name) as u64;
+    let pid = serve.child.id();
     let rss = pid
         .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
         .and_then(|s| {

@@ -65,18 +65,7 @@ fn post_empty(path: &str) -> Request<Body> {
 }
 
 async fn wait_for(app: &Router, what: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, status) = call(app, get("/api/status")).await;
-        if what(&status) {
-            return status;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out; last status {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_long(app, Duration::from_secs(30), what).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
