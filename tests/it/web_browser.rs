@@ -700,6 +700,281 @@ async fn a_flood_of_results_reaches_the_page_without_a_gap() {
     d.close().await;
 }
 
+/// Installed before the page's own script: lets a test hold the page's live stream. While
+/// `window.__hold` is true the page is given no `update` (as if it had missed them), so the first
+/// one it gets afterwards spans everything that arrived meanwhile, in one step — what a burst of
+/// more than 100 results in one update does (the update says `more`, and the page fetches the
+/// range). `window.__steps` lists the `[after, head]` of the updates the page was given.
+const HOLD_STREAM: &str = "(() => { const Real = window.EventSource; window.__hold = false; window.__steps = []; \
+    window.EventSource = function (url, init) { const es = new Real(url, init); const add = es.addEventListener.bind(es); \
+    es.addEventListener = (type, f, o) => add(type, (ev) => { if (type === 'update') { if (window.__hold) return; \
+    const u = JSON.parse(ev.data); window.__steps.push([u.after, u.head]); } f(ev); }, o); return es; }; })()";
+
+/// More than a page of results in one update, into a run that had none (200, then 500 in a new
+/// run): the page shows the newest 50 "of 200" (of 500) with Next and Last enabled — its paging
+/// comes from the server's count, not from how many rows were merged — and Next, page by page,
+/// and Last both reach the oldest result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_several_pages_is_paged_to_the_oldest() {
+    let d = dashboard_with(Job::new(Some(200_000), Some(1000)).unwrap(), true, |o| {
+        o.max_prefetch = 256;
+    })
+    .await;
+    let url = d.url.clone();
+    // Rust → page: the run to follow, then "flooded"; page → Rust: "holding", then "checked".
+    let (to_page, from_rust) = std::sync::mpsc::channel::<i64>();
+    let (held_tx, mut held_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let browser = tokio::spawn(in_browser(move |tab| {
+        tab.call_method(
+            headless_chrome::protocol::cdp::Page::AddScriptToEvaluateOnNewDocument {
+                source: HOLD_STREAM.to_string(),
+                world_name: None,
+                include_command_line_api: None,
+                run_immediately: None,
+            },
+        )
+        .unwrap();
+        open(&tab, &url);
+        let seqs = |tab: &Tab| -> Vec<i64> {
+            serde_json::from_value::<Vec<String>>(eval_json(
+                tab,
+                "[...document.querySelectorAll('#history-body tr')].map(tr => tr.dataset.seq)",
+            ))
+            .unwrap()
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect()
+        };
+        for n in [200u64, 500] {
+            let run = from_rust.recv_timeout(WAIT).unwrap();
+            let api = |tab: &Tab, query: &str| -> Value {
+                let text = eval_async(
+                    tab,
+                    &format!("fetch('/api/runs/{run}/results?{query}').then(r => r.text())"),
+                );
+                serde_json::from_str(text.as_str().unwrap()).unwrap()
+            };
+            // Following the run, which has no result yet.
+            wait_until(
+                &tab,
+                &format!("document.getElementById('view-run').textContent === '{run}' && document.getElementById('history').dataset.liveHead === '0' && document.getElementById('history-body').children.length === 0"),
+            );
+            eval(&tab, "window.__hold = true, window.__steps = [], true");
+            held_tx.send(()).unwrap();
+            assert_eq!(from_rust.recv_timeout(WAIT).unwrap(), run);
+            crate::common::wait_until("every result stored", WAIT, || {
+                api(&tab, "limit=1")["total"] == Value::from(n)
+            });
+            eval(&tab, "window.__hold = false, true");
+            let head = api(&tab, "limit=1")["results"][0]["seq"].as_i64().unwrap();
+            wait_until(
+                &tab,
+                &format!("document.getElementById('history').dataset.liveHead === '{head}'"),
+            );
+            // The whole burst came in the first update the page was given.
+            let first = eval_json(&tab, "window.__steps[0]");
+            assert_eq!(first[1], Value::from(head), "{first}");
+            assert_eq!(
+                eval(&tab, "document.getElementById('history').dataset.received"),
+                Value::from(n.to_string())
+            );
+            // The newest page, "50 of n", with the older pages reachable.
+            let newest: Vec<i64> = api(&tab, "limit=50")["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["seq"].as_i64().unwrap())
+                .collect();
+            assert_eq!(seqs(&tab), newest);
+            assert_eq!(text(&tab, "history-range"), format!("50 of {n}"));
+            for id in ["history-next", "history-last"] {
+                assert_eq!(
+                    eval(&tab, &format!("document.getElementById('{id}').disabled")),
+                    Value::Bool(false),
+                    "{id} after a burst of {n}"
+                );
+            }
+            let oldest = &api(&tab, "sort=arrival&order=asc&limit=1")["results"][0];
+            let (oldest_seq, oldest_id) = (
+                oldest["seq"].as_i64().unwrap(),
+                oldest["id"].as_str().unwrap().to_string(),
+            );
+            // Last: the oldest result ends the last page.
+            click(&tab, "history-last");
+            wait_until(
+                &tab,
+                &format!("document.querySelector('#history-body tr:last-child').dataset.seq === '{oldest_seq}'"),
+            );
+            assert_eq!(
+                eval(
+                    &tab,
+                    "document.querySelector('#history-body tr:last-child').dataset.id"
+                ),
+                Value::from(oldest_id.clone())
+            );
+            assert_eq!(
+                eval(&tab, "document.getElementById('history-next').disabled"),
+                Value::Bool(true)
+            );
+            // Next, page by page from the newest: every result once, the oldest last.
+            click(&tab, "history-first");
+            wait_until(
+                &tab,
+                &format!("document.querySelector('#history-body tr').dataset.seq === '{head}'"),
+            );
+            let mut seen = std::collections::BTreeSet::new();
+            for page in 0..n / 50 {
+                let got = seqs(&tab);
+                assert_eq!(got.len(), 50, "page {page} of the burst of {n}");
+                seen.extend(got.iter().copied());
+                if page + 1 < n / 50 {
+                    click(&tab, "history-next");
+                    wait_until(
+                        &tab,
+                        &format!(
+                            "document.querySelector('#history-body tr').dataset.seq !== '{}'",
+                            got[0]
+                        ),
+                    );
+                }
+            }
+            assert_eq!(seen.len() as u64, n);
+            assert_eq!(seqs(&tab).last(), Some(&oldest_seq));
+            assert_eq!(
+                eval(
+                    &tab,
+                    "document.querySelector('#history-body tr:last-child').dataset.id"
+                ),
+                Value::from(oldest_id)
+            );
+            assert_eq!(
+                eval(&tab, "document.getElementById('history-next').disabled"),
+                Value::Bool(true)
+            );
+            held_tx.send(()).unwrap();
+        }
+    }));
+    for n in [200u64, 500] {
+        if n == 500 {
+            d.node
+                .new_run(Job::new(Some(500_000), Some(1000)).unwrap())
+                .await
+                .unwrap();
+        }
+        let run = d.node.current_run().id;
+        to_page.send(run).unwrap();
+        tokio::time::timeout(WAIT, held_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        d.work("burst", 2).await;
+        assert_eq!(
+            d.node.current_run().snapshot.borrow().totals.intervals_done,
+            n
+        );
+        to_page.send(run).unwrap();
+        tokio::time::timeout(WAIT, held_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    browser.await.unwrap();
+    d.close().await;
+}
+
+/// Nothing new, nothing redrawn: the history is not redrawn while the page receives updates that
+/// bring no result (the current run is finished), nor while a stored run is in view and results
+/// of the current run stream in. Counted by the page's own hooks (`data-renders`, `data-updates`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_history_is_not_redrawn_when_nothing_is_new() {
+    let d = dashboard(Job::new(Some(100_000), Some(1000)).unwrap(), true).await;
+    d.work("first", 1).await;
+    let first = d.node.current_run().id;
+    let url = d.url.clone();
+    let (idle_tx, idle_rx) = tokio::sync::oneshot::channel::<()>();
+    let (run_tx, run_rx) = std::sync::mpsc::channel::<i64>();
+    let page = tokio::spawn(in_browser(move |tab| {
+        // Waits until 8 more updates have been handled (and, if `moving`, results of the current
+        // run have arrived meanwhile), then checks that the history was not redrawn.
+        let no_redraw = |tab: &Tab, what: &str, moving: bool| {
+            let hooks = "(() => { const h = document.getElementById('history').dataset; return [Number(h.renders), Number(h.updates), Number(h.liveHead)]; })()";
+            let before = eval_json(tab, hooks);
+            let (renders, updates, head) = (
+                before[0].as_i64().unwrap(),
+                before[1].as_i64().unwrap(),
+                before[2].as_i64().unwrap(),
+            );
+            let moved = if moving {
+                format!(" && Number(document.getElementById('history').dataset.liveHead) > {head}")
+            } else {
+                String::new()
+            };
+            wait_until(
+                tab,
+                &format!(
+                    "Number(document.getElementById('history').dataset.updates) >= {}{moved}",
+                    updates + 8
+                ),
+            );
+            let after = eval_json(tab, hooks);
+            assert_eq!(
+                after[0].as_i64().unwrap(),
+                renders,
+                "{what}: the history was redrawn while nothing new was shown ({before} → {after})"
+            );
+        };
+        open(&tab, &url);
+        // The finished current run, its first page loaded and an update handled.
+        wait_until(&tab, "document.getElementById('history').dataset.total === '100' && document.querySelectorAll('#history-body tr').length === 50 && Number(document.getElementById('history').dataset.updates) >= 1");
+        no_redraw(&tab, "the finished current run", false);
+        idle_tx.send(()).unwrap();
+        // A new run, with results streaming in: the page follows it…
+        let run = run_rx.recv_timeout(WAIT).unwrap();
+        wait_until(
+            &tab,
+            &format!("document.getElementById('view-run').textContent === '{run}' && Number(document.getElementById('history').dataset.received) > 0"),
+        );
+        // … until the earlier run is shown.
+        let switches = eval(
+            &tab,
+            "Number(document.getElementById('final-card').dataset.switches || 0)",
+        )
+        .as_i64()
+        .unwrap();
+        eval(
+            &tab,
+            &format!("document.querySelector('#runs li[data-run=\"{first}\"]').click(), true"),
+        );
+        wait_until(
+            &tab,
+            &format!("Number(document.getElementById('final-card').dataset.switches) === {} && document.getElementById('view-run').textContent === '{first}' && document.getElementById('history').dataset.total === '100'", switches + 1),
+        );
+        no_redraw(&tab, "a stored run in view", true);
+        assert_eq!(rows(&tab, "history-body"), 50);
+        assert_eq!(
+            eval(&tab, "document.getElementById('history-new').hidden"),
+            Value::Bool(true)
+        );
+    }));
+    idle_rx.await.unwrap();
+    // An open-ended run and one worker of one thread: results keep coming.
+    let run = d
+        .node
+        .new_run(Job::new(None, Some(100_000_000)).unwrap())
+        .await
+        .unwrap();
+    let mut config = piswarm::worker::WorkerConfig::new(d.node.view().listen);
+    config.name = "second".into();
+    config.threads = 1;
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(piswarm::worker::run_worker(config, stop.clone()));
+    run_tx.send(run).unwrap();
+    page.await.unwrap();
+    stop.cancel();
+    let _ = worker.await;
+    d.close().await;
+}
+
 /// History at any size: sort by interval or arrival, filter by worker and state, jump to an
 /// interval id or a term index, first/previous/next/last pages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

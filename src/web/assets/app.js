@@ -75,7 +75,11 @@
     el.title = iso;
   }
   setInterval(() => {
-    document.querySelectorAll("[data-ts]").forEach((el) => { el.textContent = fmtAgo(el.dataset.ts); });
+    // Only the cells whose text changes are written (an unchanged one would still relayout the table).
+    document.querySelectorAll("[data-ts]").forEach((el) => {
+      const t = fmtAgo(el.dataset.ts);
+      if (el.textContent !== t) el.textContent = t;
+    });
   }, 1000);
 
   // ---------------------------------------------------------------------------------------
@@ -235,7 +239,9 @@
     busy: 0,
   };
   // Live tracking of the current run's history: `head` is the newest position accounted for.
-  const live = { started: false, run: null, head: null, received: 0, queue: Promise.resolve() };
+  const live = { started: false, run: null, head: null, received: 0, updates: 0, queue: Promise.resolve() };
+  // History redraws (the rows rewritten): a test hook, `data-renders`.
+  let renders = 0;
 
   // The live view: the newest results of the current run, unfiltered, on the first page.
   const atLiveHead = () => following() && H.state === "done" && H.sort === "arrival" && H.order === "desc" &&
@@ -283,13 +289,19 @@
     $("history-last").disabled = H.next === null;
     setText("history-range", fill(T.rows_of, { shown: fmtInt(rows.length), total: fmtInt(H.total) }));
     setText("history-total", fmtInt(H.total));
+    const h = $("history");
+    h.dataset.total = String(H.total);
+    h.dataset.renders = String(++renders);
+    renderLive();
+  }
+  // What the stream changes without touching the rows: "N new — show" and the live hooks.
+  function renderLive() {
     const n = $("history-new");
     n.hidden = H.fresh === 0 || atLiveHead();
     n.textContent = fill(T.new_results, { n: fmtInt(H.fresh) });
     const h = $("history");
     h.dataset.received = String(live.received);
     h.dataset.liveHead = live.head === null ? "" : String(live.head);
-    h.dataset.total = String(H.total);
   }
 
   // Loads one page: `where` is {first}, {last}, {cursor}, {before} or {from}.
@@ -371,19 +383,23 @@
 
   // Live results from the stream, in order; any gap is fetched from the history.
   function onLive(u) {
-    live.queue = live.queue.then(() => applyLive(u)).catch(() => {});
+    live.queue = live.queue.then(() => applyLive(u)).catch(() => {}).then(() => {
+      // Updates handled (a test hook): with nothing new, they cost no redraw.
+      $("history").dataset.updates = String(++live.updates);
+    });
   }
   async function applyLive(u) {
     if (!live.started || u.run !== live.run) {
-      const changed = live.started && u.run !== live.run;
       live.started = true;
       live.run = u.run;
       live.head = u.head;
       live.received = 0;
-      if (changed || following()) await loadPage({});
+      // A stored run in view does not change with the current run.
+      if (following()) await loadPage({}); else renderLive();
       return;
     }
-    if (u.head <= live.head) { renderHistory(); return; }
+    // Nothing new: nothing to do (no redraw).
+    if (u.head <= live.head) return;
     let fresh;
     if (u.after === live.head && !u.more) {
       fresh = u.results;
@@ -393,38 +409,41 @@
     live.received += fresh.count === undefined ? fresh.length : fresh.count;
     live.head = u.head;
     const rows = fresh.rows || fresh;
-    if (!following()) return;
+    // A stored run in view: its rows do not change.
+    if (!following()) { renderLive(); return; }
     if (atLiveHead()) {
       const seen = new Set(H.rows.map((r) => r.seq));
       const merged = rows.filter((r) => !seen.has(r.seq)).concat(H.rows);
       merged.sort((a, b) => b.seq - a.seq);
-      H.total = Math.max(H.total, u.status.run.intervals_done);
-      if (merged.length > H.size) {
-        H.rows = merged.slice(0, H.size);
-        H.next = H.rows[H.rows.length - 1].seq;
-      } else {
-        H.rows = merged;
-      }
+      H.rows = merged.slice(0, H.size);
+      // Paging comes from the server's count of the run's results (the stream's status, or the
+      // catch-up's pages), never from how many rows were merged: a burst of several pages in one
+      // update keeps only the newest page, and the older ones are reached by Next and Last.
+      H.total = Math.max(H.total, u.status.run.intervals_done, fresh.total || 0);
+      H.next = H.rows.length === H.size && H.total > H.rows.length ? H.rows[H.rows.length - 1].seq : null;
       renderHistory();
     } else {
+      // Another page, order or filter in view: only "N new — show" changes.
       H.fresh += rows.length;
-      renderHistory();
+      renderLive();
     }
   }
-  // Results of `run` with after < seq <= head: how many, and the newest page of them.
+  // Results of `run` with after < seq <= head: how many, the newest page of them, and the
+  // server's count of the run's results.
   async function fetchRange(run, after, head) {
-    let cursor = after, count = 0, newest = [];
+    let cursor = after, count = 0, newest = [], total = 0;
     for (;;) {
       const q = new URLSearchParams({ sort: "arrival", order: "asc", cursor: cursor, limit: 1000 });
       const page = await api("GET", "/api/runs/" + run + "/results?" + q);
       const got = page.results.filter((r) => r.seq <= head);
       count += got.length;
+      total = Math.max(total, page.total);
       newest = newest.concat(got).slice(-H.size);
       if (!page.results.length || page.next_cursor === null || page.results[page.results.length - 1].seq >= head) break;
       cursor = page.next_cursor;
     }
     newest.reverse();
-    return { count: count, rows: newest };
+    return { count: count, rows: newest, total: total };
   }
 
   // ---------------------------------------------------------------------------------------
