@@ -763,7 +763,7 @@ async fn a_burst_of_several_pages_is_paged_to_the_oldest() {
             held_tx.send(()).unwrap();
             assert_eq!(from_rust.recv_timeout(WAIT).unwrap(), run);
             crate::common::wait_until("every result stored", WAIT, || {
-                api(&tab, "limit=1")["total"] == Value::from(n)
+                api(&tab, "limit=1")["total"] == n
             });
             eval(&tab, "window.__hold = false, true");
             let head = api(&tab, "limit=1")["results"][0]["seq"].as_i64().unwrap();
