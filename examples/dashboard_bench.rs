@@ -1,12 +1,16 @@
-//! Measures the dashboard with a million stored results, in Debian's headless Chromium: how long
-//! a page of history takes to change and how long switching runs takes, as the page itself
-//! measures them (`performance.now()` from the click to the rows in the page: the request, the
-//! store's query, the JSON and the DOM). Prints one line per figure; asserts nothing.
+//! Measures the dashboard with a large stored history, in Debian's headless Chromium: how long a
+//! page of history takes to change and how long switching runs takes, as the page itself
+//! measures them (`performance.now()` from the click to the rows drawn: the request, the store's
+//! query, the JSON, the DOM, and the layout and paint of the frame that shows them); paging
+//! through the whole history at 50 and at 250 rows a page (median, 90th percentile, maximum);
+//! and how busy the page's main thread is while a stored run is in view and nothing happens
+//! (Chromium's own task accounting, `Performance.getMetrics`). Prints one line per figure;
+//! asserts nothing.
 //!
 //! ```text
 //! cargo run --release --example dashboard_bench -- [RESULTS]
 //! ```
-//! RESULTS defaults to 1 000 000. They are written straight into a fresh SQLite store through
+//! RESULTS defaults to 100 000. They are written straight into a fresh SQLite store through
 //! the store's writer (one run of RESULTS intervals of 1000 terms, accepted in a shuffled order
 //! from 40 worker names, with exact sums and π partials; and a small run of 1000 results to
 //! switch to), then a node is started on that store with a new, empty current run, and the
@@ -15,6 +19,7 @@
 #[path = "../tests/it/chromium/mod.rs"]
 mod chromium;
 
+use headless_chrome::protocol::cdp::Performance;
 use headless_chrome::Tab;
 use piswarm::commands::serve::ServeOptions;
 use piswarm::job::Job;
@@ -162,10 +167,79 @@ fn switch_to(tab: &Tab, run: i64) -> f64 {
 fn summary(what: &str, mut ms: Vec<f64>) {
     ms.sort_by(f64::total_cmp);
     let median = ms[ms.len() / 2];
+    let p90 = ms[(ms.len() * 9 / 10).min(ms.len() - 1)];
     let max = ms[ms.len() - 1];
     println!(
-        "{what:<58} n={:<3} median {median:7.1} ms  max {max:7.1} ms",
+        "{what:<58} n={:<4} median {median:7.1} ms  p90 {p90:7.1} ms  max {max:7.1} ms",
         ms.len()
+    );
+}
+
+/// Clicks `id` and returns the time from the click to the rows drawn, in the page's clock: the
+/// page leaves the moment the frame showing them was done in `#history[data-drawn-at]`.
+fn click_to_drawn(tab: &Tab, id: &str) -> f64 {
+    let before = counter(tab, "history", "pages");
+    eval(
+        tab,
+        &format!("window.__t0 = performance.now(), document.getElementById('{id}').click(), true"),
+    );
+    wait_until(
+        tab,
+        &format!("Number(document.getElementById('history').dataset.pages) > {before}"),
+    );
+    eval(
+        tab,
+        "Number(document.getElementById('history').dataset.drawnAt) - window.__t0",
+    )
+    .as_f64()
+    .unwrap()
+}
+
+/// Pages through the whole history of the shown run, newest first, `size` rows a page: the
+/// click-to-drawn time of every Next.
+fn page_through(tab: &Tab, size: u32) -> Vec<f64> {
+    page_change(tab, &set_value("history-sort", "arrival:desc"));
+    page_change(tab, &set_value("history-page-size", &size.to_string()));
+    let mut times = Vec::new();
+    while eval(tab, "document.getElementById('history-next').disabled") == Value::Bool(false) {
+        times.push(click_to_drawn(tab, "history-next"));
+    }
+    times
+}
+
+/// Chromium's accounting of the page's main thread, in seconds: `TaskDuration` (all the work
+/// of its tasks), `ScriptDuration`, `LayoutDuration`, `RecalcStyleDuration`.
+fn metrics(tab: &Tab) -> [f64; 4] {
+    let all = tab
+        .call_method(Performance::GetMetrics(None))
+        .unwrap()
+        .metrics;
+    let get = |name: &str| all.iter().find(|m| m.name == name).map_or(0.0, |m| m.value);
+    [
+        get("TaskDuration"),
+        get("ScriptDuration"),
+        get("LayoutDuration"),
+        get("RecalcStyleDuration"),
+    ]
+}
+
+/// How busy the page's main thread is over `seconds` with nothing done to it, per second, and
+/// how many times it redrew its history meanwhile.
+fn idle(tab: &Tab, what: &str, seconds: u64) {
+    let renders = counter(tab, "history", "renders");
+    let before = metrics(tab);
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds));
+    let after = metrics(tab);
+    let elapsed = t.elapsed().as_secs_f64();
+    let per_s = |i: usize| 1000.0 * (after[i] - before[i]) / elapsed;
+    println!(
+        "{what:<58} main thread busy {:5.2} ms/s (script {:5.2}, layout {:5.2}, style {:5.2}), history redraws {}",
+        per_s(0),
+        per_s(1),
+        per_s(2),
+        per_s(3),
+        counter(tab, "history", "renders") - renders
     );
 }
 
@@ -179,7 +253,7 @@ fn set_value(id: &str, value: &str) -> String {
 async fn main() {
     let n: u64 = std::env::args()
         .nth(1)
-        .map_or(1_000_000, |s| s.parse().expect("RESULTS"));
+        .map_or(100_000, |s| s.parse().expect("RESULTS"));
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("piswarm.db");
     let t = Instant::now();
@@ -285,7 +359,30 @@ async fn main() {
         }
         summary("one worker's results (1 in 40), next page", pages);
         let nodes = eval(&tab, "document.getElementsByTagName('*').length");
-        println!("elements in the page at the end: {nodes}");
+        println!("elements in the page: {nodes}");
+
+        // The whole history, page by page, at 50 and at 250 rows; then the page left alone
+        // with the stored run in view.
+        page_change(&tab, &set_value("history-worker", ""));
+        for size in [50, 250] {
+            let times = page_through(&tab, size);
+            summary(
+                &format!("whole history ({n}), Next, {size} rows: click to drawn"),
+                times,
+            );
+        }
+        let nodes = eval(&tab, "document.getElementsByTagName('*').length");
+        println!("elements in the page at 250 rows: {nodes}");
+        tab.call_method(Performance::Enable { time_domain: None })
+            .unwrap();
+        for size in [250, 50] {
+            page_change(&tab, &set_value("history-page-size", &size.to_string()));
+            idle(
+                &tab,
+                &format!("stored run in view, {size} rows, nothing happening (10 s)"),
+                10,
+            );
+        }
     })
     .await;
     stop.cancel();

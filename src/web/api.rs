@@ -396,13 +396,14 @@ enum Count {
 }
 
 impl Count {
-    fn value(&self, what: &str) -> ApiResult<u64> {
+    /// The count, or an error that names the field: `what` in English and in Portuguese.
+    fn value(&self, (what, what_pt): (&str, &str)) -> ApiResult<u64> {
         match self {
             Count::Number(n) => Ok(*n),
             Count::Text(t) => crate::job::count::parse_count(t).map_err(|e| {
                 AppError::unprocessable(
                     format!("{what}: {e}"),
-                    format!("{what}: número inválido '{t}'"),
+                    format!("{what_pt}: número inválido '{t}'"),
                 )
             }),
         }
@@ -426,8 +427,14 @@ pub async fn new_run(
     payload: Result<Json<NewRunRequest>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<RunInfo>)> {
     let req = body(payload)?;
-    let terms = req.terms.map(|c| c.value("terms")).transpose()?;
-    let chunk = req.chunk.map(|c| c.value("chunk")).transpose()?;
+    let terms = req
+        .terms
+        .map(|c| c.value(("terms", "termos")))
+        .transpose()?;
+    let chunk = req
+        .chunk
+        .map(|c| c.value(("chunk", "tamanho do bloco")))
+        .transpose()?;
     let job = Job::new(terms, chunk).map_err(|e| {
         AppError::Client(StatusCode::UNPROCESSABLE_ENTITY, super::Message::from(&e))
     })?;

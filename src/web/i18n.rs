@@ -206,6 +206,7 @@ pub const STRINGS: &[(&str, &str, &str)] = &[
     ("error_plot", "Error against terms covered (log–log)", "Erro em função dos termos (log–log)"),
     ("raw", "raw", "bruta"),
     ("corrected", "corrected", "corrigida"),
+    ("corrected_floor", "corrected: {n} points at or below 10⁻¹⁶ (the limit of double precision), drawn on this line", "corrigida: {n} pontos em 10⁻¹⁶ ou abaixo (o limite da precisão dupla), desenhados nesta linha"),
     ("throughput", "Throughput per client (terms/s), fastest first", "Vazão por cliente (termos/s), mais rápidos primeiro"),
     ("more_workers", "+{n} more", "+{n} outros"),
     ("coverage", "Coverage of the job's range", "Cobertura do intervalo do trabalho"),

@@ -882,9 +882,28 @@ async fn a_burst_of_several_pages_is_paged_to_the_oldest() {
     d.close().await;
 }
 
+/// Watches the history's rows: `window.__added`, the rows put into the table; `window.__written`,
+/// the rows whose cells or attributes were written, the time column aside (its "12 s ago" moves
+/// on by itself).
+const WATCH_ROWS: &str = "(() => { window.__added = new Set(); window.__written = new Set(); \
+    const body = document.getElementById('history-body'); if (window.__rows) window.__rows.disconnect(); \
+    window.__onRows = (ms) => { for (const m of ms) { \
+      if (m.type === 'childList' && m.target === body) { m.addedNodes.forEach((n) => window.__added.add(n)); continue; } \
+      const node = m.target.nodeType === 3 ? m.target.parentNode : m.target; \
+      const td = node.closest('td'); if (td && td.cellIndex === 8) continue; \
+      const tr = node.closest('tr'); if (tr) window.__written.add(tr); } }; \
+    window.__rows = new MutationObserver(window.__onRows); \
+    window.__rows.observe(body, { subtree: true, childList: true, characterData: true, attributes: true }); return true; })()";
+
+/// `[rows added, rows written, rows written that were not added]` since [`WATCH_ROWS`].
+const ROWS_TOUCHED: &str = "(() => { window.__onRows(window.__rows.takeRecords()); window.__rows.disconnect(); \
+    return [window.__added.size, window.__written.size, [...window.__written].filter((r) => !window.__added.has(r)).length]; })()";
+
 /// Nothing new, nothing redrawn: the history is not redrawn while the page receives updates that
 /// bring no result (the current run is finished), nor while a stored run is in view and results
 /// of the current run stream in. Counted by the page's own hooks (`data-renders`, `data-updates`).
+/// Following the live head, an update writes only its new rows (the oldest rows, rewritten and
+/// moved to the top): the rows still shown are left as they are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_history_is_not_redrawn_when_nothing_is_new() {
     let d = dashboard(Job::new(Some(100_000), Some(1000)).unwrap(), true).await;
@@ -934,6 +953,35 @@ async fn the_history_is_not_redrawn_when_nothing_is_new() {
             &tab,
             &format!("document.getElementById('view-run').textContent === '{run}' && Number(document.getElementById('history').dataset.received) > 0"),
         );
+        // Live: a full first page, then a few updates with new results.
+        wait_until(
+            &tab,
+            "document.querySelectorAll('#history-body tr').length === 50",
+        );
+        let renders = eval(
+            &tab,
+            "Number(document.getElementById('history').dataset.renders)",
+        )
+        .as_i64()
+        .unwrap();
+        eval(&tab, WATCH_ROWS);
+        wait_until(
+            &tab,
+            &format!(
+                "Number(document.getElementById('history').dataset.renders) >= {}",
+                renders + 3
+            ),
+        );
+        let touched = eval_json(&tab, ROWS_TOUCHED);
+        assert!(
+            touched[0].as_u64().unwrap() > 0,
+            "new rows were shown: {touched}"
+        );
+        assert_eq!(
+            touched[2],
+            Value::from(0),
+            "only the new rows were written (added, written, written but not added): {touched}"
+        );
         // … until the earlier run is shown.
         let switches = eval(
             &tab,
@@ -949,7 +997,14 @@ async fn the_history_is_not_redrawn_when_nothing_is_new() {
             &tab,
             &format!("Number(document.getElementById('final-card').dataset.switches) === {} && document.getElementById('view-run').textContent === '{first}' && document.getElementById('history').dataset.total === '100'", switches + 1),
         );
+        eval(&tab, WATCH_ROWS);
         no_redraw(&tab, "a stored run in view", true);
+        let touched = eval_json(&tab, ROWS_TOUCHED);
+        assert_eq!(
+            (&touched[0], &touched[1]),
+            (&Value::from(0), &Value::from(0)),
+            "a stored run in view: no row added or written (added, written, …): {touched}"
+        );
         assert_eq!(rows(&tab, "history-body"), 50);
         assert_eq!(
             eval(&tab, "document.getElementById('history-new').hidden"),
@@ -1288,6 +1343,84 @@ async fn the_page_loads_cleanly_with_its_favicon() {
         );
         let failures = failures.lock().unwrap().clone();
         assert!(failures.is_empty(), "{failures:?}");
+    })
+    .await;
+    d.close().await;
+}
+
+/// What a user sees, at 360 and 1 360 px, in English and in Portuguese, once a run is done: the
+/// coverage bar of a finished run is one solid stretch; each legend square stays on the line of
+/// its label; the corrected error's line stays above the bottom axis; a very wide worker name
+/// ends before its bar; on a 1 360 × 900 screen the final result is above the fold (the join
+/// panel below it) with the two sums side by side; durations never read "0 ms"; and an invalid
+/// job's error names its field in the page's language.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_finished_run_reads_well_at_360_and_1360_px_in_both_languages() {
+    let d = dashboard(Job::new(Some(259_000), Some(1000)).unwrap(), true).await;
+    let wide = "W".repeat(48);
+    d.work(&wide, 1).await;
+    let url = d.url.clone();
+    in_browser(move |tab| {
+        for lang in ["en", "pt-BR"] {
+            for (w, h, mobile) in [(360, 740, true), (1360, 900, false)] {
+                let at = format!("{lang}, {w} px");
+                viewport(&tab, w, h, mobile);
+                open(&tab, &format!("{url}?lang={lang}"));
+                wait_until(&tab, "document.getElementById('history').dataset.total === '259' && document.querySelectorAll('#history-body tr').length === 50");
+                wait_until(&tab, "document.querySelectorAll('#error-plot path.corrected').length > 0 && document.querySelectorAll('#throughput-plot rect').length === 1");
+                // Done: one solid bar across the whole map.
+                wait_until(&tab, "document.querySelectorAll('#coverage-map rect').length > 0");
+                let bar = eval_json(&tab, "[...document.querySelectorAll('#coverage-map rect')].map((r) => [r.getAttribute('class'), r.getAttribute('x'), r.getAttribute('width')])");
+                assert_eq!(bar, serde_json::json!([["cov-done", "0", "1000"]]), "{at}");
+                // Each legend square on the line of its label.
+                let keys = eval_json(&tab, "[...document.querySelectorAll('figcaption .key')].map((k) => [k.textContent, k.getClientRects().length])");
+                for key in keys.as_array().unwrap() {
+                    assert_eq!(key[1], Value::from(1), "{at}: the key {key} is cut across lines");
+                }
+                // The corrected error's line is above the bottom axis (the first line drawn).
+                let gap = eval(&tab, "(() => { const svg = document.getElementById('error-plot'); const axis = Number(svg.querySelector('line.axis').getAttribute('y1')); const b = svg.querySelector('path.corrected').getBBox(); return axis - (b.y + b.height); })()").as_f64().unwrap();
+                assert!(gap >= 8.0, "{at}: the corrected line is {gap} px above the axis");
+                // Names end before their bar; the wide one is cut by its width, whole on hover.
+                let names = eval_json(&tab, "(() => { const svg = document.getElementById('throughput-plot'); const bar = Number(svg.querySelector('rect').getAttribute('x')); return [...svg.querySelectorAll('text')].filter((t) => t.getAttribute('x') === '4').map((t) => [t.textContent, bar - t.getBBox().x - t.getBBox().width]); })()");
+                let names = names.as_array().unwrap();
+                assert_eq!(names.len(), 1, "{at}: {names:?}");
+                for name in names {
+                    assert!(name[1].as_f64().unwrap() >= 2.0, "{at}: {name} runs into its bar");
+                }
+                assert!(names.iter().any(|n| n[0].as_str().unwrap().ends_with('…')), "{at}: {names:?}");
+                assert_eq!(
+                    eval(&tab, &format!("[...document.querySelectorAll('#throughput-plot rect title')].some((t) => t.textContent.startsWith('{wide}'))")),
+                    Value::Bool(true),
+                    "{at}"
+                );
+                // Durations: never "0 ms".
+                let durations = eval_json(&tab, "[...document.querySelectorAll('#history-body tr')].map((tr) => tr.children[7].textContent)");
+                for t in durations.as_array().unwrap() {
+                    let t = t.as_str().unwrap();
+                    assert!(!t.is_empty() && !t.starts_with("0 ") && t != "0ms", "{at}: a duration of {t:?}");
+                }
+                // The final result comes before the join panel.
+                let order = eval_json(&tab, "['final-card', 'join-card'].map((id) => document.getElementById(id).getBoundingClientRect().top)");
+                assert!(order[0].as_f64() < order[1].as_f64(), "{at}: {order}");
+                if w == 1360 {
+                    eval(&tab, "window.scrollTo(0, 0), true");
+                    let bottom = eval(&tab, "document.getElementById('final').getBoundingClientRect().bottom").as_f64().unwrap();
+                    assert!(bottom <= 900.0, "{at}: the final result ends at {bottom} px, below the fold");
+                    let rows = eval_json(&tab, "['f-even', 'f-odd'].map((id) => Math.round(document.getElementById(id).parentElement.getBoundingClientRect().top))");
+                    assert_eq!(rows[0], rows[1], "{at}: the sums are on one row");
+                }
+            }
+            // An invalid job: its field is named in the page's language.
+            set_value(&tab, "run-terms", "abc");
+            click(&tab, "new-run");
+            wait_until(&tab, "document.getElementById('run-feedback').classList.contains('bad')");
+            let why = text(&tab, "run-feedback");
+            let expected = if lang == "en" { "terms: " } else { "termos: número inválido 'abc'" };
+            assert!(why.contains(expected), "{lang}: {why}");
+            if lang != "en" {
+                assert!(!contains_words(&why, "terms"), "{lang}: {why}");
+            }
+        }
     })
     .await;
     d.close().await;

@@ -18,7 +18,8 @@
   const partialFmt = new Intl.NumberFormat(LANG, { notation: "scientific", maximumFractionDigits: 12 });
   const compactFmt = new Intl.NumberFormat(LANG, { notation: "compact", maximumFractionDigits: 2 });
   const pctFmt = new Intl.NumberFormat(LANG, { style: "percent", maximumFractionDigits: 1 });
-  const msFmt = new Intl.NumberFormat(LANG, { style: "unit", unit: "millisecond", maximumFractionDigits: 3 });
+  const durFmt = (u, digits) => new Intl.NumberFormat(LANG, { style: "unit", unit: u, maximumSignificantDigits: digits });
+  const sFmt = durFmt("second", 3), msFmt = durFmt("millisecond", 3), usFmt = durFmt("microsecond", 2), nsFmt = durFmt("nanosecond", 2);
   const relFmt = new Intl.RelativeTimeFormat(LANG, { numeric: "auto", style: "short" });
   const unit = (u) => new Intl.NumberFormat(LANG, { style: "unit", unit: u, unitDisplay: "narrow", maximumFractionDigits: 0 });
   const hourFmt = unit("hour"), minFmt = unit("minute"), secFmt = unit("second");
@@ -42,11 +43,20 @@
     parts.push(secFmt.format(sec));
     return parts.join(" ");
   }
-  // "12 s ago", from an RFC 3339 time.
-  function fmtAgo(iso) {
-    const t = Date.parse(iso);
+  // A result's duration in the unit that suits it ("37 µs", "1.25 ms"); a duration of zero is
+  // below the clock's resolution, which is under a millisecond for every worker.
+  function fmtSeconds(s) {
+    if (none(s) || !isFinite(s)) return "–";
+    if (s <= 0) return "< " + msFmt.format(1);
+    if (s >= 1) return sFmt.format(s);
+    if (s >= 1e-3) return msFmt.format(s * 1e3);
+    if (s >= 1e-6) return usFmt.format(s * 1e6);
+    return nsFmt.format(s * 1e9);
+  }
+  // "12 s ago", from a time in milliseconds since the epoch.
+  function fmtAgo(t, now) {
     if (isNaN(t)) return "–";
-    const s = (t - Date.now()) / 1000;
+    const s = (t - now) / 1000;
     const a = Math.abs(s);
     if (a < 60) return relFmt.format(Math.round(s), "second");
     if (a < 3600) return relFmt.format(Math.round(s / 60), "minute");
@@ -64,21 +74,49 @@
   }
   const stateName = (s) => T[s] || s;
 
+  // Writes only what changed: writing an unchanged text or attribute still costs the browser a
+  // new layout, and the page is updated four times a second.
+  function put(el, text) {
+    const t = el.firstChild;
+    if (t && t.nodeType === 3 && t === el.lastChild) { if (t.data !== text) t.data = text; }
+    else if (el.textContent !== text) el.textContent = text;
+  }
   function setText(id, value) {
     const el = $(id);
-    if (el) el.textContent = none(value) ? "–" : String(value);
+    if (el) put(el, none(value) ? "–" : String(value));
   }
-  // A time cell: relative, local; the UTC value on hover. Refreshed every second.
+  function setAttr(el, name, value) {
+    if (el.getAttribute(name) !== value) el.setAttribute(name, value);
+  }
+  // A property such as `hidden`, `disabled`, `title` or `value`.
+  function setProp(el, name, value) {
+    if (el[name] !== value) el[name] = value;
+  }
+  function setData(el, key, value) {
+    if (el.dataset[key] !== value) el.dataset[key] = value;
+  }
+  // A time cell: relative, local; the UTC value on hover. The clock rewrites a cell only when
+  // its text can have changed (each second for seconds ago, each minute for hours ago, never
+  // for a date), so an old history costs nothing to keep on screen.
+  const clocks = new Map();  // cell → { t, next }
+  function tick(el, clock, now) {
+    put(el, fmtAgo(clock.t, now));
+    const age = Math.abs(now - clock.t);
+    clock.next = isNaN(age) ? Infinity : now + (age < 60e3 ? 1000 : age < 3600e3 ? 10e3 : age < 86400e3 ? 60e3 : Infinity);
+  }
   function setTime(el, iso) {
+    if (el.dataset.ts === iso && clocks.has(el)) return;
     el.dataset.ts = iso;
-    el.textContent = fmtAgo(iso);
-    el.title = iso;
+    setProp(el, "title", iso);
+    const clock = { t: Date.parse(iso), next: 0 };
+    clocks.set(el, clock);
+    tick(el, clock, Date.now());
   }
   setInterval(() => {
-    // Only the cells whose text changes are written (an unchanged one would still relayout the table).
-    document.querySelectorAll("[data-ts]").forEach((el) => {
-      const t = fmtAgo(el.dataset.ts);
-      if (el.textContent !== t) el.textContent = t;
+    const now = Date.now();
+    clocks.forEach((clock, el) => {
+      if (!el.isConnected) clocks.delete(el);
+      else if (now >= clock.next) tick(el, clock, now);
     });
   }, 1000);
 
@@ -127,19 +165,19 @@
     const why = online ? "" : T.offline_why;
     for (const [id, wanted] of [["start", s && !s.running], ["stop", s && s.running]]) {
       const b = $(id);
-      b.disabled = !online || pending[id] || !wanted;
-      b.title = why;
+      setProp(b, "disabled", !online || pending[id] || !wanted);
+      setProp(b, "title", why);
     }
-    $("create-clients").disabled = !online || !(s && s.running);
-    $("create-clients").title = why;
-    $("new-run").disabled = !online;
-    $("new-run").title = why;
+    setProp($("create-clients"), "disabled", !online || !(s && s.running));
+    setProp($("create-clients"), "title", why);
+    setProp($("new-run"), "disabled", !online);
+    setProp($("new-run"), "title", why);
   }
 
   function renderServer(s) {
     const state = $("server-state");
-    state.dataset.state = s.running ? "running" : "stopped";
-    state.textContent = s.running ? T.running : T.stopped;
+    setData(state, "state", s.running ? "running" : "stopped");
+    put(state, s.running ? T.running : T.stopped);
     setText("server-listen", s.listen);
     setText("server-uptime", s.running ? fmtDuration(s.uptime_s) : "–");
     setText("server-clients", fmtInt(s.clients));
@@ -164,7 +202,7 @@
   // wait before the run moved).
   function renderEta(r) {
     const el = $("eta");
-    if (r.complete) { el.textContent = fmtDuration(0); el.dataset.etaS = "0"; return; }
+    if (r.complete) { put(el, fmtDuration(0)); setData(el, "etaS", "0"); return; }
     const now = performance.now(), done = Number(r.done_terms);
     if (eta.run !== r.id || r.state !== "running") { eta.run = r.id; eta.samples = []; eta.since = null; }
     const samples = eta.samples;
@@ -175,9 +213,9 @@
     if (eta.since === null && done > d0) eta.since = t0;
     const rate = now > t0 ? (done - d0) / ((now - t0) / 1000) : 0;
     const meaningful = rate > 0 && ((r.progress || 0) >= 0.05 || (eta.since !== null && now - eta.since >= 3000));
-    if (!meaningful) { el.textContent = T.eta_wait; delete el.dataset.etaS; return; }
+    if (!meaningful) { put(el, T.eta_wait); if (el.dataset.etaS !== undefined) delete el.dataset.etaS; return; }
     const left = Math.max(0, r.terms - done) / rate;
-    el.textContent = fmtDuration(left);
+    put(el, fmtDuration(left));
     el.dataset.etaS = String(left);
   }
 
@@ -192,8 +230,8 @@
     });
     const wrap = $("progress-wrap");
     if (r.terms) {
-      wrap.hidden = false;
-      $("progress").value = r.progress || 0;
+      setProp(wrap, "hidden", false);
+      setProp($("progress"), "value", r.progress || 0);
       setText("progress-pct", pctFmt.format(r.progress || 0));
       setText("rate", fmtRate(r.rate_terms_per_s));
       setText("backups-line", r.backups_issued
@@ -201,7 +239,7 @@
         : "");
       renderEta(r);
     } else {
-      wrap.hidden = true;
+      setProp(wrap, "hidden", true);
     }
     if (r.store_failed) showMessage(r.store_failed);
   }
@@ -247,61 +285,97 @@
   const atLiveHead = () => following() && H.state === "done" && H.sort === "arrival" && H.order === "desc" &&
     !H.worker && H.prev === null;
 
-  function historyRow(tr, r) {
+  // The rows. A page change rewrites the text of the rows in place (the table has a fixed
+  // layout, so that costs the same at 250 rows as at 50 and nothing is measured); a live update
+  // keeps the rows it still shows as they are and moves the oldest ones to the top for the new
+  // results. Nothing but the text that changed is written.
+  const rowKey = (r) => (r.assigned_at !== undefined ? "f" + r.id : "s" + r.seq);
+  function newHistoryRow() {
+    const tr = document.createElement("tr");
+    for (let i = 0; i < 9; i++) {
+      const td = document.createElement("td");
+      if (i === 1) td.className = "name";
+      if (i === 2 || i === 4 || i === 5 || i === 7) td.classList.add("opt");
+      if (i >= 4 && i <= 6) td.classList.add("num");
+      td.appendChild(document.createTextNode(""));
+      tr.appendChild(td);
+    }
+    return tr;
+  }
+  function historyRow(tr, r, key) {
+    const id = String(r.id);
+    tr.classList.toggle("hit", H.hit !== null && String(H.hit) === id);
+    // A result never changes: a row that already shows it is left alone.
+    if (tr.rowKey === key && key[0] === "s") return;
+    tr.rowKey = key;
     const cells = tr.children;
     const inFlight = r.assigned_at !== undefined;
-    tr.dataset.id = r.id;
-    if (inFlight) delete tr.dataset.seq; else tr.dataset.seq = r.seq;
-    tr.classList.toggle("hit", H.hit !== null && String(H.hit) === String(r.id));
+    setData(tr, "id", id);
+    if (inFlight) { if (tr.dataset.seq !== undefined) delete tr.dataset.seq; } else setData(tr, "seq", String(r.seq));
+    const name = clean(r.worker), interval = "[" + fmtInt(r.a) + ", " + fmtInt(r.b) + "]";
+    const even = inFlight ? "–" : fmtInt(r.even_sum), odd = inFlight ? "–" : fmtInt(r.odd_sum);
     const values = [
-      fmtInt(r.id), clean(r.worker), r.peer, "[" + fmtInt(r.a) + ", " + fmtInt(r.b) + "]",
-      inFlight ? "–" : fmtInt(r.even_sum), inFlight ? "–" : fmtInt(r.odd_sum),
+      fmtInt(r.id), name, r.peer, interval, even, odd,
       inFlight ? (r.expired ? T.given_back : T.in_flight) : partialFmt.format(r.pi),
-      inFlight ? "–" : msFmt.format(1000 * r.duration_s),
+      inFlight ? "–" : fmtSeconds(r.duration_s),
     ];
-    values.forEach((v, i) => { cells[i].textContent = v; });
-    cells[1].title = clean(r.worker);
+    for (let i = 0; i < 8; i++) put(cells[i], values[i]);
+    // Cut to their column's width: the whole value on hover.
+    setProp(cells[1], "title", name);
+    setProp(cells[3], "title", interval);
+    setProp(cells[4], "title", even);
+    setProp(cells[5], "title", odd);
     setTime(cells[8], inFlight ? r.assigned_at : r.timestamp);
+  }
+  // Puts `trs` in the table body in one step: nothing if they are there already, the new ones
+  // at the top if the others only moved down (a live update), else all of them at once.
+  function placeRows(body, trs) {
+    const kids = body.children;
+    const k = kids.length ? trs.indexOf(kids[0]) : trs.length;
+    let shifted = k >= 0 && kids.length >= trs.length - k;
+    for (let i = k; shifted && i < trs.length; i++) shifted = kids[i - k] === trs[i];
+    if (!shifted) { body.replaceChildren(...trs); return; }
+    while (kids.length > trs.length - k) body.lastElementChild.remove();
+    if (k > 0) body.prepend(...trs.slice(0, k));
   }
 
   function renderHistory() {
     const body = $("history-body");
     const rows = H.rows;
-    // Reuse the rows: the table never holds more than one page.
-    while (body.children.length > rows.length) body.removeChild(body.lastElementChild);
-    while (body.children.length < rows.length) {
-      const tr = document.createElement("tr");
-      for (let i = 0; i < 9; i++) {
-        const td = document.createElement("td");
-        if (i === 1) td.className = "name";
-        if (i === 2 || i === 4 || i === 5 || i === 7) td.classList.add("opt");
-        if (i >= 4 && i <= 6) td.classList.add("num");
-        tr.appendChild(td);
-      }
-      body.appendChild(tr);
-    }
-    rows.forEach((r, i) => historyRow(body.children[i], r));
-    $("history-empty").hidden = rows.length > 0;
-    $("history-empty").textContent = H.worker || H.state !== "done" ? T.no_match : T.no_results;
-    $("history-prev").disabled = H.prev === null;
-    $("history-first").disabled = H.prev === null;
-    $("history-next").disabled = H.next === null;
-    $("history-last").disabled = H.next === null;
+    const kept = new Map();
+    for (const tr of body.children) kept.set(tr.rowKey, tr);
+    const keys = rows.map(rowKey);
+    const trs = keys.map((k) => { const tr = kept.get(k); if (tr) kept.delete(k); return tr; });
+    // Rows that no longer show anything are reused, in their order, for the new ones.
+    const spare = [...kept.values()];
+    let s = 0;
+    rows.forEach((r, i) => {
+      if (!trs[i]) trs[i] = s < spare.length ? spare[s++] : newHistoryRow();
+      historyRow(trs[i], r, keys[i]);
+    });
+    placeRows(body, trs);
+    const empty = $("history-empty");
+    setProp(empty, "hidden", rows.length > 0);
+    put(empty, H.worker || H.state !== "done" ? T.no_match : T.no_results);
+    setProp($("history-prev"), "disabled", H.prev === null);
+    setProp($("history-first"), "disabled", H.prev === null);
+    setProp($("history-next"), "disabled", H.next === null);
+    setProp($("history-last"), "disabled", H.next === null);
     setText("history-range", fill(T.rows_of, { shown: fmtInt(rows.length), total: fmtInt(H.total) }));
     setText("history-total", fmtInt(H.total));
     const h = $("history");
-    h.dataset.total = String(H.total);
+    setData(h, "total", String(H.total));
     h.dataset.renders = String(++renders);
     renderLive();
   }
   // What the stream changes without touching the rows: "N new — show" and the live hooks.
   function renderLive() {
     const n = $("history-new");
-    n.hidden = H.fresh === 0 || atLiveHead();
-    n.textContent = fill(T.new_results, { n: fmtInt(H.fresh) });
+    setProp(n, "hidden", H.fresh === 0 || atLiveHead());
+    put(n, fill(T.new_results, { n: fmtInt(H.fresh) }));
     const h = $("history");
-    h.dataset.received = String(live.received);
-    h.dataset.liveHead = live.head === null ? "" : String(live.head);
+    setData(h, "received", String(live.received));
+    setData(h, "liveHead", live.head === null ? "" : String(live.head));
   }
 
   // Loads one page: `where` is {first}, {last}, {cursor}, {before} or {from}.
@@ -333,12 +407,17 @@
         H.next = page.next_cursor; H.prev = page.prev_cursor;
       }
       if (atLiveHead()) H.fresh = 0;
-      say("history-feedback", "");
+      if ($("history-feedback").textContent) say("history-feedback", "");
       renderHistory();
-      // What a page change cost, from the request to the rows in the page (for benchmarks).
-      const h = $("history");
-      h.dataset.pageMs = (performance.now() - t0).toFixed(1);
-      h.dataset.pages = String(Number(h.dataset.pages || 0) + 1);
+      // What a page change cost, from the request to the rows drawn (the frame that shows them
+      // has been laid out and painted when a task queued from its animation frame runs), and
+      // when they were drawn: hooks for benchmarks.
+      requestAnimationFrame(() => setTimeout(() => {
+        const h = $("history"), now = performance.now();
+        h.dataset.pageMs = (now - t0).toFixed(1);
+        h.dataset.drawnAt = now.toFixed(1);
+        h.dataset.pages = String(Number(h.dataset.pages || 0) + 1);
+      }, 0));
     } catch (e) { say("history-feedback", e.message, false); }
   }
 
@@ -449,9 +528,14 @@
   // ---------------------------------------------------------------------------------------
   // Runs
   // ---------------------------------------------------------------------------------------
+  let lastRuns = null;
   async function loadRuns() {
     try {
       const runs = await api("GET", "/api/runs");
+      // The same runs: the list stays as it is (its times keep themselves up to date).
+      const key = JSON.stringify([shownRun(), runs]);
+      if (key === lastRuns) return;
+      lastRuns = key;
       const list = $("runs");
       list.replaceChildren(...runs.map((r) => {
         const li = document.createElement("li");
@@ -524,37 +608,38 @@
         }
         body.appendChild(tr);
       }
+      // Refreshed every second: only what changed is written.
       page.workers.forEach((w, i) => {
         const tr = body.children[i];
-        tr.dataset.session = w.session;
+        setData(tr, "session", String(w.session));
         const c = tr.children;
-        c[0].textContent = clean(w.name); c[0].title = clean(w.name);
+        put(c[0], clean(w.name)); setProp(c[0], "title", clean(w.name));
         const kindLabel = T["kind_" + w.kind] || w.kind;
         // A browser is shown with its short name (Chrome 131 · Android); others keep it as a hint.
-        c[1].textContent = w.kind === "browser" && w.agent ? kindLabel + " · " + clean(w.agent) : kindLabel;
-        c[1].title = clean(w.agent || "");
-        c[2].textContent = w.peer;
+        put(c[1], w.kind === "browser" && w.agent ? kindLabel + " · " + clean(w.agent) : kindLabel);
+        setProp(c[1], "title", clean(w.agent || ""));
+        put(c[2], w.peer);
         setTime(c[3], w.connected_at);
-        c[4].textContent = fmtInt(w.accepted);
-        c[5].textContent = fmtInt(w.rejected);
-        c[6].textContent = fmtInt(w.in_hand);
-        c[6].title = T.allowance + ": " + fmtInt(w.allowance);
-        c[7].textContent = fmtInt(w.strikes);
-        c[8].textContent = w.backups ? fmtInt(w.backups_won) + " / " + fmtInt(w.backups) : "–";
-        c[8].title = T.backups_hint;
-        c[9].textContent = fmtRate(w.terms_per_s);
-        c[9].title = fmtInt(Math.round(w.terms_per_s)) + " " + T.terms_per_s;
+        put(c[4], fmtInt(w.accepted));
+        put(c[5], fmtInt(w.rejected));
+        put(c[6], fmtInt(w.in_hand));
+        setProp(c[6], "title", T.allowance + ": " + fmtInt(w.allowance));
+        put(c[7], fmtInt(w.strikes));
+        put(c[8], w.backups ? fmtInt(w.backups_won) + " / " + fmtInt(w.backups) : "–");
+        setProp(c[8], "title", T.backups_hint);
+        put(c[9], fmtRate(w.terms_per_s));
+        setProp(c[9], "title", fmtInt(Math.round(w.terms_per_s)) + " " + T.terms_per_s);
         setTime(c[10], w.last_seen_at);
       });
-      $("workers-empty").hidden = page.total > 0;
+      setProp($("workers-empty"), "hidden", page.total > 0);
       setText("workers-count", fmtInt(page.total));
       const last = Math.min(page.total, W.offset + page.workers.length);
       setText("workers-range", page.total ? fmtInt(W.offset + 1) + "–" + fmtInt(last) + " / " + fmtInt(page.total) : "");
-      $("workers-prev").disabled = W.offset === 0;
-      $("workers-next").disabled = W.offset + W.size >= page.total;
+      setProp($("workers-prev"), "disabled", W.offset === 0);
+      setProp($("workers-next"), "disabled", W.offset + W.size >= page.total);
       document.querySelectorAll("#workers button.sort").forEach((b) => {
-        if (b.dataset.sort === W.sort) b.setAttribute("aria-sort", W.order === "asc" ? "ascending" : "descending");
-        else b.removeAttribute("aria-sort");
+        if (b.dataset.sort === W.sort) setAttr(b, "aria-sort", W.order === "asc" ? "ascending" : "descending");
+        else if (b.hasAttribute("aria-sort")) b.removeAttribute("aria-sort");
       });
     } catch (e) { /* the next refresh tries again */ }
   }
@@ -578,6 +663,31 @@
     return e;
   }
   function tip(node, text) { node.appendChild(el("title", {}, text)); return node; }
+  // Text cut with "…" to fit `max` px in the plots' font, measured on a canvas (no layout of the
+  // page), once per text and width.
+  const fitted = new Map();
+  let pen = null;
+  function fitText(text, max) {
+    const key = max + "\u0000" + text;
+    if (fitted.has(key)) return fitted.get(key);
+    if (!pen) {
+      pen = document.createElement("canvas").getContext("2d");
+      pen.font = "12px " + getComputedStyle(document.body).fontFamily;
+    }
+    const chars = Array.from(text);
+    let out = text;
+    if (pen.measureText(text).width > max) {
+      let lo = 0, hi = chars.length;  // the longest prefix that fits with its "…"
+      while (lo < hi) {
+        const mid = Math.ceil((lo + hi) / 2);
+        if (pen.measureText(chars.slice(0, mid).join("") + "…").width <= max) lo = mid; else hi = mid - 1;
+      }
+      out = chars.slice(0, lo).join("") + "…";
+    }
+    if (fitted.size > 1000) fitted.clear();
+    fitted.set(key, out);
+    return out;
+  }
   function size(svg, height) {
     const w = Math.max(280, Math.round(svg.clientWidth || 600));
     svg.setAttribute("viewBox", "0 0 " + w + " " + height);
@@ -591,16 +701,23 @@
   const SUP = { "-": "⁻", "0": "⁰", "1": "¹", "2": "²", "3": "³", "4": "⁴", "5": "⁵", "6": "⁶", "7": "⁷", "8": "⁸", "9": "⁹" };
   const pow10 = (d) => "10" + String(d).split("").map((c) => SUP[c] || c).join("");
 
+  // The corrected estimate's error reaches the limit of double precision (π's last bit is
+  // 4.4·10⁻¹⁶; an error of 0 has no logarithm): such points are drawn at this floor, which is
+  // marked and explained, and the axis goes one decade below it.
+  const FLOOR = 1e-16;
   function drawErrorPlot(points) {
     const svg = $("error-plot");
     const pts = points.filter((p) => p.terms > 0 && p.error > 0);
     if (pts.length < 1) return noData(svg);
     const H0 = 240, W = size(svg, H0), L = 52, R = 14, TOP = 10, B = 30;
     const lx = (v) => Math.log10(v);
+    const corrected = (p) => (none(p.corrected_error) ? null : Math.max(FLOOR, p.corrected_error));
+    const floored = pts.filter((p) => !none(p.corrected_error) && p.corrected_error <= FLOOR).length;
     const ys = [];
-    pts.forEach((p) => { ys.push(lx(p.error)); if (p.corrected_error > 0) ys.push(lx(p.corrected_error)); });
+    pts.forEach((p) => { ys.push(lx(p.error)); const c = corrected(p); if (c !== null) ys.push(lx(c)); });
     let x0 = Math.floor(lx(pts[0].terms)), x1 = Math.ceil(lx(pts[pts.length - 1].terms));
-    let y0 = Math.floor(Math.min(...ys)), y1 = Math.ceil(Math.max(...ys));
+    // A decade of room below the lowest line, so that no line is drawn on the axis.
+    let y0 = Math.floor(Math.min(...ys)) - 1, y1 = Math.ceil(Math.max(...ys));
     if (x1 <= x0) x1 = x0 + 1;
     if (y1 <= y0) y1 = y0 + 1;
     const X = (v) => L + (W - L - R) * (lx(v) - x0) / (x1 - x0);
@@ -620,17 +737,24 @@
       kids.push(el("line", { x1: L, y1: y, x2: W - R, y2: y, class: "axis" }));
       kids.push(el("text", { x: L - 6, y: y + 4, "text-anchor": "end" }, pow10(d)));
     }
-    const path = (key) => {
+    const path = (value) => {
       let d = "";
       pts.forEach((p) => {
-        const v = p[key];
-        if (v > 0) d += (d ? " L" : "M") + X(p.terms).toFixed(1) + " " + Y(v).toFixed(1);
+        const v = value(p);
+        if (v !== null) d += (d ? " L" : "M") + X(p.terms).toFixed(1) + " " + Y(v).toFixed(1);
       });
       return d;
     };
-    const raw = path("error");
+    const raw = path((p) => p.error);
     if (raw) kids.push(el("path", { d: raw, class: "raw" }));
-    const cor = path("corrected_error");
+    if (floored) {
+      // The floor: a dotted line with its explanation, above the axis.
+      const y = Y(FLOOR);
+      kids.push(el("line", { x1: L, y1: y, x2: W - R, y2: y, class: "floor" }));
+      kids.push(tip(el("text", { x: W - R - 4, y: y - 5, "text-anchor": "end", class: "floor-note" }, "≤ " + pow10(-16)),
+        fill(T.corrected_floor, { n: fmtInt(floored) })));
+    }
+    const cor = path(corrected);
     if (cor) kids.push(el("path", { d: cor, class: "corrected" }));
     // Hover values: one target per point.
     const step = Math.max(1, Math.ceil(pts.length / 80));
@@ -653,12 +777,12 @@
     const W = size(svg, H0);
     const L = Math.min(170, Math.round(W * 0.32)), VAL = 64;
     const max = Math.max(...ws.map((w) => w.terms_per_s));
-    const chars = Math.max(6, Math.floor(L / 7.2));
     const kids = [];
     ws.forEach((w, i) => {
       const y = 6 + i * rowH;
       const full = clean(w.worker);
-      const name = full.length > chars ? full.slice(0, chars - 1) + "…" : full;
+      // Cut by its drawn width, not by characters (a W is four times an i): it ends before its bar.
+      const name = fitText(full, L - 12);
       kids.push(el("text", { x: 4, y: y + 15 }, name));
       const width = Math.max(2, (W - L - VAL - 8) * w.terms_per_s / max);
       kids.push(tip(el("rect", { x: L, y: y + 3, width: width.toFixed(1), height: rowH - 6, class: "bar" }),
@@ -668,30 +792,41 @@
     svg.replaceChildren(...kids);
   }
 
+  // Adjacent buckets of one state are one stretch, drawn as one rectangle on whole units (a
+  // finished run is one solid bar, with no seams between buckets); its hover value sums them.
   function drawCoverage(map) {
     const svg = $("coverage-map");
     if (!map.buckets.length) { setText("coverage-span", ""); svg.replaceChildren(); return; }
     const n = map.buckets.length, w = 1000 / n;
-    const kids = map.buckets.map((b, i) => {
+    const state = (b) => {
       const total = b.done + b.in_flight + b.given_back + b.not_started;
-      let cls = "not_started";
-      if (b.rejected > 0) cls = "rejected";
-      else if (b.given_back > 0) cls = "given_back";
-      else if (b.in_flight > 0) cls = "in_flight";
-      else if (b.done === total && total > 0) cls = "done";
-      else if (b.done > 0) cls = "partial";
-      const r = el("rect", { x: (i * w).toFixed(2), y: 0, width: (w + 0.3).toFixed(2), height: 40, class: "cov-" + cls });
-      const lo = i * map.width, hi = Math.min(map.span, (i + 1) * map.width) - 1;
-      return tip(r, fill(T.coverage_tip, {
-        lo: fmtInt(lo), hi: fmtInt(hi), done: fmtInt(b.done), in_flight: fmtInt(b.in_flight),
-        given_back: fmtInt(b.given_back), rejected: fmtInt(b.rejected), not_started: fmtInt(b.not_started),
-      }));
-    });
+      if (b.rejected > 0) return "rejected";
+      if (b.given_back > 0) return "given_back";
+      if (b.in_flight > 0) return "in_flight";
+      if (b.done === total && total > 0) return "done";
+      if (b.done > 0) return "partial";
+      return "not_started";
+    };
+    const states = map.buckets.map(state);
+    const kids = [];
+    for (let i = 0; i < n;) {
+      const sum = { done: 0, in_flight: 0, given_back: 0, rejected: 0, not_started: 0 };
+      let j = i;
+      for (; j < n && states[j] === states[i]; j++) for (const k in sum) sum[k] += map.buckets[j][k];
+      const x0 = Math.round(i * w), x1 = Math.round(j * w);
+      const r = el("rect", { x: x0, y: 0, width: x1 - x0, height: 40, class: "cov-" + states[i] });
+      const lo = i * map.width, hi = Math.min(map.span, j * map.width) - 1;
+      kids.push(tip(r, fill(T.coverage_tip, {
+        lo: fmtInt(lo), hi: fmtInt(hi), done: fmtInt(sum.done), in_flight: fmtInt(sum.in_flight),
+        given_back: fmtInt(sum.given_back), rejected: fmtInt(sum.rejected), not_started: fmtInt(sum.not_started),
+      })));
+      i = j;
+    }
     svg.replaceChildren(...kids);
     setText("coverage-span", "[0, " + fmtInt(map.span * map.chunk) + ")");
   }
 
-  let plotsBusy = false, lastPlots = null, lastCoverage = null;
+  let plotsBusy = false, lastPlots = null, lastCoverage = null, lastDrawn = null;
   async function refreshPlots(force) {
     const id = shownRun();
     if (id === null || (plotsBusy && !force)) return;
@@ -703,6 +838,10 @@
         api("GET", "/api/runs/" + id + "/coverage?buckets=200"),
       ]);
       if (id !== shownRun()) return;
+      // Nothing new (a finished run followed): nothing is redrawn.
+      const drawn = JSON.stringify([id, plots, cov]);
+      if (drawn === lastDrawn) return;
+      lastDrawn = drawn;
       lastPlots = plots; lastCoverage = cov;
       drawErrorPlot(plots.error);
       drawThroughput(plots.workers, plots.workers_total);
@@ -724,7 +863,7 @@
   // ---------------------------------------------------------------------------------------
   function setOnline(on) {
     online = on;
-    $("live").textContent = on ? T.live : T.offline;
+    put($("live"), on ? T.live : T.offline);
     $("live").classList.toggle("off", !on);
     renderButtons();
   }
