@@ -7,6 +7,7 @@
 use crate::commands::{self, serve::Served};
 use crate::job::count::parse_count;
 use crate::job::Job;
+use crate::maths::kernel::Kernel;
 use crate::net::limits::{self, ServerConfig, MAX_PREFETCH_CAP};
 use crate::wire::Secret;
 use clap::{Args, Parser, Subcommand};
@@ -59,6 +60,58 @@ pub enum Command {
     /// Make a private certificate authority and a server certificate for `serve --tls-cert`
     /// (ca.pem, server.pem, server.key); never overwrites a file.
     Cert(CertArgs),
+    /// Grade a client or a server of the assignment, in any language, against the protocol
+    /// (docs/grading.md): a report with one line per clause; exit 0 only if every clause passes.
+    #[command(subcommand)]
+    Check(CheckCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckCommand {
+    /// Run a client program against a scripted coordinator on a free loopback port, through
+    /// scenarios (a job, a restart, duplicate and error answers, a done, a silent coordinator).
+    Client(CheckClientArgs),
+    /// Drive a server with N concurrent scripted clients, then misbehaving ones.
+    Server(CheckServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckClientArgs {
+    /// The protocol the client speaks.
+    #[arg(long, value_enum, default_value = "v1")]
+    pub protocol: crate::check::Protocol,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// The longest one scenario may take (at most 10 s of it to connect).
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub timeout: Duration,
+    /// The client program and its arguments, after `--`; `{addr}` is replaced by the scripted
+    /// coordinator's address (also in the environment as PISWARM_ADDR).
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub program: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckServerArgs {
+    /// The server's address, HOST:PORT.
+    pub addr: String,
+    /// The protocol the server speaks.
+    #[arg(long, value_enum, default_value = "v1")]
+    pub protocol: crate::check::Protocol,
+    /// Clients that connect at once.
+    #[arg(long, default_value = "100", value_parser = count_usize)]
+    pub clients: usize,
+    /// The server's own results (results.json, final.json, `piswarm export`), checked exactly
+    /// against the intervals the clients saw counted; waited for after the scenarios.
+    #[arg(long, value_name = "FILE")]
+    pub results: Option<PathBuf>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// The longest one phase may take (and the wait for --results).
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -79,7 +132,8 @@ pub struct CertArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// π terms per second per core, on all cores, with the instruction set in use.
+    /// π terms per second per core of each kernel, on all cores, with the CPU, the instruction set
+    /// and what bounds the kernel there (the divider, or the adds and multiplies).
     Kernel {
         #[arg(long, default_value = "3")]
         seconds: f64,
@@ -193,6 +247,13 @@ fn size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{s}' is too large"))
 }
 
+fn kernel_name(s: &str) -> Result<Kernel, String> {
+    Kernel::from_name(s).ok_or_else(|| {
+        let names: Vec<_> = Kernel::ALL.iter().map(|k| k.name()).collect();
+        format!("'{s}' is not a kernel (one of: {})", names.join(", "))
+    })
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration (e.g. 30s, 2m): {e}"))
 }
@@ -291,6 +352,10 @@ pub struct ServeArgs {
     /// default: a faster worker gets a copy of what a straggler holds, docs/protocol.md §6.1).
     #[arg(long)]
     pub no_backups: bool,
+    /// The π kernel of a new run: oct (one division per 8 terms) or quad (per 4, the kernel of
+    /// runs made before oct). A resumed run keeps its own, whatever this says.
+    #[arg(long, value_name = "KERNEL", value_parser = kernel_name, default_value = "oct")]
+    pub kernel: Kernel,
 }
 
 /// How to reach a running server's dashboard API.
@@ -369,6 +434,9 @@ pub struct RunArgs {
     /// Keep the run in this SQLite store (default: an in-memory store).
     #[arg(long)]
     pub db: Option<PathBuf>,
+    /// The π kernel: oct (one division per 8 terms) or quad (per 4).
+    #[arg(long, value_name = "KERNEL", value_parser = kernel_name, default_value = "oct")]
+    pub kernel: Kernel,
 }
 
 #[derive(Debug, Args)]
@@ -399,6 +467,7 @@ pub fn main() -> ExitCode {
     let level = match &cli.command {
         Some(Command::Run(_)) => "warn",
         Some(Command::Bench(_)) => "error",
+        Some(Command::Check(_)) => "warn",
         _ => "info",
     };
     crate::logging::init(cli.log_format, level);
@@ -460,6 +529,27 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
     let command = command.unwrap_or_else(|| Command::Serve(Box::new(ServeArgs::parse_defaults())));
     match command {
         Command::Bench(what) => bench(what).await,
+        Command::Check(CheckCommand::Client(args)) => {
+            let options = crate::check::client::ClientOptions {
+                program: args.program,
+                protocol: args.protocol,
+                timeout: args.timeout,
+            };
+            commands::check::client(options, args.json).await
+        }
+        Command::Check(CheckCommand::Server(args)) => {
+            if args.clients == 0 {
+                return Ok(usage_error("--clients must be at least 1"));
+            }
+            let options = crate::check::server::ServerOptions {
+                addr: args.addr,
+                protocol: args.protocol,
+                clients: args.clients,
+                results: args.results,
+                timeout: args.timeout,
+            };
+            commands::check::server(options, args.json).await
+        }
         Command::Cert(args) => {
             let options = commands::cert::CertOptions {
                 hosts: args.hosts,
@@ -574,6 +664,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
                 threads_per_worker: 1,
                 progress: !args.json,
                 db: args.db,
+                kernel: args.kernel,
             };
             let report = commands::run::run_local(options).await?;
             if args.json {
@@ -652,6 +743,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     options.resume = args.resume;
     options.min_free_disk = args.min_free_disk;
     options.backups = !args.no_backups;
+    options.kernel = args.kernel;
     if let Some(max) = args.max_local_clients {
         options.max_local_clients = max;
     }

@@ -11,6 +11,7 @@
 //! piswarm) are handed down to the store's writer, the sessions and the worker, and whose
 //! exposition reads a `node` at scrape time; and [`logging`], the log subscriber `cli` installs.
 
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod coordinator;

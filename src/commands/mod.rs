@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod cert;
+pub mod check;
 pub mod child;
 pub mod crowd;
 pub mod export;

@@ -7,6 +7,7 @@ mod common;
 
 mod browser_kernel;
 mod browser_workers;
+mod check;
 mod cli;
 mod crowd;
 mod durability;
