@@ -285,22 +285,25 @@
   const atLiveHead = () => following() && H.state === "done" && H.sort === "arrival" && H.order === "desc" &&
     !H.worker && H.prev === null;
 
-  // The rows. A page change rewrites the text of the rows in place (the table has a fixed
-  // layout, so that costs the same at 250 rows as at 50 and nothing is measured); a live update
-  // keeps the rows it still shows as they are and moves the oldest ones to the top for the new
-  // results. Nothing but the text that changed is written.
+  // The rows. A page change rewrites the text of the rows in place; a live update keeps the rows
+  // it still shows as they are and moves the oldest ones, rewritten, to the top for the new
+  // results; rows are added or removed in one step. Nothing is measured, nothing that did not
+  // change is written, and the rows' columns never depend on their text (style.css).
   const rowKey = (r) => (r.assigned_at !== undefined ? "f" + r.id : "s" + r.seq);
+  let rowTemplate = null;
   function newHistoryRow() {
-    const tr = document.createElement("tr");
-    for (let i = 0; i < 9; i++) {
-      const td = document.createElement("td");
-      if (i === 1) td.className = "name";
-      if (i === 2 || i === 4 || i === 5 || i === 7) td.classList.add("opt");
-      if (i >= 4 && i <= 6) td.classList.add("num");
-      td.appendChild(document.createTextNode(""));
-      tr.appendChild(td);
+    if (!rowTemplate) {
+      rowTemplate = document.createElement("tr");
+      for (let i = 0; i < 9; i++) {
+        const td = document.createElement("td");
+        if (i === 1) td.className = "name";
+        if (i === 2 || i === 4 || i === 5 || i === 7) td.classList.add("opt");
+        if (i >= 4 && i <= 6) td.classList.add("num");
+        td.appendChild(document.createTextNode(""));
+        rowTemplate.appendChild(td);
+      }
     }
-    return tr;
+    return rowTemplate.cloneNode(true);
   }
   function historyRow(tr, r, key) {
     const id = String(r.id);
@@ -346,7 +349,8 @@
     for (const tr of body.children) kept.set(tr.rowKey, tr);
     const keys = rows.map(rowKey);
     const trs = keys.map((k) => { const tr = kept.get(k); if (tr) kept.delete(k); return tr; });
-    // Rows that no longer show anything are reused, in their order, for the new ones.
+    // Rows that no longer show anything are reused, in their order, for the new ones (their
+    // text rewritten in place costs less than new rows do).
     const spare = [...kept.values()];
     let s = 0;
     rows.forEach((r, i) => {
@@ -960,6 +964,11 @@
   }).catch((e) => showMessage(e.message));
   connect();
   setInterval(() => refreshPlots(false), 1000);
-  setInterval(loadWorkers, 1000);
+  // The worker table, each second while there are workers; with none connected and none shown,
+  // nothing to ask (the stream's status says when one connects).
+  setInterval(() => {
+    if (lastStatus && lastStatus.server.clients === 0 && W.total === 0) return;
+    loadWorkers();
+  }, 1000);
   setInterval(loadRuns, 10000);
 })();
