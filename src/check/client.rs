@@ -244,6 +244,8 @@ struct JobState {
     /// Their intervals, handed out again only once nothing else is left.
     deferred: BTreeSet<u64>,
     handed: BTreeSet<u64>,
+    /// The scripted `ack duplicate` and `error` lines sent (evidence for the answers clause).
+    scripted: Vec<String>,
 }
 
 impl JobState {
@@ -256,6 +258,7 @@ impl JobState {
             lost: BTreeMap::new(),
             deferred: BTreeSet::new(),
             handed: BTreeSet::new(),
+            scripted: Vec::new(),
         }
     }
 
@@ -421,15 +424,15 @@ impl Run {
                 match end {
                     Some(End::Done) => c.answers.pass(
                         "went on to the done after an ack duplicate and an error",
-                        &[],
+                        &state.scripted,
                     ),
                     Some(End::Left(why)) => c.answers.fail(
                         format!("stopped before the job was done, after its answers: {why}"),
-                        &[],
+                        &state.scripted,
                     ),
                     Some(End::Timeout) => c.answers.fail(
                         "did not finish the job within the scenario's time after an ack duplicate and an error",
-                        &[],
+                        &state.scripted,
                     ),
                     _ => {}
                 }
@@ -694,7 +697,10 @@ impl Run {
                             }
                         }
                     };
-                    conn.send(&self.t, &reply).await;
+                    let sent = conn.send(&self.t, &reply).await;
+                    if answer != Answer::Accept {
+                        state.scripted.push(sent);
+                    }
                 }
             }
         }

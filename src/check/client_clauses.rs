@@ -133,7 +133,7 @@ pub(crate) fn judge_numbers(c: &mut Clauses, job: &Job, r: &WorkResult, line: &s
         );
         return;
     }
-    if !(r.duration_s >= 0.0) || r.duration_s.is_sign_negative() {
+    if r.duration_s.is_nan() || r.duration_s < 0.0 || r.duration_s.is_sign_negative() {
         c.format.fail(
             format!("duration_s {} is negative (bad_message)", r.duration_s),
             &evidence,

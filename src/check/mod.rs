@@ -25,7 +25,7 @@ pub mod server;
 
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Which protocol the program under test speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, clap::ValueEnum)]
@@ -106,7 +106,7 @@ impl Tally {
         if front {
             // A failure's lines come first: they are what the reader needs.
             let mut merged = lines;
-            merged.extend(self.evidence.drain(..));
+            merged.append(&mut self.evidence);
             self.evidence = merged;
         } else {
             self.evidence.extend(lines);
@@ -306,9 +306,5 @@ impl Transcript {
             self.started.elapsed().as_secs_f64(),
             text.trim_end_matches(['\r', '\n'])
         )
-    }
-
-    pub(crate) fn elapsed(&self) -> Duration {
-        self.started.elapsed()
     }
 }

@@ -83,7 +83,7 @@ fn parse(text: &str) -> Result<Claimed, String> {
 fn read_fresh(path: &Path, since: SystemTime) -> Result<Claimed, String> {
     let meta =
         std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if meta.modified().map_or(false, |m| m < since) {
+    if meta.modified().is_ok_and(|m| m < since) {
         return Err(format!(
             "{} was last written before the check started",
             path.display()

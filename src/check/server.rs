@@ -305,11 +305,9 @@ async fn misbehave(
             if !v1 {
                 rec.release = Release::Abandoned(Instant::now());
             }
-            let (closed, bytes) =
-                match timeout_at(deadline, link.read_until_close(4096, None)).await {
-                    Ok(r) => r,
-                    Err(_) => (false, Vec::new()),
-                };
+            let (closed, bytes) = timeout_at(deadline, link.read_until_close(4096, None))
+                .await
+                .unwrap_or_default();
             let text = String::from_utf8_lossy(&bytes).into_owned();
             let shown = format!(
                 "[+{:.3}s {}] S: {}",
@@ -573,7 +571,7 @@ fn judge(
             ),
             (Some(line), Some(e)) => malformed.fail(
                 format!("answered the malformed line, then: {e}"),
-                &[line.clone()],
+                std::slice::from_ref(line),
             ),
             (None, e) => malformed.fail(
                 e.clone().unwrap_or_else(|| "no reaction".into()),
@@ -583,7 +581,7 @@ fn judge(
     }
     for r in of(records, Role::Oversized) {
         match (&r.reaction, &r.error) {
-            (Some(line), _) => oversized.pass("closed the connection", &[line.clone()]),
+            (Some(line), _) => oversized.pass("closed the connection", std::slice::from_ref(line)),
             (None, e) => oversized.fail(
                 e.clone().unwrap_or_else(|| "no reaction".into()),
                 &r.evidence(),
@@ -760,7 +758,7 @@ fn judge(
             ),
             None => abandoned.fail(
                 format!("[{}, {}], abandoned by {} when it disconnected, was never handed out again: it would be missing from the total", g.a, g.b, r.name),
-                &[g.line.clone()],
+                std::slice::from_ref(&g.line),
             ),
         }
     }
