@@ -692,7 +692,9 @@ impl Run {
                             state.pool.insert(id);
                             ServerMessage::Error {
                                 code: ErrorCode::WrongSums,
-                                message: format!("scripted error for interval {id}: the check answers this result with an error; compute it again only if it is assigned again"),
+                                message: format!(
+                                    "scripted error for interval {id} (piswarm check)"
+                                ),
                                 id: Some(Dec(id)),
                             }
                         }

@@ -304,7 +304,15 @@ impl Link {
                         },
                         line,
                     )) if Some(id.0) == got.id => {
-                        return Ok((Answer::Refused(format!("{code:?}")), line))
+                        return Ok((
+                            Answer::Refused(
+                                serde_json::to_value(code)
+                                    .ok()
+                                    .and_then(|v| v.as_str().map(str::to_string))
+                                    .unwrap_or_else(|| format!("{code:?}")),
+                            ),
+                            line,
+                        ))
                     }
                     Some(_) => {}
                     None => {

@@ -141,7 +141,7 @@ async fn within<T>(
     }
 }
 
-/// Connects (and, v1, says hello).
+/// Connects (and, v1, says hello, except for the client that never speaks).
 async fn connect(ctx: Ctx, rec: &mut Record, deadline: Instant) -> Result<Link, String> {
     let mut link = within(
         deadline,
@@ -150,7 +150,7 @@ async fn connect(ctx: Ctx, rec: &mut Record, deadline: Instant) -> Result<Link, 
     .await?;
     rec.name = link.name.clone();
     rec.connected_at = Some(Instant::now());
-    if ctx.protocol == Protocol::V1 {
+    if ctx.protocol == Protocol::V1 && rec.role != Role::Silent {
         let hello = within(deadline, link.hello()).await;
         rec.lines = link.lines.clone();
         hello?;
@@ -271,6 +271,11 @@ async fn misbehave(
         }
         Role::Silent => {
             rec.lines = link.lines.clone();
+            rec.lines.push(format!(
+                "[+{:.3}s {}] C: (connected; says nothing from now on)",
+                ctx.started.elapsed().as_secs_f64(),
+                rec.name
+            ));
             (rec, Some(link))
         }
         Role::Malformed | Role::Oversized => {
@@ -470,10 +475,24 @@ fn judge(
     let concurrent = of(records, Role::Concurrent);
     let unserved: Vec<&&Record> = concurrent.iter().filter(|r| !r.served()).collect();
     if unserved.is_empty() && concurrent.len() == n {
-        let first = concurrent.iter().find_map(|r| r.lines.first().cloned());
+        let shown: Vec<String> = concurrent
+            .first()
+            .map(|r| {
+                r.lines
+                    .iter()
+                    .filter(|l| {
+                        l.contains("\"assign\"")
+                            || l.contains("\"ack\"")
+                            || l.contains("S: [header")
+                            || l.contains("msg recebida")
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
         everyone.pass(
             format!("all {n} concurrent clients got an interval and their result answered"),
-            &first.into_iter().collect::<Vec<_>>(),
+            &shown,
         );
     } else {
         let names: Vec<String> = unserved
@@ -563,7 +582,7 @@ fn judge(
                 &[
                     r.lines
                         .iter()
-                        .find(|l| l.contains("C:"))
+                        .find(|l| l.contains("C: {not json") || l.contains("C: (a header"))
                         .cloned()
                         .unwrap_or_default(),
                     line.clone(),
@@ -581,7 +600,17 @@ fn judge(
     }
     for r in of(records, Role::Oversized) {
         match (&r.reaction, &r.error) {
-            (Some(line), _) => oversized.pass("closed the connection", std::slice::from_ref(line)),
+            (Some(line), _) => oversized.pass(
+                "closed the connection",
+                &[
+                    r.lines
+                        .iter()
+                        .find(|l| l.contains("C: (a "))
+                        .cloned()
+                        .unwrap_or_default(),
+                    line.clone(),
+                ],
+            ),
             (None, e) => oversized.fail(
                 e.clone().unwrap_or_else(|| "no reaction".into()),
                 &r.evidence(),
