@@ -432,3 +432,34 @@ fn a_correct_python_server_passes_every_server_clause() {
     .finish();
     assert_all_pass(code, &report);
 }
+
+#[test]
+fn a_server_that_never_answers_is_reported_within_the_deadlines() {
+    // Connections complete in the kernel's backlog; nothing ever reads or answers them.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let (code, report) = check(
+        &[
+            "server",
+            &target,
+            "--clients",
+            "20",
+            "--timeout",
+            "2s",
+            "--json",
+        ],
+        "mute-server",
+    );
+    assert_eq!(code, 1);
+    let everyone = clause(&report, "serves_everyone");
+    assert_eq!(everyone["verdict"], "fail", "{everyone}");
+    assert!(
+        everyone["detail"]
+            .as_str()
+            .unwrap()
+            .contains("20 of 20 concurrent clients were not served"),
+        "{everyone}"
+    );
+    assert_eq!(clause(&report, "still_serves")["verdict"], "fail");
+    drop(listener);
+}
