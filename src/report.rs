@@ -3,6 +3,7 @@
 //! These are the shapes of `results.json` (an array of [`ResultRecord`]) and of `final.json` and
 //! `piswarm run --json` ([`FinalReport`]).
 
+use crate::maths::kernel::Kernel;
 use crate::maths::series;
 use crate::wire::Dec;
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,9 @@ pub struct FinalReport {
     pub workers: u64,
     pub elapsed_s: f64,
     pub terms_per_s: f64,
+    /// The π kernel the run computes with (`"oct"`, or `"quad"` for runs made before it): the
+    /// bits of `pi` are promised per job and kernel.
+    pub kernel: String,
 }
 
 /// The totals of a run's durable results: the one totals type, shared by the coordinator's
@@ -98,7 +102,12 @@ pub fn certified_bound(sum_of_bounds: f64, pi: f64) -> f64 {
 impl FinalReport {
     /// The report of a run of `job` with these totals; `done_is_prefix` says whether the done
     /// intervals are exactly `[0, intervals_done)` (then the truncation correction applies).
-    pub fn new(job: &crate::job::Job, t: &Totals, done_is_prefix: bool) -> FinalReport {
+    pub fn new(
+        job: &crate::job::Job,
+        kernel: Kernel,
+        t: &Totals,
+        done_is_prefix: bool,
+    ) -> FinalReport {
         let pi_corrected =
             (done_is_prefix && t.terms_done > 0).then(|| series::pi_corrected(t.pi, t.terms_done));
         FinalReport {
@@ -119,6 +128,7 @@ impl FinalReport {
             } else {
                 0.0
             },
+            kernel: kernel.name().to_string(),
         }
     }
 

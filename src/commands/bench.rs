@@ -9,7 +9,7 @@
 
 use crate::coordinator::{self, CoordinatorConfig};
 use crate::job::Job;
-use crate::maths::kernel::{self, Isa};
+use crate::maths::kernel::{self, HotLoop, Isa, Kernel};
 use crate::net::{self, Listeners, ServerConfig};
 use crate::store::{Location, Store};
 use crate::wire::line::read_line;
@@ -40,27 +40,92 @@ pub fn cpu_model() -> String {
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelReport {
     pub cpu: String,
+    /// The kernel of new runs ([`Kernel::CURRENT`]), whose rate the next two fields give.
+    pub kernel: &'static str,
     pub terms_per_s_per_core: f64,
     pub threads: usize,
     pub terms_per_s: f64,
     pub isa: &'static str,
+    /// Every kernel's rate per core, measured the same way in the same run.
+    pub kernels: Vec<KernelRate>,
+    /// What bounds the oct kernel on this CPU: "divider" or "adds and multiplies".
+    pub bound: &'static str,
+    /// The probe behind `bound`, on one thread: seconds for the same rounds of the oct loop, of
+    /// its arithmetic without the division, and of its divisions alone.
+    pub probe: BoundProbe,
 }
 
-/// Runs the kernel on `threads` threads for about `seconds` and reports the rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelRate {
+    pub kernel: &'static str,
+    pub terms_per_s_per_core: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BoundProbe {
+    /// Terms of each timed loop (2^29).
+    pub terms: u64,
+    pub oct_s: f64,
+    /// The quad loop over as many terms, for comparison.
+    pub quad_s: f64,
+    pub without_division_s: f64,
+    pub divisions_only_s: f64,
+}
+
+/// Runs each kernel on `threads` threads for about `seconds` and reports the rates, then probes
+/// what bounds the oct loop.
 pub fn kernel(seconds: f64, threads: usize) -> KernelReport {
-    const BLOCK: u64 = 1 << 26;
     let isa = Isa::detect();
+    let threads = threads.max(1);
+    let kernels: Vec<KernelRate> = Kernel::ALL
+        .iter()
+        .rev()
+        .map(|&k| KernelRate {
+            kernel: k.name(),
+            terms_per_s_per_core: kernel_rate(k, isa, seconds, threads) / threads as f64,
+        })
+        .collect();
+    let current = kernels
+        .iter()
+        .find(|r| r.kernel == Kernel::CURRENT.name())
+        .map_or(0.0, |r| r.terms_per_s_per_core);
+    let probe = bound_probe(isa);
+    KernelReport {
+        cpu: cpu_model(),
+        kernel: Kernel::CURRENT.name(),
+        terms_per_s_per_core: current,
+        threads,
+        terms_per_s: current * threads as f64,
+        isa: isa.name(),
+        kernels,
+        bound: if probe.divisions_only_s >= probe.without_division_s {
+            "divider"
+        } else {
+            "adds and multiplies"
+        },
+        probe,
+    }
+}
+
+/// Terms per second of the current kernel on `threads` threads for about `seconds`.
+pub fn current_kernel_rate(seconds: f64, threads: usize) -> f64 {
+    kernel_rate(Kernel::CURRENT, Isa::detect(), seconds, threads.max(1))
+}
+
+/// Terms per second of `kernel` on `threads` threads for about `seconds`.
+fn kernel_rate(kernel: Kernel, isa: Isa, seconds: f64, threads: usize) -> f64 {
+    const BLOCK: u64 = 1 << 26;
     let stop = Arc::new(AtomicBool::new(false));
     let terms = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let handles: Vec<_> = (0..threads.max(1))
+    let handles: Vec<_> = (0..threads)
         .map(|t| {
             let (stop, terms) = (stop.clone(), terms.clone());
             std::thread::spawn(move || {
                 let mut a = (t as u64) << 40;
                 let mut sink = 0.0;
                 while !stop.load(Ordering::Relaxed) {
-                    sink += kernel::pi_partial_with(isa, a, a + BLOCK - 1);
+                    sink += kernel.pi_partial_with(isa, a, a + BLOCK - 1);
                     a += BLOCK;
                     terms.fetch_add(BLOCK, Ordering::Relaxed);
                 }
@@ -73,14 +138,33 @@ pub fn kernel(seconds: f64, threads: usize) -> KernelReport {
     for h in handles {
         let _ = h.join();
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    let rate = terms.load(Ordering::Relaxed) as f64 / elapsed;
-    KernelReport {
-        cpu: cpu_model(),
-        terms_per_s_per_core: rate / threads.max(1) as f64,
-        threads: threads.max(1),
-        terms_per_s: rate,
-        isa: isa.name(),
+    terms.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Times the same rounds of the oct loop, of its arithmetic alone and of its divisions alone
+/// (best of three each, one thread): the slower half is what bounds the whole.
+fn bound_probe(isa: Isa) -> BoundProbe {
+    const ROUNDS: u64 = 1 << 21; // 2^21 rounds × 32 lanes × 8 terms = 2^29 terms
+    let time = |hot: HotLoop| {
+        let rounds = if hot == HotLoop::Quad {
+            2 * ROUNDS
+        } else {
+            ROUNDS
+        };
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(kernel::run_hot_loop(hot, isa, 1.0, rounds));
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    BoundProbe {
+        terms: ROUNDS * 8 * kernel::LANES as u64,
+        oct_s: time(HotLoop::Oct),
+        quad_s: time(HotLoop::Quad),
+        without_division_s: time(HotLoop::OctWithoutDivision),
+        divisions_only_s: time(HotLoop::DivisionsOnly),
     }
 }
 

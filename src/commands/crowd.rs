@@ -112,7 +112,7 @@ impl Spec {
 pub async fn crowd(options: &CrowdOptions) -> anyhow::Result<CrowdReport> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let all =
-        tokio::task::spawn_blocking(move || super::bench::kernel(1.0, cores).terms_per_s).await?;
+        tokio::task::spawn_blocking(move || super::bench::current_kernel_rate(1.0, cores)).await?;
     let alone = run(options, &[Spec::new("fast", cores)], None, 0).await?;
     let ideal = alone.makespan_s;
     let phone = Spec {

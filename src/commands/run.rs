@@ -3,6 +3,7 @@
 
 use crate::coordinator::{self, CoordinatorConfig};
 use crate::job::Job;
+use crate::maths::kernel::Kernel;
 use crate::net::{self, Listeners, ServerConfig};
 use crate::report::FinalReport;
 use crate::store::{Location, Store};
@@ -22,6 +23,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// A SQLite file for the run; `None` keeps it in memory.
     pub db: Option<std::path::PathBuf>,
+    /// The π kernel of the run.
+    pub kernel: Kernel,
 }
 
 /// Runs the job to completion and returns its report.
@@ -31,7 +34,7 @@ pub async fn run_local(options: RunOptions) -> anyhow::Result<FinalReport> {
     // Results go through the store like in `serve` (group commit, acknowledged once durable).
     let location = options.db.clone().map_or(Location::Memory, Location::File);
     let store = Store::open(&location)?;
-    let run = store.create_run(options.job)?;
+    let run = store.create_run_with(options.job, options.kernel)?;
     let mut config = CoordinatorConfig::new(options.job);
     config.max_prefetch = 64;
     let running = coordinator::start_run(

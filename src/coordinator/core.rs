@@ -37,6 +37,7 @@ use super::scheduler::{IntervalState, Scheduler};
 use crate::job::verify::{Refusal, Verified};
 use crate::job::{Interval, IntervalId, Job};
 use crate::maths::exact::ExactSum;
+use crate::maths::kernel::Kernel;
 use crate::mutation::{self, Mutation};
 use crate::report::{certified_bound, FinalReport, ResultRecord, Totals};
 use crate::store::{RunState, Write};
@@ -116,6 +117,8 @@ pub struct CoreConfig {
     pub emit_durable: bool,
     /// The run's identity, unique across stores (sent in the welcome as `run_uid`).
     pub run_uid: String,
+    /// The π kernel the run computes with (named in the welcome; a stored run keeps its own).
+    pub kernel: Kernel,
     /// Hand out backup copies of intervals in flight at the tail of the job.
     pub backups: bool,
     /// Once it has delivered, a session holds at most what it is expected to finish within the
@@ -136,6 +139,7 @@ impl CoreConfig {
             max_bad_results: 3,
             emit_durable: false,
             run_uid: String::new(),
+            kernel: Kernel::CURRENT,
             backups: true,
             horizon: Duration::from_secs(2),
         }
@@ -732,6 +736,7 @@ impl Core {
     pub fn report(&self) -> FinalReport {
         FinalReport::new(
             &self.config.job,
+            self.config.kernel,
             &self.totals(),
             self.schedule.done_is_prefix(),
         )
@@ -847,6 +852,7 @@ impl Core {
                 max_prefetch: self.config.max_prefetch,
                 heartbeat_s: self.config.heartbeat.as_secs_f64(),
                 run_uid: (!self.config.run_uid.is_empty()).then(|| self.config.run_uid.clone()),
+                kernel: Some(self.config.kernel.name().to_string()),
             },
         });
         let mut session = Session {

@@ -18,6 +18,7 @@ use super::coverage::CoverageMap;
 use super::printer::Printer;
 use crate::job::verify::{Refusal, Verified};
 use crate::job::Job;
+use crate::maths::kernel::Kernel;
 use crate::report::FinalReport;
 use crate::store::{self, Durability, Store, StoreError, Writer};
 use crate::wire::{ServerMessage, WorkResult};
@@ -109,12 +110,18 @@ pub struct CoordinatorHandle {
     events: mpsc::Sender<Event>,
     snapshot: watch::Receiver<Snapshot>,
     job: Job,
+    kernel: Kernel,
     next_session: Arc<AtomicU64>,
 }
 
 impl CoordinatorHandle {
     pub fn job(&self) -> Job {
         self.job
+    }
+
+    /// The π kernel of the run (its workers compute with it; `--strict` applies its bound).
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// A fresh session id.
@@ -209,7 +216,7 @@ pub fn spawn_with(
     store: Option<StoreLink>,
     printer: Option<Printer>,
 ) -> (CoordinatorHandle, tokio::task::JoinHandle<()>) {
-    let job = config.job;
+    let (job, kernel) = (config.job, config.kernel);
     let core = Core::new(config, resume);
     let (snap_tx, snapshot) = watch::channel(core.snapshot());
     let (events, rx) = mpsc::channel(EVENT_QUEUE);
@@ -229,6 +236,7 @@ pub fn spawn_with(
             events,
             snapshot,
             job,
+            kernel,
             next_session: Arc::new(AtomicU64::new(1)),
         },
         task,
@@ -609,6 +617,7 @@ pub async fn start_run(
     };
     options.config.run_id = run as u64;
     options.config.run_uid = resume.run.uid.clone();
+    options.config.kernel = resume.run.kernel;
     options.config.emit_durable = options.print_results;
     let (writer, durability, writer_thread) =
         Writer::start_observed(store, run, options.on_commit.take())?;

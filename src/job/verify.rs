@@ -12,6 +12,7 @@
 //! client can move the result by more than the kernel's own error.
 
 use crate::job::{IntervalId, Job};
+use crate::maths::kernel::Kernel;
 use crate::maths::{series, sums};
 use crate::wire::{ErrorCode, WorkResult};
 
@@ -29,7 +30,7 @@ pub enum Tolerance {
     /// Anything an honest client summing in plain `f64` can produce (the default).
     #[default]
     Honest,
-    /// Only what the compensated kernel can produce (`serve --strict`).
+    /// Only what the run's compensated kernel can produce (`serve --strict`).
     Kernel,
 }
 
@@ -44,12 +45,14 @@ pub struct Refusal {
 /// the π partial against its closed form within the honest-rounding tolerance
 /// (see [`series::pi_partial_tolerance`]).
 pub fn check_result(job: &Job, r: &WorkResult) -> Result<Verified, Refusal> {
-    check_result_with(job, r, Tolerance::Honest)
+    check_result_with(job, Kernel::CURRENT, r, Tolerance::Honest)
 }
 
-/// [`check_result`] with a choice of tolerance for the π partial.
+/// [`check_result`] with a choice of tolerance for the π partial; `kernel` is the run's, whose
+/// bound [`Tolerance::Kernel`] applies.
 pub fn check_result_with(
     job: &Job,
+    kernel: Kernel,
     r: &WorkResult,
     tolerance: Tolerance,
 ) -> Result<Verified, Refusal> {
@@ -91,15 +94,15 @@ pub fn check_result_with(
     let reference = series::pi_partial_reference(interval.a, interval.b);
     let allowed = match tolerance {
         Tolerance::Honest => series::pi_partial_tolerance(interval.a, interval.b, reference),
-        Tolerance::Kernel => series::kernel_tolerance(reference),
+        Tolerance::Kernel => series::kernel_tolerance(kernel, reference),
     };
     let deviation = (r.pi - reference).abs();
     // (NaN cannot reach here: `pi` is finite and so is the reference.)
     if deviation > allowed {
         let strict = if tolerance == Tolerance::Kernel {
-            " (--strict: the compensated kernel's bound)"
+            format!(" (--strict: the {kernel} kernel's bound)")
         } else {
-            ""
+            String::new()
         };
         return refuse(
             ErrorCode::WrongPi,
@@ -170,7 +173,8 @@ mod tests {
                 "naive client on interval {id}"
             );
             assert_eq!(
-                check_result_with(&job, &r, Tolerance::Kernel).map(|v| v.pi_bound <= 1e-13),
+                check_result_with(&job, Kernel::CURRENT, &r, Tolerance::Kernel)
+                    .map(|v| v.pi_bound <= 1e-13),
                 Ok(true),
                 "the kernel passes --strict on interval {id}"
             );

@@ -19,7 +19,7 @@
 //!   difference is expanded term by term as `x⁻ᵏ ∓ y⁻ᵏ` and, for the minus case, rewritten as
 //!   `(y − x)·Σⱼ x⁻⁽ᵏ⁻ʲ⁾ y⁻⁽ʲ⁺¹⁾`, a sum of positive terms.
 
-use super::kernel::DoubleDouble;
+use super::kernel::{DoubleDouble, Kernel};
 
 /// Euler numbers E₀, E₂, …, E₁₆.
 const EULER: [f64; 9] = [
@@ -188,10 +188,11 @@ pub fn reference_error(reference: f64) -> f64 {
     1e-14 * reference.abs() + f64::MIN_POSITIVE
 }
 
-/// The largest difference between the compensated kernel's partial ([`super::kernel`]: relative
-/// error at most 10⁻¹⁵, tested) and the reference: what `--strict` accepts.
-pub fn kernel_tolerance(reference: f64) -> f64 {
-    1e-15 * reference.abs() + reference_error(reference)
+/// The largest difference between a compensated kernel's partial ([`super::kernel`]: relative
+/// error at most [`Kernel::relative_bound`], tested) and the reference: what `--strict` accepts
+/// from a run of that kernel.
+pub fn kernel_tolerance(kernel: Kernel, reference: f64) -> f64 {
+    kernel.relative_bound() * reference.abs() + reference_error(reference)
 }
 
 /// The largest error an honest client may make on the π partial of `[a, b]` when it sums the

@@ -248,8 +248,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             let Ok(_permit) = self.recompute.clone().acquire_owned().await else {
                 return "the server is stopping";
             };
-            let computed =
-                tokio::task::spawn_blocking(move || crate::maths::kernel::pi_partial(a, b)).await;
+            let kernel = self.coordinator.kernel();
+            let computed = tokio::task::spawn_blocking(move || kernel.pi_partial(a, b)).await;
             sent.pi = match computed {
                 Ok(Ok(pi)) => pi,
                 _ => f64::NAN,
@@ -265,12 +265,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             duration_s: duration.as_secs_f64(),
             resend: false,
         };
-        let job = self.coordinator.job();
+        let (job, kernel) = (self.coordinator.job(), self.coordinator.kernel());
         let tolerance = self.config.tolerance;
         let verdict = self
             .config
             .metrics
-            .time_verify(|| check_result_with(&job, &result, tolerance));
+            .time_verify(|| check_result_with(&job, kernel, &result, tolerance));
         if let Err(refusal) = &verdict {
             // The coordinator logs the rejection, with the peer, at warn level.
             tracing::debug!(%peer, worker = %name, interval = id, code = ?refusal.code, "wrong legacy result: {}; closing the connection", refusal.message);

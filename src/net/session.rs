@@ -229,7 +229,7 @@ async fn run_session_until<R, W>(
         .await;
     }
 
-    let job = coordinator.job();
+    let (job, kernel) = (coordinator.job(), coordinator.kernel());
     let mut idle_deadline = Instant::now() + config.idle_timeout;
     let mut goodbye_deadline: Option<Instant> = None;
     let mut protocol_errors = 0;
@@ -290,7 +290,7 @@ async fn run_session_until<R, W>(
                         if coordinator.send(Event::Request { session, count }).await.is_err() { break "coordinator gone"; }
                     }
                     Ok(ClientMessage::Result(result)) => {
-                        let verdict = config.metrics.time_verify(|| check_result_with(&job, &result, config.tolerance));
+                        let verdict = config.metrics.time_verify(|| check_result_with(&job, kernel, &result, config.tolerance));
                         let event = Event::Result { session, result, verdict, received_at: now_iso8601() };
                         if coordinator.send(event).await.is_err() { break "coordinator gone"; }
                     }

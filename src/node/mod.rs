@@ -29,6 +29,7 @@ use crate::coordinator::{
 };
 use crate::job::Job;
 use crate::logging;
+use crate::maths::kernel::Kernel;
 use crate::net::{self, Listeners, ServerConfig};
 use crate::report::FinalReport;
 use crate::store::lock::{LockError, StoreLock};
@@ -82,6 +83,8 @@ pub struct ServeOptions {
     pub max_local_clients: usize,
     /// Hand out backup copies at the tail of a job (`--no-backups` turns them off).
     pub backups: bool,
+    /// The π kernel of the runs this node creates (a resumed run keeps its own).
+    pub kernel: Kernel,
 }
 
 impl ServeOptions {
@@ -106,6 +109,7 @@ impl ServeOptions {
             min_free_disk: None,
             max_local_clients: clients::DEFAULT_MAX_LOCAL_CLIENTS,
             backups: true,
+            kernel: Kernel::CURRENT,
         }
     }
 }
@@ -393,7 +397,7 @@ impl Node {
         .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))??;
         let (run, job) = match &choice {
             RunChoice::Resume(row) => (row.id, row.job()),
-            RunChoice::Create(job) => (store.create_run(*job)?, *job),
+            RunChoice::Create(job) => (store.create_run_with(*job, options.kernel)?, *job),
         };
         let running = coordinator::start_run(store, run, run_options(&options, job)).await?;
         if let RunChoice::Resume(row) = &choice {
@@ -713,9 +717,10 @@ impl Node {
             }
         }
         let location = self.inner.location.clone();
+        let kernel = self.inner.options.kernel;
         let (store, id) = tokio::task::spawn_blocking(move || {
             let store = Store::open(&location)?;
-            let id = store.create_run(job)?;
+            let id = store.create_run_with(job, kernel)?;
             Ok::<_, StoreError>((store, id))
         })
         .await

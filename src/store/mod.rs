@@ -25,6 +25,7 @@ pub use writer::{CommitObserver, Durability, Write, Writer};
 use crate::job::verify::check_result;
 use crate::job::Job;
 use crate::maths::exact::ExactSum;
+use crate::maths::kernel::Kernel;
 use crate::report::{certified_bound, FinalReport, ResultRecord, Totals};
 use crate::wire::{Dec, WorkResult};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -116,6 +117,14 @@ pub struct RunRow {
     /// another's run of the same number).
     #[serde(skip)]
     pub uid: String,
+    /// The π kernel the run computes with ("oct", or "quad" for runs made before it existed).
+    #[serde(serialize_with = "kernel_name")]
+    #[schema(value_type = String, example = "oct")]
+    pub kernel: Kernel,
+}
+
+fn kernel_name<S: serde::Serializer>(kernel: &Kernel, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(kernel.name())
 }
 
 impl RunRow {
@@ -232,14 +241,24 @@ impl Store {
         }
     }
 
-    /// Creates a new run and returns its id.
+    /// Creates a new run of the current kernel ([`Kernel::CURRENT`]) and returns its id.
     pub fn create_run(&self, job: Job) -> Result<i64, StoreError> {
+        self.create_run_with(job, Kernel::CURRENT)
+    }
+
+    /// Creates a new run that computes with `kernel` and returns its id.
+    pub fn create_run_with(&self, job: Job, kernel: Kernel) -> Result<i64, StoreError> {
         let now = crate::report::now_iso8601();
         self.conn
             .execute(
-                "INSERT INTO runs (terms, chunk, state, created_at, updated_at, uid)
-                 VALUES (?1, ?2, 'running', ?3, ?3, lower(hex(randomblob(16))))",
-                params![job.terms.map(|t| t as i64), job.chunk as i64, now],
+                "INSERT INTO runs (terms, chunk, state, created_at, updated_at, uid, kernel)
+                 VALUES (?1, ?2, 'running', ?3, ?3, lower(hex(randomblob(16))), ?4)",
+                params![
+                    job.terms.map(|t| t as i64),
+                    job.chunk as i64,
+                    now,
+                    kernel.name()
+                ],
             )
             .map_err(self.sql_err())?;
         Ok(self.conn.last_insert_rowid())
@@ -409,7 +428,7 @@ impl Store {
             elapsed_s: row.totals.elapsed_s,
             pi_bound: certified_bound(pi_bound.value(), pi.value()),
         };
-        Ok(FinalReport::new(&job, &totals, prefix))
+        Ok(FinalReport::new(&job, row.kernel, &totals, prefix))
     }
 
     /// Number of stored results of a run, and how many distinct intervals they cover.
@@ -436,6 +455,8 @@ impl Store {
             .map_err(|e| bad(&format!("invalid job parameters ({e})")))?;
         let state = RunState::parse(&raw.state)
             .ok_or_else(|| bad(&format!("an unknown state '{}'", raw.state)))?;
+        let kernel = Kernel::from_name(&raw.kernel)
+            .ok_or_else(|| bad(&format!("an unknown kernel '{}'", raw.kernel)))?;
         let sum = |s: &str, what: &str| -> Result<u128, StoreError> {
             s.parse::<u128>()
                 .map_err(|_| bad(&format!("a damaged {what} '{s}'")))
@@ -462,6 +483,7 @@ impl Store {
             },
             issued_upto: count(raw.issued_upto, "reservation")?,
             uid: raw.uid,
+            kernel,
         })
     }
 }
@@ -496,7 +518,7 @@ pub fn verify_record(job: &Job, r: &ResultRecord) -> Option<f64> {
 
 const RUN_SELECT: &str =
     "SELECT id, terms, chunk, state, created_at, updated_at, intervals_done, terms_done,
-    even_sum, odd_sum, pi, workers, elapsed_s, issued_upto, pi_bound, uid FROM runs";
+    even_sum, odd_sum, pi, workers, elapsed_s, issued_upto, pi_bound, uid, kernel FROM runs";
 
 /// A run row as SQLite holds it, before it is checked.
 struct RawRunRow {
@@ -516,6 +538,7 @@ struct RawRunRow {
     issued_upto: i64,
     pi_bound: f64,
     uid: String,
+    kernel: String,
 }
 
 fn raw_run_row(r: &rusqlite::Row) -> rusqlite::Result<RawRunRow> {
@@ -536,6 +559,7 @@ fn raw_run_row(r: &rusqlite::Row) -> rusqlite::Result<RawRunRow> {
         issued_upto: r.get(13)?,
         pi_bound: r.get(14)?,
         uid: r.get(15)?,
+        kernel: r.get(16)?,
     })
 }
 
@@ -659,7 +683,10 @@ mod tests {
             store.create_run(job).unwrap();
             store
                 .conn
-                .execute_batch("ALTER TABLE runs DROP COLUMN uid; PRAGMA user_version = 2;")
+                .execute_batch(
+                    "ALTER TABLE runs DROP COLUMN kernel; ALTER TABLE runs DROP COLUMN uid;
+                     PRAGMA user_version = 2;",
+                )
                 .unwrap();
         }
         let store = Store::open(&location).unwrap();
@@ -671,6 +698,35 @@ mod tests {
         drop(store);
         let store = Store::open(&location).unwrap();
         assert_eq!(store.runs().unwrap()[0].uid, again, "kept, not made anew");
+    }
+
+    /// New runs record the current kernel; the runs of a store from before kernels were recorded
+    /// (schema 3) used the quad kernel and keep it; an unknown kernel is damage, not a default.
+    #[test]
+    fn runs_record_their_kernel_and_older_runs_are_quad() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = Job::new(Some(5000), Some(1000)).unwrap();
+        let location = Location::File(dir.path().join("k.db"));
+        {
+            let store = Store::open(&location).unwrap();
+            store.create_run(job).unwrap();
+            store
+                .conn
+                .execute_batch("ALTER TABLE runs DROP COLUMN kernel; PRAGMA user_version = 3;")
+                .unwrap();
+        }
+        let store = Store::open(&location).unwrap();
+        assert_eq!(store.run(1).unwrap().kernel, Kernel::Quad);
+        let new = store.create_run(job).unwrap();
+        assert_eq!(store.run(new).unwrap().kernel, Kernel::CURRENT);
+        let quad = store.create_run_with(job, Kernel::Quad).unwrap();
+        assert_eq!(store.run(quad).unwrap().kernel, Kernel::Quad);
+        store
+            .conn
+            .execute("UPDATE runs SET kernel = 'hex' WHERE id = ?1", [quad])
+            .unwrap();
+        let err = store.run(quad).unwrap_err().to_string();
+        assert!(err.contains("unknown kernel 'hex'"), "{err}");
     }
 
     #[test]

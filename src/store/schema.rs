@@ -8,7 +8,7 @@ use super::{Location, Store, StoreError};
 use std::time::Duration;
 
 /// The schema version this build writes; older files are migrated on open.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// SQLite `application_id` of a piswarm store: "PiSw".
 pub const APPLICATION_ID: i64 = 0x5069_5377;
 
@@ -61,6 +61,12 @@ const MIGRATION_2: &str = "
 const MIGRATION_3: &str = "
     ALTER TABLE runs ADD COLUMN uid TEXT NOT NULL DEFAULT '';
     UPDATE runs SET uid = lower(hex(randomblob(16))) WHERE uid = '';
+";
+
+/// Migration 3 → 4: every run records the π kernel it computes with; the runs made before the
+/// oct kernel existed used the quad kernel and keep it (their bits are promised per kernel).
+const MIGRATION_4: &str = "
+    ALTER TABLE runs ADD COLUMN kernel TEXT NOT NULL DEFAULT 'quad';
 ";
 
 impl Store {
@@ -135,6 +141,9 @@ impl Store {
             }
             if version < 3 {
                 script.push_str(MIGRATION_3);
+            }
+            if version < 4 {
+                script.push_str(MIGRATION_4);
             }
             script.push_str(&format!(
                 "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"

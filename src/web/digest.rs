@@ -144,7 +144,7 @@ impl RunDigest {
         };
         // Interval ids are unique within a run: they are [0, n) exactly when the largest is n − 1.
         let prefix = self.max_id.map_or(true, |m| m + 1 == self.count);
-        FinalReport::new(&row.job(), &totals, prefix)
+        FinalReport::new(&row.job(), row.kernel, &totals, prefix)
     }
 
     /// The coverage map of a run that is not being served: done or not started.

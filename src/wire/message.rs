@@ -135,6 +135,11 @@ pub enum ServerMessage {
         /// `run_uid` are never sent to this run. Absent from servers older than this field.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         run_uid: Option<String>,
+        /// The π kernel of the run (`"oct"` or `"quad"`, docs/protocol.md §4.7): a worker computes
+        /// its partials with it, so that the run's bits do not depend on who computed what.
+        /// Absent from servers older than this field, whose runs all use `"quad"`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kernel: Option<String>,
     },
     /// One interval to compute.
     Assign {
@@ -357,6 +362,7 @@ mod tests {
             max_prefetch: 64,
             heartbeat_s: 10.0,
             run_uid: Some("0123456789abcdef0123456789abcdef".into()),
+            kernel: Some("oct".into()),
         };
         let mut buf = Vec::new();
         encode(&welcome, &mut buf);

@@ -14,8 +14,9 @@ mod pool;
 pub mod retry;
 mod session;
 
-pub use pool::{compute, ComputePool};
+pub use pool::{compute, compute_with, ComputePool};
 
+use crate::maths::kernel::Kernel;
 use crate::metrics::worker::WorkerInstruments;
 use crate::net::tls::TlsClient;
 use crate::wire::{ErrorCode, Secret, WorkResult};
@@ -117,8 +118,15 @@ pub enum WorkerError {
     },
     #[error("protocol error: {0}")]
     Protocol(String),
+    #[error("the coordinator's run computes with the π kernel '{0}', which this worker does not have (it has {known}): use a newer piswarm", known = kernel_names())]
+    UnknownKernel(String),
     #[error("cannot start the compute threads: {0}")]
     Threads(std::io::Error),
+}
+
+fn kernel_names() -> String {
+    let names: Vec<_> = Kernel::ALL.iter().map(|k| k.name()).collect();
+    names.join(", ")
 }
 
 impl WorkerError {
@@ -133,7 +141,9 @@ impl WorkerError {
                 )
             }
             WorkerError::Tls { transient, .. } => *transient,
-            WorkerError::Protocol(_) | WorkerError::Threads(_) => false,
+            WorkerError::Protocol(_) | WorkerError::Threads(_) | WorkerError::UnknownKernel(_) => {
+                false
+            }
         }
     }
 }

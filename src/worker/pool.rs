@@ -1,6 +1,7 @@
 //! The worker's compute threads: plain OS threads running the kernel, fed through a shared queue.
 
-use crate::maths::{kernel, sums};
+use crate::maths::kernel::Kernel;
+use crate::maths::sums;
 use crate::wire::{Dec, WorkResult};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
@@ -10,6 +11,8 @@ use tokio::sync::mpsc;
 /// One interval to compute, tagged with the connection it was assigned on.
 pub(super) struct Task {
     pub epoch: u64,
+    /// The run's π kernel (named in the welcome).
+    pub kernel: Kernel,
     pub id: u64,
     pub a: u64,
     pub b: u64,
@@ -80,7 +83,7 @@ impl ComputePool {
                     if task.epoch != current.load(Ordering::Relaxed) || results.is_closed() {
                         continue;
                     }
-                    let result = compute(task.id, task.a, task.b);
+                    let result = compute_with(task.kernel, task.id, task.a, task.b);
                     if let Some(pace) = pace {
                         std::thread::sleep(pace);
                     }
@@ -139,12 +142,17 @@ impl Pool {
     }
 }
 
-/// Computes one interval: the even and odd sums and the π partial.
+/// Computes one interval with the current kernel: the even and odd sums and the π partial.
 pub fn compute(id: u64, a: u64, b: u64) -> WorkResult {
+    compute_with(Kernel::CURRENT, id, a, b)
+}
+
+/// Computes one interval with the run's kernel: the even and odd sums and the π partial.
+pub fn compute_with(kernel: Kernel, id: u64, a: u64, b: u64) -> WorkResult {
     let start = Instant::now();
     // The server only hands out intervals inside the supported range; a hostile server that does
     // not gets a NaN, which it will reject.
-    let pi = kernel::pi_partial(a, b).unwrap_or(f64::NAN);
+    let pi = kernel.pi_partial(a, b).unwrap_or(f64::NAN);
     WorkResult {
         id: Dec(id),
         a: Dec(a),

@@ -2,6 +2,7 @@
 
 use super::pool::{Pool, Task};
 use super::{Carry, End, WorkerConfig, WorkerError, WorkerSummary};
+use crate::maths::kernel::Kernel;
 use crate::wire::line::read_line;
 use crate::wire::{
     self, AckStatus, ClientMessage, DoneReason, ErrorCode, ServerMessage, WorkResult, MAX_LINE,
@@ -139,14 +140,15 @@ pub(super) async fn run(
         Ok(Ok(true)) => wire::decode_server(&line).map_err(|e| WorkerError::Protocol(e.message))?,
         _ => return Err(lost()),
     };
-    let (run, run_uid, max_prefetch, heartbeat) = match welcome {
+    let (run, run_uid, max_prefetch, heartbeat, kernel) = match welcome {
         ServerMessage::Welcome {
             run,
             run_uid,
             max_prefetch,
             heartbeat_s,
+            kernel,
             ..
-        } => (run, run_uid, max_prefetch, heartbeat_s),
+        } => (run, run_uid, max_prefetch, heartbeat_s, kernel),
         ServerMessage::Error { code, message, .. } => {
             return Err(WorkerError::Refused { code, message })
         }
@@ -155,6 +157,12 @@ pub(super) async fn run(
                 "expected welcome, got {other:?}"
             )))
         }
+    };
+    // The run's kernel: every result of a run is computed the same way (bit-identity is promised
+    // per job and kernel). Servers older than the field run the quad kernel.
+    let kernel = match kernel {
+        None => Kernel::Quad,
+        Some(name) => Kernel::from_name(&name).ok_or(WorkerError::UnknownKernel(name))?,
     };
     *connected = true;
     let metrics = &config.metrics;
@@ -222,7 +230,7 @@ pub(super) async fn run(
                 };
                 let answered = match msg {
                     ServerMessage::Assign { id, a, b, .. } => {
-                        let task = Task { epoch, id: id.0, a: a.0, b: b.0 };
+                        let task = Task { epoch, kernel, id: id.0, a: a.0, b: b.0 };
                         if !pool.submit(task) {
                             break Err(WorkerError::Protocol("compute threads stopped".into()));
                         }

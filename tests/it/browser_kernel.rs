@@ -1,13 +1,15 @@
 //! The JavaScript kernel (src/web/assets/kernel.js), run by Debian's headless Chromium in a Web
 //! Worker and in a page, gives bit for bit the Rust kernel's results: the exact even and odd sums
-//! and the π partial, on over a thousand intervals spread over the whole supported range.
+//! and the π partial, on over a thousand intervals spread over the whole supported range, with
+//! each kernel (oct and quad).
 //!
 //! Every DevTools call is bounded (`chromium::CALL_DEADLINE`), the worker has a deadline of its
 //! own, and a watchdog bounds the whole scenario.
 
 use crate::chromium;
 
-use piswarm::maths::{check_interval, kernel, sums, MAX_TERMS};
+use piswarm::maths::kernel::Kernel;
+use piswarm::maths::{check_interval, sums, MAX_TERMS};
 use serde_json::Value;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -47,10 +49,11 @@ fn interval(a: u64, len: u64) -> (u64, u64) {
 /// from 1 term to 2^20 ≈ 10^6 terms.
 fn intervals() -> Vec<(u64, u64)> {
     let top = MAX_TERMS - 1;
-    // Lengths around a block (4·LANES = 128 terms), a quad (4), a lane row (32), and longer ones.
+    // Lengths around a block (4·LANES = 128 terms for quad, 8·LANES = 256 for oct), a group (4
+    // or 8), a lane row (32), and longer ones.
     let lengths = [
-        1u64, 2, 3, 4, 5, 6, 7, 8, 9, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 383,
-        384, 385, 1000, 4096, 4097,
+        1u64, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256,
+        257, 383, 384, 385, 511, 512, 513, 767, 768, 769, 1000, 4096, 4097,
     ];
     let starts = [
         0u64,
@@ -97,12 +100,12 @@ fn intervals() -> Vec<(u64, u64)> {
     out
 }
 
-/// JavaScript: a function of an array of [a, b] decimal strings computing each interval with
+/// JavaScript: a function of an array of [a, b, kernel] strings computing each interval with
 /// `PiswarmKernel.compute`, adding the bits of pi as hex (read through a DataView).
 const RUN: &str = r#"(intervals) => {
   const view = new DataView(new ArrayBuffer(8));
-  return intervals.map(([a, b], i) => {
-    const r = PiswarmKernel.compute(String(i), a, b);
+  return intervals.map(([a, b, kernel], i) => {
+    const r = PiswarmKernel.compute(String(i), a, b, kernel);
     view.setFloat64(0, r.pi);
     r.bits = view.getBigUint64(0).toString(16);
     return r;
@@ -190,19 +193,25 @@ fn with_deadline<T: Send + 'static>(
 
 #[test]
 fn kernel_js_in_chromium_is_bit_identical_to_the_rust_kernel() {
-    let intervals = intervals();
-    assert!(intervals.len() >= 1000);
-    let expected: Vec<Expected> = intervals
+    let single = intervals();
+    assert!(single.len() >= 1000);
+    // Every interval with every kernel.
+    let cases: Vec<(u64, u64, Kernel)> = Kernel::ALL
+        .into_iter()
+        .flat_map(|k| single.iter().map(move |&(a, b)| (a, b, k)))
+        .collect();
+    let intervals: Vec<(u64, u64)> = cases.iter().map(|&(a, b, _)| (a, b)).collect();
+    let expected: Vec<Expected> = cases
         .iter()
-        .map(|&(a, b)| Expected {
+        .map(|&(a, b, k)| Expected {
             even: sums::even_sum(a, b).to_string(),
             odd: sums::odd_sum(a, b).to_string(),
-            bits: kernel::pi_partial(a, b).unwrap().to_bits(),
+            bits: k.pi_partial(a, b).unwrap().to_bits(),
         })
         .collect();
-    let decimal: Vec<[String; 2]> = intervals
+    let decimal: Vec<[String; 3]> = cases
         .iter()
-        .map(|&(a, b)| [a.to_string(), b.to_string()])
+        .map(|&(a, b, k)| [a.to_string(), b.to_string(), k.name().to_string()])
         .collect();
     let intervals_json = serde_json::to_string(&decimal).unwrap();
 
@@ -228,7 +237,7 @@ fn kernel_js_in_chromium_is_bit_identical_to_the_rust_kernel() {
             &tab,
             r#"Promise.resolve(JSON.stringify([['0', '4503599627370496'], ['5', '3'], ['4503599627370496', '4503599627370497']].map(([a, b]) => {
                  let thrown;
-                 try { PiswarmKernel.piPartial(a, b); thrown = 'nothing'; } catch (e) { thrown = e.name; }
+                 try { PiswarmKernel.piPartial(a, b, 'oct'); thrown = 'nothing'; } catch (e) { thrown = e.name; }
                  const r = PiswarmKernel.compute('1', a, b);
                  return [thrown, r.pi, r.even_sum, r.odd_sum];
                })))"#,
@@ -261,7 +270,8 @@ fn kernel_js_in_chromium_is_bit_identical_to_the_rust_kernel() {
         );
     }
     eprintln!(
-        "{} intervals bit-identical in a Web Worker and in a page",
-        intervals.len()
+        "{} intervals × {} kernels bit-identical in a Web Worker and in a page",
+        single.len(),
+        Kernel::ALL.len()
     );
 }

@@ -13,7 +13,7 @@ importScripts('kernel.js');
 self.onmessage = function (event) {
   var task = event.data;
   try {
-    self.postMessage({ ok: true, result: self.PiswarmKernel.compute(task.id, task.a, task.b) });
+    self.postMessage({ ok: true, result: self.PiswarmKernel.compute(task.id, task.a, task.b, task.kernel) });
   } catch (e) {
     self.postMessage({ ok: false, id: task.id, message: String(e && e.message || e) });
   }

@@ -27,6 +27,8 @@
     /** Counts connections; a task belongs to the one it was assigned on. */
     epoch: 0,
     welcomed: false,
+    /** The run's π kernel, from the welcome. */
+    kernel: 'oct',
     /** The user wants to compute (Start, not paused). */
     running: false,
     complete: false,
@@ -152,7 +154,7 @@
       const task = S.queue.shift();
       if (!task) break;
       slot.task = task;
-      slot.worker.postMessage({ id: task.id, a: task.a, b: task.b });
+      slot.worker.postMessage({ id: task.id, a: task.a, b: task.b, kernel: task.kernel });
     }
     if (S.welcomed && S.running) {
       const busy = S.pool.some((w) => w.task);
@@ -299,6 +301,8 @@
           S.termsAccepted = 0n;
         }
         S.run = m.run;
+        // The run's π kernel (protocol §4.7); servers older than the field run 'quad'.
+        S.kernel = m.kernel || 'quad';
         S.terms = m.terms === null ? null : BigInt(m.terms);
         S.maxPrefetch = Math.max(1, m.max_prefetch | 0);
         S.heartbeatMs = Math.max(1000, (m.heartbeat_s || 20) * 1000);
@@ -311,7 +315,7 @@
         break;
       }
       case 'assign':
-        S.queue.push({ id: m.id, a: m.a, b: m.b, epoch: S.epoch });
+        S.queue.push({ id: m.id, a: m.a, b: m.b, epoch: S.epoch, kernel: S.kernel });
         dispatch();
         break;
       case 'ack': {

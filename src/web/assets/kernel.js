@@ -6,10 +6,13 @@
  *
  *   evenSum(a, b)      -> BigInt  exact sum of the even integers of [a, b]  (src/maths/sums.rs)
  *   oddSum(a, b)       -> BigInt  exact sum of the odd integers of [a, b]   (src/maths/sums.rs)
- *   piPartial(a, b)    -> Number  4·Σₙ₌ₐᵇ (−1)ⁿ/(2n+1), bit-identical to
- *                                 piswarm::maths::kernel::pi_partial; throws a RangeError on an
- *                                 interval check_interval rejects
- *   compute(id, a, b)  -> {id, a, b, even_sum, odd_sum, pi, duration_s}: the fields of protocol
+ *   piPartial(a, b, kernel)
+ *                      -> Number  4·Σₙ₌ₐᵇ (−1)ⁿ/(2n+1) by the kernel 'oct' (the default) or
+ *                                 'quad', bit-identical to piswarm::maths::kernel::Kernel's
+ *                                 pi_partial; throws a RangeError on an interval check_interval
+ *                                 rejects, a TypeError on an unknown kernel
+ *   compute(id, a, b, kernel)
+ *                      -> {id, a, b, even_sum, odd_sum, pi, duration_s}: the fields of protocol
  *                         v1's `result` message (WorkResult in src/protocol.rs), like
  *                         piswarm::worker::compute: integers as decimal strings, pi a Number
  *                         (NaN for an interval outside the supported range, as in Rust)
@@ -32,8 +35,9 @@
  *   LANES = 32                             LANES (l. 29)
  *   checkInterval                          maths::check_interval (src/maths/mod.rs l. 37)
  *   piPartial: count, pairs, blocks, u0    pi_partial_with (l. 85–90)
- *   laneSums                               lane_sums_generic (l. 175–194) with quad_half (l. 165);
+ *   laneSums                               lane_sums_generic with quad_half (Kernel::Quad);
  *                                          loops swapped, same operations per lane (see laneSums)
+ *   laneSumsOct, octHalf                   lane_sums_generic with oct_half (Kernel::Oct)
  *   piPartial: hi/lo TwoSum updates        DoubleDouble::add / value (l. 205–216)
  *   piPartial: lanes into the total        pi_partial_with (l. 93–98), lanes 0..31 in order,
  *                                          2·sum then −2·comp for each lane
@@ -203,18 +207,93 @@
     }
   }
 
-  /** kernel.rs pi_partial: the π partial sum 4·Σₙ₌ₐᵇ (−1)ⁿ/(2n+1) of the inclusive [a, b]. */
-  function piPartial(a, b) {
+  /** kernel.rs oct_half: the eight terms from u add up to 2·octHalf(u). */
+  function octHalf(u) {
+    var p1 = u * (u + 2);
+    var r1 = (u + 4) * (u + 6);
+    var p2 = (u + 8) * (u + 10);
+    var r2 = (u + 12) * (u + 14);
+    var m1 = p1 * r1;
+    var m2 = p2 * r2;
+    return ((p1 + r1) * m2 + (p2 + r2) * m1) / (m1 * m2);
+  }
+
+  /**
+   * kernel.rs lane_sums_generic with oct_half (Kernel::Oct): as laneSums, one oct term per lane
+   * and round, lane l of round i taking the eight terms from u = u0 + 16·(LANES·i + l). Same
+   * loop swap, four lanes at a time, each lane performing kernel.rs's operations in its order.
+   */
+  function laneSumsOct(u0, blocks) {
+    var step = 16 * LANES; // group_step * LANES as f64, group_step = 16.0
+    for (var g = 0; g < LANES; g += 4) {
+      var ul0 = u0 + 16 * g;
+      var ul1 = u0 + 16 * (g + 1);
+      var ul2 = u0 + 16 * (g + 2);
+      var ul3 = u0 + 16 * (g + 3);
+      var s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      var c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+      var y, t;
+      for (var i = 0; i < blocks; i++) {
+        y = octHalf(ul0) - c0;
+        t = s0 + y;
+        c0 = (t - s0) - y;
+        s0 = t;
+        ul0 += step;
+        y = octHalf(ul1) - c1;
+        t = s1 + y;
+        c1 = (t - s1) - y;
+        s1 = t;
+        ul1 += step;
+        y = octHalf(ul2) - c2;
+        t = s2 + y;
+        c2 = (t - s2) - y;
+        s2 = t;
+        ul2 += step;
+        y = octHalf(ul3) - c3;
+        t = s3 + y;
+        c3 = (t - s3) - y;
+        s3 = t;
+        ul3 += step;
+      }
+      laneSum[g] = s0;
+      laneSum[g + 1] = s1;
+      laneSum[g + 2] = s2;
+      laneSum[g + 3] = s3;
+      laneComp[g] = c0;
+      laneComp[g + 1] = c1;
+      laneComp[g + 2] = c2;
+      laneComp[g + 3] = c3;
+    }
+  }
+
+  /** Terms per lane group of each kernel (kernel.rs Kernel::terms_per_division). */
+  var KERNELS = { quad: 4, oct: 8 };
+
+  /**
+   * kernel.rs Kernel::pi_partial: the π partial sum 4·Σₙ₌ₐᵇ (−1)ⁿ/(2n+1) of the inclusive [a, b]
+   * by the run's kernel ('oct', the default, or 'quad': the welcome's `kernel`).
+   */
+  function piPartial(a, b, kernel) {
+    kernel = kernel === undefined ? 'oct' : kernel;
+    if (!Object.prototype.hasOwnProperty.call(KERNELS, kernel)) {
+      throw new TypeError("unknown π kernel '" + kernel + "' (this page has: quad, oct)");
+    }
     a = toBigInt(a, 'a');
     b = toBigInt(b, 'b');
     checkInterval(a, b);
     var count = b - a + 1n;
     var pairs = count / 2n;
-    // A block is one quad term (two pairs) per lane. blocks < 2^46: a safe integer.
-    var blocks = pairs / BigInt(2 * LANES);
+    // A block is one group (quad: two pairs, oct: four) per lane. blocks < 2^46: a safe integer.
+    var pairsPerGroup = BigInt(KERNELS[kernel] / 2);
+    var groupStep = 2 * KERNELS[kernel]; // 2 * terms_per_division as f64
+    var blocks = pairs / (pairsPerGroup * BigInt(LANES));
     // u = 2n + 1 for the first term of the first pair; exact below 2^53.
     var u0 = Number(2n * a + 1n);
-    laneSums(u0, Number(blocks));
+    if (kernel === 'oct') {
+      laneSumsOct(u0, Number(blocks));
+    } else {
+      laneSums(u0, Number(blocks));
+    }
 
     // DoubleDouble (hi + lo), updated with Knuth's TwoSum exactly as DoubleDouble::add.
     var hi = 0;
@@ -235,8 +314,9 @@
       hi = sNew;
     }
     // Pairs left over after the whole blocks, then the unpaired last term.
-    var u = u0 + 8 * Number(blocks * BigInt(LANES)); // u0 + 8.0 * (blocks * LANES) as f64
-    var leftover = Number(pairs % BigInt(2 * LANES));
+    // u0 + group_step * (blocks * LANES) as f64
+    var u = u0 + groupStep * Number(blocks * BigInt(LANES));
+    var leftover = Number(pairs % (pairsPerGroup * BigInt(LANES)));
     for (var k = 0; k < leftover; k++) {
       x = 2 / (u * (u + 2)); // pair_term(u)
       sNew = hi + x;
@@ -265,14 +345,14 @@
    * its "type"). Throws on malformed input; an interval outside the supported range gets pi = NaN
    * (JSON.stringify makes that null, which the coordinator rejects), as in Rust.
    */
-  function compute(id, a, b) {
+  function compute(id, a, b, kernel) {
     var start = clock();
     id = toBigInt(id, 'id');
     a = toBigInt(a, 'a');
     b = toBigInt(b, 'b');
     var pi;
     try {
-      pi = piPartial(a, b);
+      pi = piPartial(a, b, kernel);
     } catch (e) {
       if (!(e instanceof RangeError)) {
         throw e;
