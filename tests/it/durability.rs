@@ -3,6 +3,7 @@
 //! must hold every interval exactly once.
 
 use crate::common::*;
+use piswarm::maths::kernel::Kernel;
 use piswarm::store::Store;
 use std::io::Write;
 use std::net::TcpStream;
@@ -26,22 +27,19 @@ impl Drop for Killed {
 /// it and its port. A coordinator that cannot start (say, the port was taken meanwhile) fails the
 /// test with its output, rather than leaving the workers to find somebody else's listener.
 fn serve(port: u16, dir: &Path) -> (Killed, u16) {
+    serve_job(port, dir, &["--terms", TERMS, "--chunk", CHUNK])
+}
+
+/// [`serve`] with the job's flags (and any others) given.
+fn serve_job(port: u16, dir: &Path, job: &[&str]) -> (Killed, u16) {
     static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let log = dir.join(format!("serve-{n}.log"));
     let out = std::fs::File::create(&log).unwrap();
     let child = Command::new(bin())
-        .args([
-            "serve",
-            "--no-http",
-            "--quiet",
-            "--exit-when-done",
-            "--terms",
-            TERMS,
-            "--chunk",
-            CHUNK,
-            "--listen",
-        ])
+        .args(["serve", "--no-http", "--quiet", "--exit-when-done"])
+        .args(job)
+        .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--db")
         .arg(dir.join("piswarm.db"))
@@ -72,6 +70,21 @@ fn serve(port: u16, dir: &Path) -> (Killed, u16) {
         assert!(
             Instant::now() < deadline,
             "the coordinator did not start: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for a process to exit by itself; fails the test (and kills it, on drop) after `deadline`.
+fn exit_within(process: &mut Killed, deadline: Duration) -> std::process::ExitStatus {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(status) = process.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < end,
+            "the process did not exit within {deadline:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -160,7 +173,7 @@ fn coordinator_killed_twice_resumes_with_identical_bits() {
         coordinator.0.wait().unwrap();
         coordinator = serve(port, dir.path()).0;
     }
-    let status = coordinator.0.wait().unwrap();
+    let status = exit_within(&mut coordinator, Duration::from_secs(300));
     assert!(
         status.success(),
         "the resumed coordinator finishes the job and exits 0"
@@ -172,6 +185,96 @@ fn coordinator_killed_twice_resumes_with_identical_bits() {
         "every interval stored exactly once"
     );
     assert_same_result(&final_json(dir.path()), &reference());
+}
+
+/// `piswarm run --json` of a job with the given kernel.
+fn run_json_with_kernel(terms: &str, chunk: &str, kernel: &str) -> serde_json::Value {
+    let out = Command::new(bin())
+        .args(["run", "--terms", terms, "--chunk", chunk, "--workers", "2"])
+        .args(["--kernel", kernel, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Bit-identity is promised per (job, kernel): a run started with the quad kernel (as every run
+/// made before the oct kernel was) and interrupted is resumed by a coordinator whose new runs
+/// would be oct, and still ends with the quad kernel's bits — its workers are told the run's
+/// kernel in the welcome.
+#[test]
+fn a_quad_run_resumes_with_its_own_kernel_bit_identically() {
+    let (terms, chunk, intervals) = ("2e6", "1000", 2000);
+    let quad = run_json_with_kernel(terms, chunk, "quad");
+    assert_eq!(quad["kernel"], "quad");
+    // Both kernels are nearly correctly rounded: they differ in the last bit of a few intervals'
+    // partials (about 4% of these; fewer for longer intervals) and the run's π, an exact sum
+    // rounded once, may still agree; so every stored partial is compared, bit for bit.
+    let grid = |id: u64| (id * 1000, id * 1000 + 999);
+    let differ = (0..intervals)
+        .filter(|&id| {
+            let (a, b) = grid(id);
+            Kernel::Quad.pi_partial(a, b).unwrap() != Kernel::Oct.pi_partial(a, b).unwrap()
+        })
+        .count();
+    assert!(
+        differ > 0,
+        "the kernels must differ on this job, or the test shows nothing"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let job = ["--terms", terms, "--chunk", chunk];
+    let (mut coordinator, port) =
+        serve_job(0, dir.path(), &[&job[..], &["--kernel", "quad"]].concat());
+    // A worker slowed to a millisecond an interval, so that the coordinator dies mid-run.
+    let _worker = Killed(
+        Command::new(bin())
+            .args([
+                "worker",
+                "--threads",
+                "1",
+                "--retry-for",
+                "60s",
+                "--pace",
+                "1ms",
+            ])
+            .arg("--connect")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("PISWARM_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_results(dir.path(), intervals / 4);
+    coordinator.0.kill().unwrap(); // SIGKILL
+    coordinator.0.wait().unwrap();
+    let before = stored(dir.path()).0;
+    assert!(before < intervals, "killed mid-run ({before} stored)");
+    // Resumed without --kernel: the default for new runs is oct; this run stays quad.
+    let (mut coordinator, _) = serve_job(port, dir.path(), &job);
+    let status = exit_within(&mut coordinator, Duration::from_secs(300));
+    assert!(
+        status.success(),
+        "the resumed coordinator finishes and exits 0"
+    );
+    assert_eq!(stored(dir.path()), (intervals, intervals));
+    let got = final_json(dir.path());
+    assert_eq!(got["kernel"], "quad");
+    for field in ["intervals", "even_sum", "odd_sum", "pi", "pi_corrected"] {
+        assert_eq!(got[field], quad[field], "{field} differs from the quad run");
+    }
+    let results: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(dir.path().join("results.json")).unwrap()).unwrap();
+    assert_eq!(results.len() as u64, intervals);
+    for r in &results {
+        let id: u64 = r["id"].as_str().unwrap().parse().unwrap();
+        let (a, b) = grid(id);
+        assert_eq!(
+            r["pi"].as_f64().map(f64::to_bits),
+            Some(Kernel::Quad.pi_partial(a, b).unwrap().to_bits()),
+            "interval {id}: not the quad kernel's bits ({differ} of {intervals} differ between kernels)"
+        );
+    }
 }
 
 #[test]
@@ -194,7 +297,7 @@ fn workers_killed_and_connections_cut_lose_nothing() {
         workers[victim].0.wait().unwrap();
         workers[victim] = worker(port, &format!("replacement-{round}"));
     }
-    let status = coordinator.0.wait().unwrap();
+    let status = exit_within(&mut coordinator, Duration::from_secs(300));
     assert!(status.success());
     drop(workers);
     assert_eq!(stored(dir.path()), (INTERVALS, INTERVALS));
