@@ -450,3 +450,42 @@ async fn a_stuck_terminal_does_not_hold_up_the_run() {
     terminal.0 .1.notify_all();
     stop.cancel();
 }
+
+/// A worker computes with the run's kernel: told a kernel it does not have (a newer server's),
+/// it stops with an error that names it rather than computing bits of another kernel — and it
+/// does not retry, since retrying cannot help.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_told_an_unknown_kernel_stops_and_says_which() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let (read, mut write) = socket.into_split();
+        let mut hello = String::new();
+        BufReader::new(read).read_line(&mut hello).await.unwrap();
+        assert!(hello.contains("\"hello\""), "{hello}");
+        write
+            .write_all(
+                b"{\"type\":\"welcome\",\"version\":1,\"server\":\"future\",\"run\":1,\"terms\":\"1000\",\
+                  \"chunk\":\"100\",\"max_prefetch\":4,\"heartbeat_s\":20,\"kernel\":\"hex\"}\n",
+            )
+            .await
+            .unwrap();
+        // Held open until the test ends (the task is aborted).
+        std::future::pending::<()>().await;
+    });
+    let mut config = WorkerConfig::new(addr.to_string());
+    config.retry_for = Some(Duration::from_secs(30));
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(20),
+        run_worker(config, CancellationToken::new()),
+    )
+    .await
+    .expect("the worker decides at once");
+    let err = outcome
+        .expect_err("an unknown kernel is an error")
+        .to_string();
+    assert!(err.contains("kernel 'hex'") && err.contains("oct"), "{err}");
+    server.abort();
+}
