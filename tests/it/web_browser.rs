@@ -901,7 +901,7 @@ const ROWS_TOUCHED: &str = "(() => { window.__onRows(window.__rows.takeRecords()
 
 /// Nothing new, nothing redrawn: the history is not redrawn while the page receives updates that
 /// bring no result (the current run is finished), nor while a stored run is in view and results
-/// of the current run stream in. Counted by the page's own hooks (`data-renders`, `data-updates`).
+/// of the current run stream in. Counted by the page's own hooks (`data-renders`, `window.piswarmHooks.updates`).
 /// Following the live head, an update writes only its new rows (the oldest rows, rewritten and
 /// moved to the top): the rows still shown are left as they are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -916,7 +916,7 @@ async fn the_history_is_not_redrawn_when_nothing_is_new() {
         // Waits until 8 more updates have been handled (and, if `moving`, results of the current
         // run have arrived meanwhile), then checks that the history was not redrawn.
         let no_redraw = |tab: &Tab, what: &str, moving: bool| {
-            let hooks = "(() => { const h = document.getElementById('history').dataset; return [Number(h.renders), Number(h.updates), Number(h.liveHead)]; })()";
+            let hooks = "(() => { const h = document.getElementById('history').dataset; return [Number(h.renders), window.piswarmHooks.updates, Number(h.liveHead)]; })()";
             let before = eval_json(tab, hooks);
             let (renders, updates, head) = (
                 before[0].as_i64().unwrap(),
@@ -930,10 +930,7 @@ async fn the_history_is_not_redrawn_when_nothing_is_new() {
             };
             wait_until(
                 tab,
-                &format!(
-                    "Number(document.getElementById('history').dataset.updates) >= {}{moved}",
-                    updates + 8
-                ),
+                &format!("window.piswarmHooks.updates >= {}{moved}", updates + 8),
             );
             let after = eval_json(tab, hooks);
             assert_eq!(
@@ -944,7 +941,7 @@ async fn the_history_is_not_redrawn_when_nothing_is_new() {
         };
         open(&tab, &url);
         // The finished current run, its first page loaded and an update handled.
-        wait_until(&tab, "document.getElementById('history').dataset.total === '100' && document.querySelectorAll('#history-body tr').length === 50 && Number(document.getElementById('history').dataset.updates) >= 1");
+        wait_until(&tab, "document.getElementById('history').dataset.total === '100' && document.querySelectorAll('#history-body tr').length === 50 && window.piswarmHooks.updates >= 1");
         no_redraw(&tab, "the finished current run", false);
         idle_tx.send(()).unwrap();
         // A new run, with results streaming in: the page follows it…
