@@ -295,13 +295,8 @@ fn lane_sums_any(hot: HotLoop, u0: f64, blocks: u64) -> Lanes {
 /// [`oct_half`] with a multiplication where it divides: the same adds and multiplies.
 #[inline(always)]
 fn oct_half_times(u: f64) -> f64 {
-    let p1 = u * (u + 2.0);
-    let r1 = (u + 4.0) * (u + 6.0);
-    let p2 = (u + 8.0) * (u + 10.0);
-    let r2 = (u + 12.0) * (u + 14.0);
-    let m1 = p1 * r1;
-    let m2 = p2 * r2;
-    ((p1 + r1) * m2 + (p2 + r2) * m1) * (m1 * m2)
+    let (numerator, denominator) = oct_fraction(u);
+    numerator * denominator
 }
 
 /// One division per lane and round (what the oct loop divides), accumulated without
@@ -335,13 +330,20 @@ fn quad_half(u: f64) -> f64 {
 /// (`1/p₁ + 1/r₁ + 1/p₂ + 1/r₂` over one division; see the module's docs).
 #[inline(always)]
 fn oct_half(u: f64) -> f64 {
+    let (numerator, denominator) = oct_fraction(u);
+    numerator / denominator
+}
+
+/// The numerator `(p₁+r₁)·m₂ + (p₂+r₂)·m₁` and the denominator `m₁·m₂` of [`oct_half`].
+#[inline(always)]
+fn oct_fraction(u: f64) -> (f64, f64) {
     let p1 = u * (u + 2.0);
     let r1 = (u + 4.0) * (u + 6.0);
     let p2 = (u + 8.0) * (u + 10.0);
     let r2 = (u + 12.0) * (u + 14.0);
     let m1 = p1 * r1;
     let m2 = p2 * r2;
-    ((p1 + r1) * m2 + (p2 + r2) * m1) / (m1 * m2)
+    ((p1 + r1) * m2 + (p2 + r2) * m1, m1 * m2)
 }
 
 /// The hot loop: `blocks` rounds of one group term per lane, Kahan-compensated per lane (the

@@ -91,6 +91,11 @@ fn exit_within(process: &mut Killed, deadline: Duration) -> std::process::ExitSt
 }
 
 fn worker(port: u16, name: &str) -> Killed {
+    worker_with(port, name, &[])
+}
+
+/// [`worker`] with more flags.
+fn worker_with(port: u16, name: &str, extra: &[&str]) -> Killed {
     Killed(
         Command::new(bin())
             .args([
@@ -101,8 +106,9 @@ fn worker(port: u16, name: &str) -> Killed {
                 "60s",
                 "--name",
                 name,
-                "--connect",
             ])
+            .args(extra)
+            .arg("--connect")
             .arg(format!("127.0.0.1:{port}"))
             .env("PISWARM_LOG", "error")
             .stdout(Stdio::null())
@@ -226,25 +232,7 @@ fn a_quad_run_resumes_with_its_own_kernel_bit_identically() {
     let (mut coordinator, port) =
         serve_job(0, dir.path(), &[&job[..], &["--kernel", "quad"]].concat());
     // A worker slowed to a millisecond an interval, so that the coordinator dies mid-run.
-    let _worker = Killed(
-        Command::new(bin())
-            .args([
-                "worker",
-                "--threads",
-                "1",
-                "--retry-for",
-                "60s",
-                "--pace",
-                "1ms",
-            ])
-            .arg("--connect")
-            .arg(format!("127.0.0.1:{port}"))
-            .env("PISWARM_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _worker = worker_with(port, "w0", &["--pace", "1ms"]);
     wait_for_results(dir.path(), intervals / 4);
     coordinator.0.kill().unwrap(); // SIGKILL
     coordinator.0.wait().unwrap();
