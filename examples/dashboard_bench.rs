@@ -8,7 +8,7 @@
 //! asserts nothing.
 //!
 //! ```text
-//! cargo run --release --example dashboard_bench -- [RESULTS]
+//! cargo run --release --example dashboard_bench -- [RESULTS] [--idle]
 //! ```
 //! RESULTS defaults to 100 000. They are written straight into a fresh SQLite store through
 //! the store's writer (one run of RESULTS intervals of 1000 terms, accepted in a shuffled order
@@ -235,6 +235,11 @@ fn idle(tab: &Tab, what: &str, seconds: u64) {
     // What the page change before left to do (its garbage collected, say) is not counted.
     std::thread::sleep(Duration::from_secs(5));
     let renders = counter(tab, "history", "renders");
+    // What the page writes meanwhile, by element: the DOM changes that can cost a frame.
+    eval(
+        tab,
+        "window.__writes = {}; window.__observer = new MutationObserver((ms) => { for (const m of ms) { let e = m.target.nodeType === 1 ? m.target : m.target.parentElement; while (e && !e.id) e = e.parentElement; const k = (e ? e.id : '?') + ':' + m.type + (m.attributeName ? '.' + m.attributeName : ''); window.__writes[k] = (window.__writes[k] || 0) + 1; } }); window.__observer.observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true }), true",
+    );
     let before = metrics(tab);
     let t = Instant::now();
     std::thread::sleep(Duration::from_secs(seconds));
@@ -249,6 +254,14 @@ fn idle(tab: &Tab, what: &str, seconds: u64) {
         per_s(3),
         counter(tab, "history", "renders") - renders
     );
+    let writes = eval(
+        tab,
+        "window.__observer.disconnect(), JSON.stringify(Object.entries(window.__writes).sort((a, b) => b[1] - a[1]))",
+    );
+    println!(
+        "  DOM writes meanwhile (element with an id: kind, count): {}",
+        writes.as_str().unwrap_or("?")
+    );
 }
 
 fn set_value(id: &str, value: &str) -> String {
@@ -259,8 +272,12 @@ fn set_value(id: &str, value: &str) -> String {
 
 #[tokio::main]
 async fn main() {
-    let n: u64 = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `--idle`: only the idle measurement (the page left alone), for quick comparisons.
+    let only_idle = args.iter().any(|a| a == "--idle");
+    let n: u64 = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
         .map_or(100_000, |s| s.parse().expect("RESULTS"));
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("piswarm.db");
@@ -347,66 +364,68 @@ async fn main() {
             "first switch to the {n}-result run, {:.1} s after the dashboard started: {first:.1} ms",
             t.elapsed().as_secs_f64()
         );
-        let mut switches = Vec::new();
-        for _ in 0..10 {
-            switches.push(switch_to(&tab, small));
-            switches.push(switch_to(&tab, big));
-        }
-        summary(&format!("switch runs (1000 ↔ {n} results)"), switches);
+        if !only_idle {
+            let mut switches = Vec::new();
+            for _ in 0..10 {
+                switches.push(switch_to(&tab, small));
+                switches.push(switch_to(&tab, big));
+            }
+            summary(&format!("switch runs (1000 ↔ {n} results)"), switches);
 
-        let next = "document.getElementById('history-next').click(), true";
-        let prev = "document.getElementById('history-prev').click(), true";
-        let mut pages = Vec::new();
-        for _ in 0..20 {
-            pages.push(page_change(&tab, next));
-        }
-        summary("next page, newest first, 50 rows", pages);
-        let mut pages = vec![page_change(&tab, &set_value("history-page-size", "250"))];
-        for _ in 0..10 {
-            pages.push(page_change(&tab, next));
-        }
-        summary("next page, newest first, 250 rows", pages);
-        page_change(&tab, &set_value("history-page-size", "50"));
-        let mut pages = vec![page_change(&tab, &set_value("history-sort", "interval:asc"))];
-        for _ in 0..10 {
-            pages.push(page_change(&tab, next));
-        }
-        summary("sort by interval, then next page", pages);
-        let jump = format!(
-            "(() => {{ document.getElementById('history-jump').value = '{}'; document.getElementById('history-go').click(); return true; }})()",
-            n / 2
-        );
-        let mut pages = Vec::new();
-        for _ in 0..5 {
-            pages.push(page_change(&tab, &jump));
-            pages.push(page_change(&tab, prev));
-        }
-        summary("jump to the middle interval, previous page", pages);
-        let mut pages = Vec::new();
-        for _ in 0..5 {
-            pages.push(page_change(&tab, "document.getElementById('history-last').click(), true"));
-            pages.push(page_change(&tab, "document.getElementById('history-first').click(), true"));
-        }
-        summary("last page, first page (by interval)", pages);
-        page_change(&tab, &set_value("history-sort", "arrival:desc"));
-        let mut pages = vec![page_change(&tab, &set_value("history-worker", "bench-07"))];
-        for _ in 0..10 {
-            pages.push(page_change(&tab, next));
-        }
-        summary("one worker's results (1 in 40), next page", pages);
-        let nodes = eval(&tab, "document.getElementsByTagName('*').length");
-        println!("elements in the page: {nodes}");
-
-        // The whole history page by page at 250 rows, and as many pages (400 for 100 000
-        // results) at 50 rows; then the page left alone with the stored run in view.
-        page_change(&tab, &set_value("history-worker", ""));
-        let pages = (n as usize).div_ceil(250);
-        for size in [50, 250] {
-            let times = page_through(&tab, size, pages);
-            summary(
-                &format!("{} pages of {size} rows, Next: click to drawn", times.len()),
-                times,
+            let next = "document.getElementById('history-next').click(), true";
+            let prev = "document.getElementById('history-prev').click(), true";
+            let mut pages = Vec::new();
+            for _ in 0..20 {
+                pages.push(page_change(&tab, next));
+            }
+            summary("next page, newest first, 50 rows", pages);
+            let mut pages = vec![page_change(&tab, &set_value("history-page-size", "250"))];
+            for _ in 0..10 {
+                pages.push(page_change(&tab, next));
+            }
+            summary("next page, newest first, 250 rows", pages);
+            page_change(&tab, &set_value("history-page-size", "50"));
+            let mut pages = vec![page_change(&tab, &set_value("history-sort", "interval:asc"))];
+            for _ in 0..10 {
+                pages.push(page_change(&tab, next));
+            }
+            summary("sort by interval, then next page", pages);
+            let jump = format!(
+                "(() => {{ document.getElementById('history-jump').value = '{}'; document.getElementById('history-go').click(); return true; }})()",
+                n / 2
             );
+            let mut pages = Vec::new();
+            for _ in 0..5 {
+                pages.push(page_change(&tab, &jump));
+                pages.push(page_change(&tab, prev));
+            }
+            summary("jump to the middle interval, previous page", pages);
+            let mut pages = Vec::new();
+            for _ in 0..5 {
+                pages.push(page_change(&tab, "document.getElementById('history-last').click(), true"));
+                pages.push(page_change(&tab, "document.getElementById('history-first').click(), true"));
+            }
+            summary("last page, first page (by interval)", pages);
+            page_change(&tab, &set_value("history-sort", "arrival:desc"));
+            let mut pages = vec![page_change(&tab, &set_value("history-worker", "bench-07"))];
+            for _ in 0..10 {
+                pages.push(page_change(&tab, next));
+            }
+            summary("one worker's results (1 in 40), next page", pages);
+            let nodes = eval(&tab, "document.getElementsByTagName('*').length");
+            println!("elements in the page: {nodes}");
+
+            // The whole history page by page at 250 rows, and as many pages (400 for 100 000
+            // results) at 50 rows; then the page left alone with the stored run in view.
+            page_change(&tab, &set_value("history-worker", ""));
+            let pages = (n as usize).div_ceil(250);
+            for size in [50, 250] {
+                let times = page_through(&tab, size, pages);
+                summary(
+                    &format!("{} pages of {size} rows, Next: click to drawn", times.len()),
+                    times,
+                );
+            }
         }
         let nodes = eval(&tab, "document.getElementsByTagName('*').length");
         println!("elements in the page at 250 rows: {nodes}");

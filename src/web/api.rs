@@ -1171,6 +1171,8 @@ pub async fn events(
         /// The history position the stream has reported.
         head: Option<i64>,
         started: bool,
+        /// Whether a tick with nothing new is worth an update.
+        quiet: super::live::QuietGate,
     }
     let mut tick = tokio::time::interval(UPDATE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1182,71 +1184,80 @@ pub async fn events(
         started: resume.is_some(),
         state,
         tick,
+        quiet: Default::default(),
     };
     let stream = futures_util::stream::unfold(start, |mut s| async move {
-        s.tick.tick().await;
-        let status = status_value(&s.state).await;
-        let run = status.run.id;
-        if run != s.run || !s.started {
-            s.run = run;
-            s.head = None;
-            s.started = false;
-        }
-        let reads = s.state.node.reads();
-        // Positions start at 1: 0 stands for "before any result".
-        let head = match reads.with(move |st| st.last_seq(run)).await {
-            Ok(h) => h.unwrap_or(0),
-            Err(_) => s.head.unwrap_or(0),
-        };
-        let after = s.head.filter(|_| s.started);
-        let mut results = Vec::new();
-        let mut more = false;
-        if let Some(from) = after {
-            if head > from {
-                let page = reads
-                    .with(move |st| {
-                        st.history_page(&HistoryQuery {
-                            run,
-                            sort: HistorySort::Arrival,
-                            descending: true,
-                            worker: None,
-                            position: HistoryPosition::From(head),
-                            limit: RESULTS_PER_UPDATE + 1,
+        loop {
+            s.tick.tick().await;
+            let status = status_value(&s.state).await;
+            let run = status.run.id;
+            if run != s.run || !s.started {
+                s.run = run;
+                s.head = None;
+                s.started = false;
+            }
+            let reads = s.state.node.reads();
+            // Positions start at 1: 0 stands for "before any result".
+            let head = match reads.with(move |st| st.last_seq(run)).await {
+                Ok(h) => h.unwrap_or(0),
+                Err(_) => s.head.unwrap_or(0),
+            };
+            let after = s.head.filter(|_| s.started);
+            let mut results = Vec::new();
+            let mut more = false;
+            if let Some(from) = after {
+                if head > from {
+                    let page = reads
+                        .with(move |st| {
+                            st.history_page(&HistoryQuery {
+                                run,
+                                sort: HistorySort::Arrival,
+                                descending: true,
+                                worker: None,
+                                position: HistoryPosition::From(head),
+                                limit: RESULTS_PER_UPDATE + 1,
+                            })
                         })
-                    })
-                    .await;
-                match page {
-                    Ok(page) => {
-                        results = page.rows.into_iter().filter(|r| r.seq > from).collect();
-                        more = results.len() > RESULTS_PER_UPDATE;
-                        results.truncate(RESULTS_PER_UPDATE);
+                        .await;
+                    match page {
+                        Ok(page) => {
+                            results = page.rows.into_iter().filter(|r| r.seq > from).collect();
+                            more = results.len() > RESULTS_PER_UPDATE;
+                            results.truncate(RESULTS_PER_UPDATE);
+                        }
+                        // The page fetches what it missed from the history.
+                        Err(_) => more = true,
                     }
-                    // The page fetches what it missed from the history.
-                    Err(_) => more = true,
                 }
             }
-        }
-        let update = LiveUpdate {
-            status,
-            run,
-            after,
-            head,
-            results,
-            more,
-        };
-        s.started = true;
-        s.head = Some(head);
-        let event = SseEvent::default()
-            .event("update")
-            .id(format!("{run}:{head}"));
-        let event = match serde_json::to_string(&update) {
-            Ok(data) => event.data(data),
-            Err(e) => {
-                tracing::error!("cannot encode a live update: {e}");
-                event.data("{}")
+            // Nothing new but the clocks: at most one update a second (web::live).
+            let news = !results.is_empty() || more || after != Some(head);
+            let json = serde_json::to_value(&status).unwrap_or(serde_json::Value::Null);
+            if !s.quiet.admit(news, json, tokio::time::Instant::now()) {
+                continue;
             }
-        };
-        Some((Ok(event), s))
+            let update = LiveUpdate {
+                status,
+                run,
+                after,
+                head,
+                results,
+                more,
+            };
+            s.started = true;
+            s.head = Some(head);
+            let event = SseEvent::default()
+                .event("update")
+                .id(format!("{run}:{head}"));
+            let event = match serde_json::to_string(&update) {
+                Ok(data) => event.data(data),
+                Err(e) => {
+                    tracing::error!("cannot encode a live update: {e}");
+                    event.data("{}")
+                }
+            };
+            return Some((Ok(event), s));
+        }
     });
     // The stream ends when the dashboard stops, so that its graceful shutdown can complete.
     let stream = stream.take_until(stop.cancelled_owned());

@@ -28,6 +28,7 @@ mod api;
 mod digest;
 pub mod i18n;
 pub mod join;
+mod live;
 pub mod metrics;
 mod ops;
 mod page;

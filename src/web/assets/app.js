@@ -112,6 +112,20 @@
     clocks.set(el, clock);
     tick(el, clock, Date.now());
   }
+  // A history row's time: the local clock time of the result (its date if not today), the UTC
+  // value on hover. Written once with the row: a history does not change by itself, so a page of
+  // history left alone costs nothing (a relative "12 s ago" in every row rewrote them all each
+  // second).
+  const clockFmt = new Intl.DateTimeFormat(LANG, { timeStyle: "medium" });
+  const dayFmt = new Intl.DateTimeFormat(LANG, { dateStyle: "short" });
+  function setStamp(el, iso) {
+    if (el.dataset.ts === iso) return;
+    el.dataset.ts = iso;
+    setProp(el, "title", iso);
+    const t = new Date(iso);
+    if (isNaN(t)) { put(el, "–"); return; }
+    put(el, t.toDateString() === new Date().toDateString() ? clockFmt.format(t) : dayFmt.format(t));
+  }
   setInterval(() => {
     const now = Date.now();
     clocks.forEach((clock, el) => {
@@ -330,7 +344,7 @@
     setProp(cells[3], "title", interval);
     setProp(cells[4], "title", even);
     setProp(cells[5], "title", odd);
-    setTime(cells[8], inFlight ? r.assigned_at : r.timestamp);
+    setStamp(cells[8], inFlight ? r.assigned_at : r.timestamp);
   }
   // Puts `trs` in the table body in one step: nothing if they are there already, the new ones
   // at the top if the others only moved down (a live update), else all of them at once.
@@ -540,8 +554,9 @@
   async function loadRuns() {
     try {
       const runs = await api("GET", "/api/runs");
-      // The same runs: the list stays as it is (its times keep themselves up to date).
-      const key = JSON.stringify([shownRun(), runs]);
+      // The same runs: the list stays as it is (its times keep themselves up to date; the time
+      // of a run's last stored totals, not shown, moves each second while it runs).
+      const key = JSON.stringify([shownRun(), runs.map((r) => Object.assign({}, r, { updated_at: null }))]);
       if (key === lastRuns) return;
       lastRuns = key;
       const list = $("runs");
