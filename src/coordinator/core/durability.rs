@@ -5,11 +5,47 @@ use super::sessions::{Hold, Reply};
 use super::{Core, DurableLine, Output, SessionId};
 use crate::job::IntervalId;
 use crate::maths::exact::ExactSum;
-use crate::report::ResultRecord;
-use crate::store::{RunState, Write};
+use crate::report::{ResultRecord, Totals};
 use crate::wire::{DoneReason, ErrorCode, ServerMessage};
 use std::collections::HashSet;
 use std::time::Duration;
+
+/// A write the core asks its driver to make durable ([`Output::Write`]); the store's writer
+/// commits them in order and reports the highest sequence number committed
+/// ([`super::Input::Committed`]). Sequence numbers increase by one per write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// An accepted result.
+    Result { seq: u64, record: ResultRecord },
+    /// Interval ids below `upto` may be handed out: after a crash, everything below it may have
+    /// been, and re-sent results for such ids are recognised.
+    Reserve { seq: u64, upto: u64 },
+    /// The run's running totals and state (a cache of what its results say).
+    Totals {
+        seq: u64,
+        totals: Totals,
+        pi_exact: Box<ExactSum>,
+        state: RunState,
+    },
+}
+
+impl Write {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Write::Result { seq, .. } | Write::Reserve { seq, .. } | Write::Totals { seq, .. } => {
+                *seq
+            }
+        }
+    }
+}
+
+/// The state of a run, as the core writes it with its totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    Stopped,
+    Complete,
+}
 
 /// How many ids are reserved durably at a time, ahead of those handed out.
 pub const RESERVE_BLOCK: u64 = 4096;

@@ -3,9 +3,8 @@
 
 use super::durability::TOTALS_EVERY;
 use super::sessions::{Hold, Session};
-use super::{Core, LeasePolicy, SessionId, Time};
+use super::{Core, LeasePolicy, RunState, SessionId, Time};
 use crate::job::{Interval, IntervalId};
-use crate::store::RunState;
 use std::collections::HashMap;
 use std::time::Duration;
 

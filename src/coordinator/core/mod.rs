@@ -47,7 +47,7 @@ mod results;
 mod sessions;
 mod snapshot;
 
-pub use durability::RESERVE_BLOCK;
+pub use durability::{RunState, Write, RESERVE_BLOCK};
 pub use snapshot::{HeldRow, Snapshot, WorkerRow};
 
 use super::scheduler::Scheduler;
@@ -56,7 +56,6 @@ use crate::job::Job;
 use crate::maths::exact::ExactSum;
 use crate::maths::kernel::Kernel;
 use crate::report::ResultRecord;
-use crate::store::{RunState, Write};
 use crate::wire::{DoneReason, ServerMessage, WorkResult};
 use durability::{Aggregate, Pending, TOTALS_EVERY};
 use leases::BACKUP_CHECK;
@@ -136,8 +135,7 @@ impl CoreConfig {
 }
 
 /// What kind of client a session is (for the worker table).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerKind {
     /// `piswarm worker` (its hello says so).
     Piswarm,
@@ -149,19 +147,23 @@ pub enum WorkerKind {
     Other,
 }
 
+/// A session that completed its handshake (token and version already checked).
+#[derive(Debug, Clone)]
+pub struct Joining {
+    pub session: SessionId,
+    pub name: String,
+    pub peer: String,
+    pub kind: WorkerKind,
+    /// What the client says it is (`hello.agent`, made printable; may be empty).
+    pub agent: String,
+}
+
 /// Everything that can happen to the coordinator.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// A session completed its handshake (token and version already checked). The core answers
-    /// with a `welcome` (and `done` if the job is complete), or an error and a close.
-    Join {
-        session: SessionId,
-        name: String,
-        peer: String,
-        kind: WorkerKind,
-        /// What the client says it is (`hello.agent`, made printable; may be empty).
-        agent: String,
-    },
+    /// A session completed its handshake. The core answers with a `welcome` (and `done` if the
+    /// job is complete), or an error and a close.
+    Join(Joining),
     /// The session asks for `count` more assignments.
     Request { session: SessionId, count: u32 },
     /// A result, with the verdict of the O(1) verification (run by the session, off this task).
@@ -204,35 +206,13 @@ pub enum Output {
     Durable(DurableLine),
 }
 
-/// A durable result and the totals after it: one printed line.
+/// A durable result and the totals after it (the shell prints it: `coordinator::printer`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DurableLine {
     pub record: ResultRecord,
     pub intervals_done: u64,
     pub terms_done: u64,
     pub pi: f64,
-}
-
-impl std::fmt::Display for DurableLine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let r = &self.record;
-        write!(
-            f,
-            "[{:>6}] {} {} [{}, {}] evens={} odds={} pi={:e} {:.3}ms | total: {} intervals, {} terms, π≈{:.15}",
-            r.id.0,
-            r.worker,
-            r.peer,
-            r.a.0,
-            r.b.0,
-            r.even_sum.0,
-            r.odd_sum.0,
-            r.pi,
-            r.duration_s * 1e3,
-            self.intervals_done,
-            self.terms_done,
-            self.pi,
-        )
-    }
 }
 
 /// What a coordinator continues from after a restart (read back from the store).
@@ -360,13 +340,7 @@ impl Core {
     pub fn handle(&mut self, now: Time, input: Input) {
         self.now = self.now.max(now);
         match input {
-            Input::Join {
-                session,
-                name,
-                peer,
-                kind,
-                agent,
-            } => self.join(session, name, peer, kind, agent),
+            Input::Join(joining) => self.join(joining),
             Input::Request { session, count } => {
                 if let Some(s) = self.sessions.get_mut(&session) {
                     s.last_seen = self.now;

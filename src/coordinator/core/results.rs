@@ -2,13 +2,12 @@
 
 use super::durability::Pending;
 use super::sessions::{Hold, Reply};
-use super::{Core, Output, SessionId};
+use super::{Core, Output, SessionId, Write};
 use crate::coordinator::scheduler::IntervalState;
 use crate::job::verify::{Refusal, Verified};
 use crate::job::IntervalId;
 use crate::mutation::{self, Mutation};
 use crate::report::ResultRecord;
-use crate::store::Write;
 use crate::wire::{AckStatus, Dec, ErrorCode, ServerMessage, WorkResult};
 use std::collections::VecDeque;
 

@@ -1,7 +1,7 @@
 //! Sessions: joining and leaving, what each may hold (its allowance), and feeding those that
 //! wait for work.
 
-use super::{Core, Output, SessionId, Time, WorkerKind};
+use super::{Core, Joining, Output, SessionId, Time, WorkerKind};
 use crate::job::{Interval, IntervalId, Job};
 use crate::wire::{Dec, DoneReason, ErrorCode, ServerMessage, PROTOCOL_VERSION};
 use std::collections::{HashMap, VecDeque};
@@ -156,14 +156,14 @@ const INITIAL_SHARE: u64 = 256;
 const HORIZON_FLOOR: Duration = Duration::from_millis(250);
 
 impl Core {
-    pub(super) fn join(
-        &mut self,
-        id: SessionId,
-        name: String,
-        peer: String,
-        kind: WorkerKind,
-        agent: String,
-    ) {
+    pub(super) fn join(&mut self, joining: Joining) {
+        let Joining {
+            session: id,
+            name,
+            peer,
+            kind,
+            agent,
+        } = joining;
         if self.sessions.contains_key(&id) {
             return; // a driver bug; never two sessions under one id
         }

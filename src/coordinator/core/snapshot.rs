@@ -36,7 +36,7 @@ pub struct Snapshot {
 }
 
 /// One row of the worker table.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorkerRow {
     pub session: SessionId,
     pub name: String,

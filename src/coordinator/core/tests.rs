@@ -21,13 +21,13 @@ fn started(job: Job) -> Core {
 fn join(core: &mut Core, now: Time, session: SessionId) {
     core.handle(
         now,
-        Input::Join {
+        Input::Join(Joining {
             session,
             name: format!("w{session}"),
             peer: "test".into(),
             kind: WorkerKind::Piswarm,
             agent: String::new(),
-        },
+        }),
     );
 }
 
