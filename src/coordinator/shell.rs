@@ -2,11 +2,11 @@
 //!
 //! Sessions never touch the core: they send the core's own [`Input`]s, wrapped in [`Event`]s,
 //! over a bounded channel (and wait when it is full: backpressure) and receive messages on their
-//! own bounded outbox. The shell applies one
-//! event at a time, writes the core's messages with `try_send` (a session whose outbox is full is
-//! not reading: it is dropped, and its intervals go back), sends the core's writes to the store's
-//! writer (waiting when its queue is full: backpressure goes to the store side) and feeds the
-//! writer's commits back into the core, which alone turns them into acknowledgements.
+//! own bounded outbox. The shell applies one event at a time, writes the core's messages with
+//! `try_send` (a session whose outbox is full is not reading: it is dropped, and its intervals go
+//! back), sends the core's writes to the store's writer (waiting when its queue is full:
+//! backpressure goes to the store side) and feeds the writer's commits back into the core, which
+//! alone turns them into acknowledgements.
 //!
 //! It knows no store: a [`StoreLink`] is a queue for the core's [`Write`]s and a `watch` of what
 //! is [`Durability`]; `node::start_run` wires it to the store's writer thread (`serve`, `run`
