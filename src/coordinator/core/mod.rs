@@ -75,8 +75,8 @@ pub type Time = Duration;
 pub enum LeasePolicy {
     /// Every assignment gets this lease.
     Fixed(Duration),
-    /// [`leases::LEASE_FACTOR`] times the slowest observed assign-to-result time, within these bounds;
-    /// the floor until something has been observed.
+    /// `LEASE_FACTOR` (4, in `leases`) times the slowest observed assign-to-result time, within
+    /// these bounds; the floor until something has been observed.
     Observed { floor: Duration, ceiling: Duration },
 }
 

@@ -52,7 +52,8 @@ pub struct WorkerRow {
     pub strikes: u32,
     /// Terms per second of its accepted results, measured by the server.
     pub terms_per_s: f64,
-    /// The most intervals it may hold now (its speed times the horizon; see [`CoreConfig::horizon`]).
+    /// The most intervals it may hold now (its speed times the horizon; see
+    /// [`super::CoreConfig::horizon`]).
     pub allowance: usize,
     /// Backup copies it was given, and how many of them counted first.
     pub backups: u64,
