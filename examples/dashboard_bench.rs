@@ -22,12 +22,13 @@ mod chromium;
 use headless_chrome::protocol::cdp::{Emulation, Performance};
 use headless_chrome::Tab;
 use piswarm::commands::serve::ServeOptions;
+use piswarm::coordinator::{RunState, Write};
 use piswarm::job::Job;
 use piswarm::maths::exact::ExactSum;
 use piswarm::maths::{series, sums};
 use piswarm::node::Node;
 use piswarm::report::{now_iso8601, ResultRecord, Totals};
-use piswarm::store::{Location, RunState, Store, Write, Writer};
+use piswarm::store::{writer, Location, Store};
 use piswarm::wire::Dec;
 use serde_json::Value;
 use std::path::Path;
@@ -43,7 +44,7 @@ async fn write_run(db: &Path, n: u64) -> i64 {
     let run = store
         .create_run(Job::new(Some(n * CHUNK), Some(CHUNK)).unwrap())
         .unwrap();
-    let (writer, mut durable, thread) = Writer::start(store, run).unwrap();
+    let (writes, mut durable, thread) = writer::start(store, run, None).unwrap();
     let (mut even, mut odd, mut pi, mut terms) = (0u128, 0u128, ExactSum::new(), 0u64);
     let stamp = now_iso8601();
     // A step coprime with n visits every interval once, out of order.
@@ -67,7 +68,7 @@ async fn write_run(db: &Path, n: u64) -> i64 {
         odd += record.odd_sum.0;
         pi.add(record.pi).unwrap();
         terms += CHUNK;
-        assert!(writer.send(Write::Result { seq, record }).await);
+        assert!(writes.send(Write::Result { seq, record }).await.is_ok());
         id = (id + step.max(1)) % n;
     }
     let totals = Totals {
@@ -82,18 +83,17 @@ async fn write_run(db: &Path, n: u64) -> i64 {
         pi_bound: 0.0,
     };
     let last = n + 1;
-    assert!(
-        writer
-            .send(Write::Totals {
-                seq: last,
-                totals,
-                pi_exact: Box::new(pi),
-                state: RunState::Complete,
-            })
-            .await
-    );
+    assert!(writes
+        .send(Write::Totals {
+            seq: last,
+            totals,
+            pi_exact: Box::new(pi),
+            state: RunState::Complete,
+        })
+        .await
+        .is_ok());
     durable.wait_for(|d| d.committed >= last).await.unwrap();
-    drop(writer);
+    drop(writes);
     thread.join().unwrap();
     run
 }

@@ -1,10 +1,11 @@
 //! piswarm: a distributed computation of the Leibniz series over TCP, done properly.
 //!
 //! ARCHITECTURE.md is the map. Layers, each using only those before it:
-//! [`maths`] (pure numerics) · [`job`] (the interval grid) · [`wire`] (bytes on sockets, no I/O) ·
-//! [`report`] (what a run produces) · [`store`] (SQLite) · [`coordinator`] (the run's state
-//! machine and the task that drives it) · [`net`] (listeners and sessions) · [`worker`] (the
-//! client) · [`node`] (what `serve` runs: start, stop, runs, local clients) · [`web`] (the
+//! [`maths`] (pure numerics) · [`wire`] (bytes on sockets, no I/O) · [`job`] (the interval grid) ·
+//! [`report`] (what a run produces) · [`coordinator`] (the run's state machine, which owns its
+//! vocabulary, and the task that drives it) · [`store`] (SQLite; it consumes the coordinator's
+//! writes) · [`net`] (listeners and sessions) · [`worker`] (the client) · [`node`] (what `serve`
+//! runs: start, stop, runs, local clients; a coordinator wired to its store) · [`web`] (the
 //! dashboard) · [`commands`] (one module per subcommand) · [`cli`] (flags).
 //!
 //! Beside the layers: [`metrics`], whose instruments (plain handles, depending on nothing of

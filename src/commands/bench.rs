@@ -7,10 +7,11 @@
 //! * `connections`: resident memory of a `piswarm serve` process holding N idle, handshaken
 //!   connections.
 
-use crate::coordinator::{self, CoordinatorConfig};
+use crate::coordinator::CoreConfig;
 use crate::job::Job;
 use crate::maths::kernel::{self, HotLoop, Isa, Kernel};
 use crate::net::{self, Listeners, ServerConfig};
+use crate::node;
 use crate::store::{Location, Store};
 use crate::wire::line::read_line;
 use crate::wire::{self, AckStatus, ClientMessage, ServerMessage, MAX_LINE, PROTOCOL_VERSION};
@@ -203,12 +204,12 @@ pub async fn coordinator(
     let db = dir.join("bench.db");
     let store = Store::open(&Location::File(db.clone()))?;
     let run = store.create_run(job)?;
-    let mut config = CoordinatorConfig::new(job);
+    let mut config = CoreConfig::new(job);
     config.max_prefetch = prefetch.max(1);
-    let running = coordinator::start_run(
+    let running = node::start_run(
         store,
         run,
-        coordinator::RunOptions {
+        node::StartOptions {
             config,
             print_results: false,
             path: Some(db.clone()),

@@ -1,10 +1,11 @@
 //! `piswarm run`: the whole job on this machine — a coordinator on an ephemeral loopback port and
 //! `W` workers that connect to it over real TCP — with a progress bar and the final report.
 
-use crate::coordinator::{self, CoordinatorConfig};
+use crate::coordinator::CoreConfig;
 use crate::job::Job;
 use crate::maths::kernel::Kernel;
 use crate::net::{self, Listeners, ServerConfig};
+use crate::node;
 use crate::report::FinalReport;
 use crate::store::{Location, Store};
 use crate::worker::{self, WorkerConfig};
@@ -35,12 +36,12 @@ pub async fn run_local(options: RunOptions) -> anyhow::Result<FinalReport> {
     let location = options.db.clone().map_or(Location::Memory, Location::File);
     let store = Store::open(&location)?;
     let run = store.create_run_with(options.job, options.kernel)?;
-    let mut config = CoordinatorConfig::new(options.job);
+    let mut config = CoreConfig::new(options.job);
     config.max_prefetch = 64;
-    let running = coordinator::start_run(
+    let running = node::start_run(
         store,
         run,
-        coordinator::RunOptions {
+        node::StartOptions {
             config,
             print_results: false,
             path: options.db.clone(),

@@ -11,7 +11,7 @@ pub const MAX_BUCKETS: u32 = 4096;
 /// The grid [0, span) cut into equal stretches of `width` intervals, with how many intervals of
 /// each stretch are in each state. `span` is the job's interval count, or for an open-ended job
 /// the highest interval handed out so far plus one.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CoverageMap {
     pub span: u64,
     pub width: u64,
@@ -22,7 +22,7 @@ pub struct CoverageMap {
 /// Interval counts of one stretch of the coverage map. `rejected` counts intervals whose last
 /// result was rejected recently and that are not done yet (they are also in flight or given back).
 /// Accepted results still being made durable count as done.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CoverageBucket {
     pub done: u64,
     pub in_flight: u64,

@@ -4,10 +4,14 @@
 //!   completion, as a function of inputs and time. Everything that decides is there.
 //! * [`scheduler`]: the bookkeeping of intervals (fresh, in flight, given back, pending, done).
 //! * [`coverage`]: the coverage map of the grid, for the dashboard.
-//! * [`shell`]: the tokio task around the core: it receives [`Event`]s from sessions over a
-//!   bounded channel, writes the core's messages into per-session outboxes, forwards its writes to
-//!   the store's writer and the writer's commits back, runs its timers, prints durable results on
-//!   a thread of their own ([`printer`]) and publishes [`Snapshot`]s.
+//! * [`shell`]: the tokio task around the core: it receives [`Event`]s (the core's [`Input`]s
+//!   from sessions, and the program's requests) over a bounded channel, writes the core's
+//!   messages into per-session outboxes, forwards its [`Write`]s to the store's writer (through a
+//!   [`StoreLink`]) and the writer's commits back, runs its timers, prints durable results on a
+//!   thread of their own ([`printer`]) and publishes [`Snapshot`]s.
+//!
+//! The coordinator owns its vocabulary: the store consumes its [`Write`]s and [`RunState`], the
+//! web layer maps its views to API types. It imports nothing from `store`, `web` or `utoipa`.
 
 pub mod core;
 pub mod coverage;
@@ -16,11 +20,10 @@ pub mod scheduler;
 pub mod shell;
 
 pub use self::core::{
-    CoreConfig as CoordinatorConfig, HeldRow, Input, LeasePolicy, Output, SessionId, Snapshot,
-    WorkerKind, WorkerRow,
+    CoreConfig, HeldRow, Input, Joining, LeasePolicy, Output, ResumeState, RunState, SessionId,
+    Snapshot, WorkerKind, WorkerRow, Write,
 };
 pub use coverage::{CoverageBucket, CoverageMap};
 pub use shell::{
-    spawn, spawn_with, start_run, CoordinatorGone, CoordinatorHandle, Event, Outbound, RunOptions,
-    RunningRun, StoreLink,
+    spawn, spawn_with, CoordinatorGone, CoordinatorHandle, Durability, Event, Outbound, StoreLink,
 };

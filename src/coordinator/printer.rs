@@ -1,10 +1,12 @@
-//! Printing one line per durable result, on a thread of its own.
+//! Printing one line per durable result, on a thread of its own, and what that line says
+//! ([`printed`]: the human line, or a JSON object with `--log-format json`).
 //!
 //! The coordinator's task never writes to the terminal: it hands lines to [`Printer::print`],
 //! which queues them (bounded) for a dedicated thread. When the terminal (or a pipe nobody reads)
 //! is slower than the run, lines are dropped and counted, and the thread says how many once it
 //! catches up — the run itself never waits for stdout.
 
+use super::core::DurableLine;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -93,6 +95,45 @@ impl Drop for Printer {
         self.lines = dead;
         drop(self.thread.take());
     }
+}
+
+/// A durable result as printed: the human line, or with `--log-format json` a JSON line (fields
+/// in docs/deployment.md, "Logs").
+pub fn printed(line: &DurableLine) -> String {
+    match crate::logging::format() {
+        crate::logging::LogFormat::Human => human(line),
+        crate::logging::LogFormat::Json => crate::logging::json_line(
+            "INFO",
+            "piswarm::result",
+            "result",
+            serde_json::json!({
+                "result": line.record,
+                "intervals_done": line.intervals_done,
+                "terms_done": line.terms_done,
+                "pi_total": line.pi,
+            }),
+        ),
+    }
+}
+
+/// The human line: the result, then the totals after it.
+fn human(line: &DurableLine) -> String {
+    let r = &line.record;
+    format!(
+        "[{:>6}] {} {} [{}, {}] evens={} odds={} pi={:e} {:.3}ms | total: {} intervals, {} terms, π≈{:.15}",
+        r.id.0,
+        r.worker,
+        r.peer,
+        r.a.0,
+        r.b.0,
+        r.even_sum.0,
+        r.odd_sum.0,
+        r.pi,
+        r.duration_s * 1e3,
+        line.intervals_done,
+        line.terms_done,
+        line.pi,
+    )
 }
 
 #[cfg(test)]

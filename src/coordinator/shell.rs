@@ -1,29 +1,29 @@
 //! The task that drives the coordinator's [`Core`]: the only owner of a run's state.
 //!
-//! Sessions never touch the core: they send [`Event`]s over a bounded channel (and wait when it
-//! is full: backpressure) and receive messages on their own bounded outbox. The shell applies one
-//! event at a time, writes the core's messages with `try_send` (a session whose outbox is full is
-//! not reading: it is dropped, and its intervals go back), sends the core's writes to the store's
-//! writer (waiting when its queue is full: backpressure goes to the store side) and feeds the
-//! writer's commits back into the core, which alone turns them into acknowledgements.
+//! Sessions never touch the core: they send the core's own [`Input`]s, wrapped in [`Event`]s,
+//! over a bounded channel (and wait when it is full: backpressure) and receive messages on their
+//! own bounded outbox. The shell applies one event at a time, writes the core's messages with
+//! `try_send` (a session whose outbox is full is not reading: it is dropped, and its intervals go
+//! back), sends the core's writes to the store's writer (waiting when its queue is full:
+//! backpressure goes to the store side) and feeds the writer's commits back into the core, which
+//! alone turns them into acknowledgements.
 //!
-//! [`start_run`] is the one place where a coordinator is wired to its store (`serve`, `run` and
-//! `bench` all use it).
+//! It knows no store: a [`StoreLink`] is a queue for the core's [`Write`]s and a `watch` of what
+//! is [`Durability`]; `node::start_run` wires it to the store's writer thread (`serve`, `run`
+//! and `bench` all use it).
 
 use super::core::{
-    Core, CoreConfig, DurableLine, HeldRow, Input, Output, ResumeState, SessionId, Snapshot,
-    WorkerKind, WorkerRow,
+    Core, CoreConfig, HeldRow, Input, Joining, Output, ResumeState, SessionId, Snapshot, WorkerRow,
+    Write,
 };
 use super::coverage::CoverageMap;
-use super::printer::Printer;
-use crate::job::verify::{Refusal, Verified};
+use super::printer::{self, Printer};
 use crate::job::Job;
 use crate::maths::kernel::Kernel;
 use crate::report::FinalReport;
-use crate::store::{self, Durability, Store, StoreError, Writer};
-use crate::wire::{ServerMessage, WorkResult};
+use crate::wire::ServerMessage;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,51 +41,29 @@ const EVENT_BATCH: usize = 256;
 /// the sender (the session writes what is queued, then closes).
 pub type Outbound = ServerMessage;
 
-/// Everything sessions and the program can ask of the coordinator.
+/// Everything sessions and the program can ask of the coordinator: a session's input for the
+/// core, or the program's requests, which need a reply.
 #[derive(Debug)]
 pub enum Event {
-    /// A session completed its handshake; its `welcome` (or refusal) arrives on `outbox`.
+    /// A session completed its handshake: its [`Input::Join`], and the outbox its `welcome` (or
+    /// refusal) and then its work arrive on.
     Join {
-        session: SessionId,
-        name: String,
-        peer: String,
-        kind: WorkerKind,
-        /// `hello.agent`, printable (may be empty).
-        agent: String,
+        joining: Joining,
         outbox: mpsc::Sender<Outbound>,
     },
-    Request {
-        session: SessionId,
-        count: u32,
-    },
-    /// A result with the verdict of its verification.
-    Result {
-        session: SessionId,
-        result: WorkResult,
-        verdict: Result<Verified, Refusal>,
-        received_at: String,
-    },
-    /// The session ended.
-    Leave {
-        session: SessionId,
-    },
+    /// What a session reports: [`Input::Request`], [`Input::Result`] (with the verdict of its
+    /// verification) or [`Input::Leave`], which also drops its outbox. The store's inputs and
+    /// the clock's are the shell's own.
+    Input(Input),
     /// Stop serving (see [`Input::Drain`]); replies once every session has been told.
-    Drain {
-        reply: oneshot::Sender<()>,
-    },
+    Drain { reply: oneshot::Sender<()> },
     /// Serve again.
-    Open {
-        reply: oneshot::Sender<()>,
-    },
+    Open { reply: oneshot::Sender<()> },
     /// The report of the durable results.
-    Report {
-        reply: oneshot::Sender<FinalReport>,
-    },
+    Report { reply: oneshot::Sender<FinalReport> },
     /// Replies `true` once every result accepted so far is durable (`false` if it never will be:
     /// the store failed).
-    Flush {
-        reply: oneshot::Sender<bool>,
-    },
+    Flush { reply: oneshot::Sender<bool> },
     Coverage {
         buckets: u32,
         reply: oneshot::Sender<CoverageMap>,
@@ -191,10 +169,19 @@ impl CoordinatorHandle {
     }
 }
 
-/// Where a coordinator makes its results durable.
+/// What the store has made durable: every write up to `committed`; `failed` once it cannot
+/// write any more. The store's writer publishes it on a `watch`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Durability {
+    pub committed: u64,
+    pub failed: Option<String>,
+}
+
+/// Where a coordinator makes its results durable: the store's writer (`store::writer::start`).
 #[derive(Debug)]
 pub struct StoreLink {
-    pub writer: Writer,
+    /// The core's writes, in order (the shell waits when the queue is full: backpressure).
+    pub writes: mpsc::Sender<Write>,
     pub durability: watch::Receiver<Durability>,
     /// The database file, to watch the free space of its file system.
     pub path: Option<PathBuf>,
@@ -341,38 +328,15 @@ impl Shell {
 
     fn event(&mut self, event: Event) {
         match event {
-            Event::Join {
-                session,
-                name,
-                peer,
-                kind,
-                agent,
-                outbox,
-            } => {
-                self.outboxes.insert(session, outbox);
-                self.input(Input::Join {
-                    session,
-                    name,
-                    peer,
-                    kind,
-                    agent,
-                });
+            Event::Join { joining, outbox } => {
+                self.outboxes.insert(joining.session, outbox);
+                self.input(Input::Join(joining));
             }
-            Event::Request { session, count } => self.input(Input::Request { session, count }),
-            Event::Result {
-                session,
-                result,
-                verdict,
-                received_at,
-            } => self.input(Input::Result {
-                session,
-                result,
-                verdict,
-                received_at,
-            }),
-            Event::Leave { session } => {
-                self.outboxes.remove(&session);
-                self.input(Input::Leave { session });
+            Event::Input(input) => {
+                if let Input::Leave { session } = input {
+                    self.outboxes.remove(&session);
+                }
+                self.input(input);
             }
             Event::Drain { reply } => {
                 self.input(Input::Drain);
@@ -418,7 +382,7 @@ impl Shell {
                     }
                     Output::Write(write) => {
                         let delivered = match &self.store {
-                            Some(link) => link.writer.send(write).await,
+                            Some(link) => link.writes.send(write).await.is_ok(),
                             None => true,
                         };
                         if !delivered {
@@ -429,7 +393,7 @@ impl Shell {
                     }
                     Output::Durable(line) => {
                         if let Some(printer) = &self.printer {
-                            printer.print(printed(&line));
+                            printer.print(printer::printed(&line));
                         }
                     }
                 }
@@ -482,7 +446,7 @@ impl Shell {
             return;
         };
         let min = link.min_free_disk;
-        if let Some(free) = store::free_disk_bytes(&path) {
+        if let Some(free) = free_disk_bytes(&path) {
             if free < min && !self.core.store_has_failed() {
                 let reason = format!(
                     "the disk holding {} has {} MiB free, below the minimum of {} MiB (--min-free-disk)",
@@ -510,25 +474,6 @@ impl Shell {
     }
 }
 
-/// A durable result as printed: the human line, or with `--log-format json` a JSON line (fields
-/// in docs/deployment.md, "Logs").
-fn printed(line: &DurableLine) -> String {
-    match crate::logging::format() {
-        crate::logging::LogFormat::Human => line.to_string(),
-        crate::logging::LogFormat::Json => crate::logging::json_line(
-            "INFO",
-            "piswarm::result",
-            "result",
-            serde_json::json!({
-                "result": line.record,
-                "intervals_done": line.intervals_done,
-                "terms_done": line.terms_done,
-                "pi_total": line.pi,
-            }),
-        ),
-    }
-}
-
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -536,110 +481,12 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-/// How [`start_run`] sets a coordinator up.
-pub struct RunOptions {
-    pub config: CoreConfig,
-    /// Print a line per durable result to standard output.
-    pub print_results: bool,
-    /// The store's file (to watch its disk), if it is a file.
-    pub path: Option<PathBuf>,
-    pub min_free_disk: u64,
-    /// Told how long each of the store's commits took (metrics).
-    pub on_commit: Option<store::CommitObserver>,
-}
-
-impl std::fmt::Debug for RunOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunOptions")
-            .field("config", &self.config)
-            .field("print_results", &self.print_results)
-            .field("path", &self.path)
-            .field("min_free_disk", &self.min_free_disk)
-            .field("on_commit", &self.on_commit.is_some())
-            .finish()
-    }
-}
-
-/// A coordinator wired to its store: what `serve`, `run` and `bench` run.
-#[derive(Debug)]
-pub struct RunningRun {
-    pub id: i64,
-    pub handle: CoordinatorHandle,
-    /// Stored results that failed re-verification on resume (deleted; they will be redone).
-    pub dropped: Vec<u64>,
-    /// Intervals already done when it started.
-    pub resumed_done: u64,
-    /// Results the store's high-water mark says were durable and are missing (a lost `-wal`).
-    pub lost: u64,
-    task: tokio::task::JoinHandle<()>,
-    writer: std::thread::JoinHandle<()>,
-}
-
-impl RunningRun {
-    /// Drops this handle and waits for the coordinator's task and the store's writer to end
-    /// (other clones of the handle must be gone too).
-    pub async fn finish(self) {
-        drop(self.handle);
-        let _ = self.task.await;
-        let writer = self.writer;
-        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-    }
-}
-
-/// Starts the coordinator of run `run` in `store`: reads back (and re-verifies) what is stored,
-/// starts the store's writer, spawns the coordinator. Reading a large run takes a while; it runs
-/// on a blocking thread.
-pub async fn start_run(
-    store: Store,
-    run: i64,
-    mut options: RunOptions,
-) -> Result<RunningRun, StoreError> {
-    let (store, resume) = tokio::task::spawn_blocking(move || {
-        let mut store = store;
-        let resume = store.load(run)?;
-        Ok::<_, StoreError>((store, resume))
-    })
-    .await
-    .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
-    let dropped = resume.dropped.clone();
-    let resumed_done = resume.done_ids.len() as u64;
-    let lost = resume.lost;
-    let state = ResumeState {
-        issued_upto: resume.run.issued_upto,
-        pi: resume.pi,
-        even_sum: resume.run.totals.even_sum.0,
-        odd_sum: resume.run.totals.odd_sum.0,
-        terms_done: resume.run.totals.terms_done,
-        worker_names: resume.worker_names,
-        elapsed_s: resume.run.totals.elapsed_s,
-        pi_bound: resume.pi_bound,
-        done_ids: resume.done_ids,
-    };
-    options.config.run_id = run as u64;
-    options.config.run_uid = resume.run.uid.clone();
-    options.config.kernel = resume.run.kernel;
-    options.config.emit_durable = options.print_results;
-    let (writer, durability, writer_thread) =
-        Writer::start_observed(store, run, options.on_commit.take())?;
-    let link = StoreLink {
-        writer,
-        durability,
-        path: options.path,
-        min_free_disk: options.min_free_disk,
-    };
-    let printer = if options.print_results {
-        Some(Printer::stdout()?)
-    } else {
-        None
-    };
-    let (handle, task) = spawn_with(options.config, Some(state), Some(link), printer);
-    Ok(RunningRun {
-        id: run,
-        handle,
-        dropped,
-        resumed_done,
-        lost,
-        task,
-        writer: writer_thread,
-    })
+/// Free space on the file system holding `path`, in bytes (None if unknown).
+fn free_disk_bytes(path: &Path) -> Option<u64> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }

@@ -9,7 +9,7 @@
 //! authenticates it.
 
 use super::limits::ServerConfig;
-use crate::coordinator::{CoordinatorHandle, Event, SessionId, WorkerKind};
+use crate::coordinator::{CoordinatorHandle, Event, Input, Joining, SessionId, WorkerKind};
 use crate::job::verify::check_result_with;
 use crate::report::now_iso8601;
 use crate::wire::legacy::{
@@ -56,11 +56,13 @@ pub async fn run_legacy_session<R, W>(
     let (outbox, mut inbox) = mpsc::channel(OUTBOX_CAPACITY);
     let session = coordinator.new_session();
     let join = Event::Join {
-        session,
-        name: name.clone(),
-        peer: peer.to_string(),
-        kind: WorkerKind::Legacy,
-        agent: String::new(),
+        joining: Joining {
+            session,
+            name: name.clone(),
+            peer: peer.to_string(),
+            kind: WorkerKind::Legacy,
+            agent: String::new(),
+        },
         outbox,
     };
     tokio::select! {
@@ -72,11 +74,15 @@ pub async fn run_legacy_session<R, W>(
         Ok(Some(ServerMessage::Welcome { .. })) => {}
         Ok(Some(ServerMessage::Error { message, .. })) => {
             tracing::warn!(%peer, worker = %name, "legacy client refused by the coordinator: {message}");
-            let _ = coordinator.send(Event::Leave { session }).await;
+            let _ = coordinator
+                .send(Event::Input(Input::Leave { session }))
+                .await;
             return;
         }
         _ => {
-            let _ = coordinator.send(Event::Leave { session }).await;
+            let _ = coordinator
+                .send(Event::Input(Input::Leave { session }))
+                .await;
             return;
         }
     }
@@ -96,7 +102,9 @@ pub async fn run_legacy_session<R, W>(
     tracing::debug!(%peer, worker = %name, "legacy session ended: {end}");
     // Always leave, and before closing the socket: whatever the session still holds is back in
     // the queue before the client can see the connection end.
-    let _ = coordinator.send(Event::Leave { session }).await;
+    let _ = coordinator
+        .send(Event::Input(Input::Leave { session }))
+        .await;
     let _ = timeout(REPLY_TIMEOUT, write.shutdown()).await;
 }
 
@@ -161,10 +169,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
     /// The exchange; returns why it ended. The caller leaves the coordinator afterwards.
     async fn run(&mut self) -> &'static str {
         let (peer, name) = (self.peer, self.name);
-        let request = Event::Request {
+        let request = Event::Input(Input::Request {
             session: self.session,
             count: 1,
-        };
+        });
         if self.coordinator.send(request).await.is_err() {
             return "the coordinator stopped";
         }
@@ -276,12 +284,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             tracing::debug!(%peer, worker = %name, interval = id, code = ?refusal.code, "wrong legacy result: {}; closing the connection", refusal.message);
         }
         let wrong = verdict.is_err();
-        let event = Event::Result {
+        let event = Event::Input(Input::Result {
             session: self.session,
             result,
             verdict,
             received_at: now_iso8601(),
-        };
+        });
         if self.coordinator.send(event).await.is_err() {
             return "the coordinator stopped";
         }

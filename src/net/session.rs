@@ -7,7 +7,7 @@
 
 use super::limits::{for_log, printable, ServerConfig, OUTBOX_CAPACITY};
 use super::tls::TLS_HANDSHAKE_RECORD;
-use crate::coordinator::{CoordinatorHandle, Event, WorkerKind};
+use crate::coordinator::{CoordinatorHandle, Event, Input, Joining, WorkerKind};
 use crate::job::verify::check_result_with;
 use crate::report::now_iso8601;
 use crate::wire::line::{read_line, LineError};
@@ -213,11 +213,13 @@ async fn run_session_until<R, W>(
     let (outbox, mut inbox) = mpsc::channel(OUTBOX_CAPACITY);
     let session = coordinator.new_session();
     let join = Event::Join {
-        session,
-        name: name.clone(),
-        peer: peer.to_string(),
-        kind,
-        agent,
+        joining: Joining {
+            session,
+            name: name.clone(),
+            peer: peer.to_string(),
+            kind,
+            agent,
+        },
         outbox,
     };
     if coordinator.send(join).await.is_err() {
@@ -287,11 +289,11 @@ async fn run_session_until<R, W>(
                 idle_deadline = Instant::now() + config.idle_timeout;
                 match wire::decode_client(&line) {
                     Ok(ClientMessage::Request { count }) => {
-                        if coordinator.send(Event::Request { session, count }).await.is_err() { break "coordinator gone"; }
+                        if coordinator.send(Event::Input(Input::Request { session, count })).await.is_err() { break "coordinator gone"; }
                     }
                     Ok(ClientMessage::Result(result)) => {
                         let verdict = config.metrics.time_verify(|| check_result_with(&job, kernel, &result, config.tolerance));
-                        let event = Event::Result { session, result, verdict, received_at: now_iso8601() };
+                        let event = Event::Input(Input::Result { session, result, verdict, received_at: now_iso8601() });
                         if coordinator.send(event).await.is_err() { break "coordinator gone"; }
                     }
                     Ok(ClientMessage::Heartbeat {}) => {}
@@ -332,7 +334,9 @@ async fn run_session_until<R, W>(
         }
     };
     tracing::debug!(%peer, worker = %name, "session ended: {end}");
-    let _ = coordinator.send(Event::Leave { session }).await;
+    let _ = coordinator
+        .send(Event::Input(Input::Leave { session }))
+        .await;
     let _ = write.shutdown().await;
     // What the peer still sends is read and dropped for a moment: closing with unread input
     // makes the kernel answer with a reset, which can destroy our last lines (a `done`, an

@@ -20,13 +20,13 @@
 
 pub mod clients;
 mod reads;
+mod start;
 
 pub use clients::ClientMode;
 pub use reads::ReadPool;
+pub use start::{start_run, RunningRun, StartOptions};
 
-use crate::coordinator::{
-    self, CoordinatorConfig, CoordinatorHandle, LeasePolicy, RunOptions, RunningRun, Snapshot,
-};
+use crate::coordinator::{self, CoordinatorHandle, CoreConfig, LeasePolicy, Snapshot};
 use crate::job::Job;
 use crate::logging;
 use crate::maths::kernel::Kernel;
@@ -399,7 +399,7 @@ impl Node {
             RunChoice::Resume(row) => (row.id, row.job()),
             RunChoice::Create(job) => (store.create_run_with(*job, options.kernel)?, *job),
         };
-        let running = coordinator::start_run(store, run, run_options(&options, job)).await?;
+        let running = start_run(store, run, run_options(&options, job)).await?;
         if let RunChoice::Resume(row) = &choice {
             logging::say(format_args!(
                 "resuming run {} from {} ({}; {} intervals already done)",
@@ -725,8 +725,7 @@ impl Node {
         })
         .await
         .map_err(|e| ControlError::Io(std::io::Error::other(e.to_string())))??;
-        let running =
-            coordinator::start_run(store, id, run_options(&self.inner.options, job)).await?;
+        let running = start_run(store, id, run_options(&self.inner.options, job)).await?;
         let ctx = spawn_files_task(&self.inner.options, running, job);
         self.inner.current.send_replace(ctx.current());
         if let Ok(mut c) = self.inner.coordinator.lock() {
@@ -771,8 +770,8 @@ impl Node {
 }
 
 /// The coordinator's settings for a run of `job` under these options.
-fn run_options(options: &ServeOptions, job: Job) -> RunOptions {
-    let mut config = CoordinatorConfig::new(job);
+fn run_options(options: &ServeOptions, job: Job) -> StartOptions {
+    let mut config = CoreConfig::new(job);
     config.max_prefetch = options.max_prefetch;
     config.backups = options.backups;
     if let Some(lease) = options.lease {
@@ -780,7 +779,7 @@ fn run_options(options: &ServeOptions, job: Job) -> RunOptions {
     }
     // Workers are asked to speak three times per idle timeout, so a live one is never cut off.
     config.heartbeat = options.server.idle_timeout / 3;
-    RunOptions {
+    StartOptions {
         config,
         print_results: !options.quiet,
         path: Some(options.db.clone()),

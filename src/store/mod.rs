@@ -3,7 +3,7 @@
 //! * [`Store`]: synchronous access — opening (refusing foreign files, migrating old ones:
 //!   `schema`), creating and resuming runs; the read queries are in `queries`, the exports in
 //!   `export`. Each caller opens its own connection; WAL lets readers run beside the writer.
-//! * [`Writer`] (`writer`): the one thread that writes a run, in group commits, and publishes how
+//! * `writer`: the one thread that writes a run, in group commits, and publishes how
 //!   far it got; the coordinator turns that into acknowledgements.
 //!
 //! Exactly-once is enforced by the schema: `UNIQUE (run_id, interval_id)` on results. Nothing
@@ -20,8 +20,9 @@ pub use queries::{
     DigestRow, HistoryPage, HistoryPosition, HistoryQuery, HistorySort, StoredResult,
 };
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
-pub use writer::{CommitObserver, Durability, Write, Writer};
+pub use writer::CommitObserver;
 
+use crate::coordinator::RunState;
 use crate::job::verify::check_result;
 use crate::job::Job;
 use crate::maths::exact::ExactSum;
@@ -69,31 +70,21 @@ impl Location {
     }
 }
 
-/// The state of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RunState {
-    Running,
-    Stopped,
-    Complete,
+/// A run's state as the `runs` table spells it.
+pub(crate) fn state_name(state: RunState) -> &'static str {
+    match state {
+        RunState::Running => "running",
+        RunState::Stopped => "stopped",
+        RunState::Complete => "complete",
+    }
 }
 
-impl RunState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Running => "running",
-            RunState::Stopped => "stopped",
-            RunState::Complete => "complete",
-        }
-    }
-
-    fn parse(s: &str) -> Option<RunState> {
-        match s {
-            "running" => Some(RunState::Running),
-            "stopped" => Some(RunState::Stopped),
-            "complete" => Some(RunState::Complete),
-            _ => None,
-        }
+fn parse_state(s: &str) -> Option<RunState> {
+    match s {
+        "running" => Some(RunState::Running),
+        "stopped" => Some(RunState::Stopped),
+        "complete" => Some(RunState::Complete),
+        _ => None,
     }
 }
 
@@ -104,6 +95,8 @@ pub struct RunRow {
     /// Terms of the job; null for an open-ended job.
     pub terms: Option<u64>,
     pub chunk: u64,
+    #[serde(serialize_with = "state_json")]
+    #[schema(schema_with = state_schema)]
     pub state: RunState,
     pub created_at: String,
     pub updated_at: String,
@@ -121,6 +114,17 @@ pub struct RunRow {
     #[serde(serialize_with = "kernel_name")]
     #[schema(value_type = String, example = "oct")]
     pub kernel: Kernel,
+}
+
+fn state_json<S: serde::Serializer>(state: &RunState, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(state_name(*state))
+}
+
+fn state_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["running", "stopped", "complete"]))
+        .build()
 }
 
 fn kernel_name<S: serde::Serializer>(kernel: &Kernel, s: S) -> Result<S::Ok, S::Error> {
@@ -453,7 +457,7 @@ impl Store {
         let chunk = u64::try_from(raw.chunk).map_err(|_| bad("a negative chunk"))?;
         let job = Job::new(terms, Some(chunk))
             .map_err(|e| bad(&format!("invalid job parameters ({e})")))?;
-        let state = RunState::parse(&raw.state)
+        let state = parse_state(&raw.state)
             .ok_or_else(|| bad(&format!("an unknown state '{}'", raw.state)))?;
         let kernel = Kernel::from_name(&raw.kernel)
             .ok_or_else(|| bad(&format!("an unknown kernel '{}'", raw.kernel)))?;
@@ -568,19 +572,10 @@ fn is_not_a_database(e: &rusqlite::Error) -> bool {
         if matches!(f.code, rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt))
 }
 
-/// Free space on the file system holding `path`, in bytes (None if unknown).
-pub fn free_disk_bytes(path: &Path) -> Option<u64> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let stat = rustix::fs::statvfs(dir).ok()?;
-    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coordinator::Write;
 
     fn record(id: u64) -> ResultRecord {
         ResultRecord {

@@ -1,6 +1,6 @@
 //! The store's write side: one thread that owns the write connection of one run.
 //!
-//! The coordinator sends it [`Write`]s, each with a sequence number; it commits them in batches
+//! The coordinator sends it its [`Write`]s, each with a sequence number; it commits them in batches
 //! (group commit: whatever queued up while the previous transaction was being written goes into
 //! the next one) and then publishes the highest sequence number committed on a `watch` channel
 //! ([`Durability`]). It never talks to sessions: the coordinator alone turns commits into
@@ -15,9 +15,10 @@
 //! An optional [`CommitObserver`] is told how long each commit took (the metrics'
 //! `piswarm_store_commit_seconds`).
 
-use super::{Location, RunState, Store, StoreError};
+use super::{state_name, Location, Store, StoreError};
+use crate::coordinator::{Durability, RunState, Write};
 use crate::maths::exact::ExactSum;
-use crate::report::{now_iso8601, ResultRecord, Totals};
+use crate::report::{now_iso8601, Totals};
 use rusqlite::params;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,92 +73,35 @@ fn write_mark(db: &Path, run: i64, results: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A write. Sequence numbers increase by one per write.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Write {
-    /// An accepted result.
-    Result { seq: u64, record: ResultRecord },
-    /// Interval ids below `upto` may be handed out: after a crash, everything below it may have
-    /// been, and re-sent results for such ids are recognised.
-    Reserve { seq: u64, upto: u64 },
-    /// The run's running totals and state (a cache of what its results say).
-    Totals {
-        seq: u64,
-        totals: Totals,
-        pi_exact: Box<ExactSum>,
-        state: RunState,
-    },
-}
-
-impl Write {
-    pub fn seq(&self) -> u64 {
-        match self {
-            Write::Result { seq, .. } | Write::Reserve { seq, .. } | Write::Totals { seq, .. } => {
-                *seq
-            }
-        }
-    }
-}
-
-/// What is durable: every write up to `committed`; `failed` once the store cannot write.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Durability {
-    pub committed: u64,
-    pub failed: Option<String>,
-}
-
-/// The handle of a writer thread.
-#[derive(Debug, Clone)]
-pub struct Writer {
-    ops: mpsc::Sender<Write>,
-}
-
-impl Writer {
-    /// Starts the writer thread of run `run` on its own connection.
-    pub fn start(
-        store: Store,
-        run: i64,
-    ) -> Result<
-        (
-            Writer,
-            watch::Receiver<Durability>,
-            std::thread::JoinHandle<()>,
-        ),
-        StoreError,
-    > {
-        Self::start_observed(store, run, None)
-    }
-
-    /// [`Writer::start`], telling `observer` how long each commit took.
-    pub fn start_observed(
-        store: Store,
-        run: i64,
-        observer: Option<CommitObserver>,
-    ) -> Result<
-        (
-            Writer,
-            watch::Receiver<Durability>,
-            std::thread::JoinHandle<()>,
-        ),
-        StoreError,
-    > {
-        let (ops, rx) = mpsc::channel(QUEUE);
-        let (durable_tx, durable) = watch::channel(Durability::default());
-        let thread = std::thread::Builder::new()
-            .name("piswarm-store".into())
-            .spawn(move || writer_loop(store, run, rx, durable_tx, observer))
-            .map_err(|e| {
-                StoreError::Io(std::io::Error::other(format!(
-                    "cannot start the store's writer thread: {e}"
-                )))
-            })?;
-        Ok((Writer { ops }, durable, thread))
-    }
-
-    /// Queues a write; waits while the queue is full. False if the writer has stopped.
-    pub async fn send(&self, write: Write) -> bool {
-        self.ops.send(write).await.is_ok()
-    }
+/// Starts the writer thread of run `run` on its own connection: the coordinator's writes go in
+/// on the sender, what is durable comes out on the `watch` (the shell's [`StoreLink`]); tells
+/// `observer`, if any, how long each commit took.
+///
+/// [`StoreLink`]: crate::coordinator::StoreLink
+#[allow(clippy::type_complexity)]
+pub fn start(
+    store: Store,
+    run: i64,
+    observer: Option<CommitObserver>,
+) -> Result<
+    (
+        mpsc::Sender<Write>,
+        watch::Receiver<Durability>,
+        std::thread::JoinHandle<()>,
+    ),
+    StoreError,
+> {
+    let (writes, rx) = mpsc::channel(QUEUE);
+    let (durable_tx, durable) = watch::channel(Durability::default());
+    let thread = std::thread::Builder::new()
+        .name("piswarm-store".into())
+        .spawn(move || writer_loop(store, run, rx, durable_tx, observer))
+        .map_err(|e| {
+            StoreError::Io(std::io::Error::other(format!(
+                "cannot start the store's writer thread: {e}"
+            )))
+        })?;
+    Ok((writes, durable, thread))
 }
 
 fn writer_loop(
@@ -275,7 +219,7 @@ pub(super) fn commit(store: &mut Store, run: i64, batch: &[Write]) -> Result<u64
                     t.pi,
                     t.workers as i64,
                     t.elapsed_s,
-                    state.as_str(),
+                    state_name(state),
                     now_iso8601(),
                     t.pi_bound,
                 ],

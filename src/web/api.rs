@@ -1,17 +1,16 @@
 //! The JSON API (documented in docs/api.md), its OpenAPI document generated from the types
 //! below, and the live stream of Server-Sent Events.
 
+use super::api_types::{CoverageMap, RunState};
 use super::digest::RunDigest;
 use super::{AppError, AppState, ErrorBody};
-use crate::coordinator::{CoverageMap, WorkerKind};
+use crate::coordinator::WorkerKind;
 use crate::job::{IntervalId, Job};
 use crate::maths::series;
 use crate::node::clients::MAX_PER_REQUEST as MAX_LOCAL_CLIENTS;
 use crate::node::ClientMode;
 use crate::report::FinalReport;
-use crate::store::{
-    HistoryPosition, HistoryQuery, HistorySort, RunRow, RunState, Store, StoredResult,
-};
+use crate::store::{HistoryPosition, HistoryQuery, HistorySort, RunRow, Store, StoredResult};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -845,7 +844,7 @@ pub async fn coverage(
     if run == state.node.current_run().id {
         if let Some(c) = state.node.coordinator() {
             if let Ok(map) = c.coverage(buckets).await {
-                return Ok(Json(map));
+                return Ok(Json(map.into()));
             }
         }
     }
@@ -854,7 +853,7 @@ pub async fn coverage(
         .digests
         .with(run, move |d, row| d.coverage(row, buckets))
         .await?;
-    Ok(Json(map))
+    Ok(Json(map.into()))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -25,6 +25,7 @@
 //! workers: `/join` and its WebSocket, outside the guard: joining never grants control).
 
 mod api;
+mod api_types;
 mod digest;
 pub mod i18n;
 pub mod join;

@@ -7,7 +7,7 @@
 //! the test; everything runs on 127.0.0.1 and the whole test takes a few seconds.
 
 use crate::common::*;
-use piswarm::coordinator::CoordinatorConfig;
+use piswarm::coordinator::CoreConfig;
 use piswarm::job::{IntervalId, Job};
 use piswarm::net::ServerConfig;
 use piswarm::worker::{run_worker, WorkerConfig};
@@ -175,7 +175,7 @@ async fn hostile_run(log: LogBuffer) {
         job.interval(IntervalId(7)).map(|i| (i.a, i.b)),
         Some(bounds(7))
     );
-    let mut config = CoordinatorConfig::new(job);
+    let mut config = CoreConfig::new(job);
     // Announced as heartbeat_s; the reference worker speaks every 0.5 s, well inside IDLE.
     config.heartbeat = IDLE / 3;
     // The gatekeeper below keeps the job open by holding an interval: no backup copy of it may

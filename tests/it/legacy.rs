@@ -6,7 +6,7 @@
 //! Expected values are computed here, independently of the library: the sums from Gauss's closed
 //! forms, π by Kahan summation.
 
-use piswarm::coordinator::{self, CoordinatorConfig, CoordinatorHandle};
+use piswarm::coordinator::{self, CoordinatorHandle, CoreConfig};
 use piswarm::job::Job;
 use piswarm::maths::kernel::pi_partial_naive;
 use piswarm::net::{self, Listeners, ServerConfig};
@@ -346,7 +346,7 @@ impl TestServer {
         let native_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let legacy = legacy_listener.local_addr().unwrap();
         let native = native_listener.local_addr().unwrap();
-        let (coordinator, _task) = coordinator::spawn(CoordinatorConfig::new(job));
+        let (coordinator, _task) = coordinator::spawn(CoreConfig::new(job));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         tokio::spawn(net::serve(

@@ -5,7 +5,7 @@
 use crate::common::*;
 use crate::maths_oracle::{exact_partial, rat, Q};
 use num_traits::Signed;
-use piswarm::coordinator::CoordinatorConfig;
+use piswarm::coordinator::CoreConfig;
 use piswarm::job::verify::Tolerance;
 use piswarm::job::Job;
 use piswarm::maths::{kernel, series, sums};
@@ -673,7 +673,7 @@ async fn pi_bound_contains_the_exact_partial_sum_for_every_kind_of_client() {
             },
             ..ServerConfig::default()
         };
-        let server = TestServer::start_with(CoordinatorConfig::new(job), server).await;
+        let server = TestServer::start_with(CoreConfig::new(job), server).await;
         let mut refused = 0;
         for _ in 0..INTERVALS {
             // One connection per interval: three refused partials would close a connection.

@@ -2,7 +2,7 @@
 //! binary. Certificates are made inside the tests with rcgen; everything stays on 127.0.0.1.
 
 use crate::common::*;
-use piswarm::coordinator::CoordinatorConfig;
+use piswarm::coordinator::CoreConfig;
 use piswarm::job::Job;
 use piswarm::net::tls::{TlsClient, TlsServer};
 use piswarm::net::ServerConfig;
@@ -49,7 +49,7 @@ async fn tls_server(job: Job, pki: &Pki) -> TestServer {
         tls: Some(TlsServer::from_pem(pki.cert.as_bytes(), pki.key.as_bytes()).unwrap()),
         ..ServerConfig::default()
     };
-    TestServer::start_with(CoordinatorConfig::new(job), config).await
+    TestServer::start_with(CoreConfig::new(job), config).await
 }
 
 fn tls_worker(connect: String, ca_pem: &str) -> WorkerConfig {
@@ -178,7 +178,7 @@ async fn a_full_tls_server_closes_new_connections_and_workers_retry() {
         ..ServerConfig::default()
     };
     let job = Job::new(Some(1_000_000), Some(100_000)).unwrap();
-    let server = TestServer::start_with(CoordinatorConfig::new(job), config).await;
+    let server = TestServer::start_with(CoreConfig::new(job), config).await;
     // One TLS connection that says nothing holds the only place.
     let client = TlsClient::from_ca_pem(pki.ca.as_bytes()).unwrap();
     let name = piswarm::net::tls::server_name(&server.addr.to_string(), None).unwrap();
@@ -247,7 +247,7 @@ async fn the_token_is_required_and_checked() {
     );
     let n = 10_000_000;
     let server = TestServer::start_with(
-        CoordinatorConfig::new(Job::new(Some(n), Some(1_000_000)).unwrap()),
+        CoreConfig::new(Job::new(Some(n), Some(1_000_000)).unwrap()),
         config,
     )
     .await;

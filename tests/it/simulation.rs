@@ -23,7 +23,8 @@
 //! prints its trace; `PISWARM_SIM_SEEDS=N` changes how many seeds the sweep runs (10 000).
 
 use piswarm::coordinator::core::{
-    Core, CoreConfig, Input, LeasePolicy, Output, ResumeState, SessionId, WorkerKind,
+    Core, CoreConfig, Input, Joining, LeasePolicy, Output, ResumeState, SessionId, WorkerKind,
+    Write,
 };
 use piswarm::job::verify::check_result;
 use piswarm::job::{IntervalId, Job};
@@ -31,7 +32,7 @@ use piswarm::maths::exact::ExactSum;
 use piswarm::maths::{kernel, series, sums};
 use piswarm::mutation::{self, Mutation};
 use piswarm::report::ResultRecord;
-use piswarm::store::{verify_record, Write};
+use piswarm::store::verify_record;
 use piswarm::wire::{
     AckStatus, ClientMessage, Dec, DoneReason, ErrorCode, ServerMessage, WorkResult,
     PROTOCOL_VERSION,
@@ -940,13 +941,13 @@ impl World {
                 };
                 let idle = self.sc.idle;
                 self.at(self.now + idle, Ev::IdleCheck(id));
-                self.input(Input::Join {
+                self.input(Input::Join(Joining {
                     session: id,
                     name,
                     peer: format!("sim:{worker}"),
                     kind,
                     agent: String::new(),
-                })
+                }))
             }
             ClientMessage::Request { count } => self.input(Input::Request { session: id, count }),
             ClientMessage::Result(result) => {

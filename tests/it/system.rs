@@ -1,7 +1,7 @@
 //! The whole system over real loopback TCP: a coordinator on port 0, real workers, exact answers.
 
 use crate::common::*;
-use piswarm::coordinator::CoordinatorConfig;
+use piswarm::coordinator::CoreConfig;
 use piswarm::job::Job;
 use piswarm::net::ServerConfig;
 use piswarm::worker::{run_worker, WorkerConfig};
@@ -207,7 +207,7 @@ async fn three_hundred_once_clients_are_all_served_with_distinct_intervals() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_tells_workers_and_gives_their_intervals_back() {
-    let mut config = CoordinatorConfig::new(Job::new(None, Some(1_000_000)).unwrap());
+    let mut config = CoreConfig::new(Job::new(None, Some(1_000_000)).unwrap());
     config.max_prefetch = 4;
     let server = TestServer::start_with(config, ServerConfig::default()).await;
     let worker = tokio::spawn(run_worker(
@@ -243,7 +243,7 @@ async fn stopping_tells_workers_and_gives_their_intervals_back() {
 
 #[tokio::test]
 async fn the_protocol_by_hand() {
-    let mut config = CoordinatorConfig::new(Job::new(Some(3000), Some(1000)).unwrap());
+    let mut config = CoreConfig::new(Job::new(Some(3000), Some(1000)).unwrap());
     config.max_prefetch = 2;
     let server = TestServer::start_with(config, ServerConfig::default()).await;
     let mut c = RawClient::connect(server.addr).await;
@@ -370,11 +370,8 @@ async fn silent_clients_are_cut_off_by_the_timeouts() {
         idle_timeout: Duration::from_millis(800),
         ..ServerConfig::default()
     };
-    let server = TestServer::start_with(
-        CoordinatorConfig::new(Job::new(None, None).unwrap()),
-        config,
-    )
-    .await;
+    let server =
+        TestServer::start_with(CoreConfig::new(Job::new(None, None).unwrap()), config).await;
     let mut mute = RawClient::connect(server.addr).await;
     assert_eq!(mute.recv().await.unwrap()["code"], "handshake_timeout");
     let mut idle = RawClient::connect(server.addr).await;
@@ -414,7 +411,7 @@ impl std::io::Write for StuckTerminal {
 async fn a_stuck_terminal_does_not_hold_up_the_run() {
     use piswarm::coordinator::printer::Printer;
     let job = Job::new(Some(5_000_000), Some(1000)).unwrap();
-    let mut config = CoordinatorConfig::new(job);
+    let mut config = CoreConfig::new(job);
     config.emit_durable = true;
     let terminal = StuckTerminal::default();
     let printer = Printer::new(Box::new(terminal.clone())).unwrap();

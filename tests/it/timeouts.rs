@@ -3,7 +3,7 @@
 //! the wall clock. Sessions run on in-memory streams (`tokio::io::duplex`), the same session code
 //! as on TCP.
 
-use piswarm::coordinator::{self, CoordinatorConfig, LeasePolicy};
+use piswarm::coordinator::{self, CoreConfig, LeasePolicy};
 use piswarm::job::Job;
 use piswarm::net::session::run_session;
 use piswarm::net::ServerConfig;
@@ -86,8 +86,7 @@ async fn drip(client: DuplexStream, hello_first: bool) -> (Duration, Value) {
 
 #[tokio::test(start_paused = true)]
 async fn a_client_sending_one_byte_a_second_is_cut_at_the_timeouts() {
-    let (coordinator, _task) =
-        coordinator::spawn(CoordinatorConfig::new(Job::new(None, None).unwrap()));
+    let (coordinator, _task) = coordinator::spawn(CoreConfig::new(Job::new(None, None).unwrap()));
     // Before its hello: the handshake timeout, counted from the connection, whatever trickles in.
     let (elapsed, error) = drip(connect(&coordinator, config()), false).await;
     assert_eq!(error["code"], "handshake_timeout", "{error}");
@@ -100,8 +99,7 @@ async fn a_client_sending_one_byte_a_second_is_cut_at_the_timeouts() {
 
 #[tokio::test(start_paused = true)]
 async fn heartbeats_keep_a_session_alive_and_silence_ends_it() {
-    let (coordinator, _task) =
-        coordinator::spawn(CoordinatorConfig::new(Job::new(None, None).unwrap()));
+    let (coordinator, _task) = coordinator::spawn(CoreConfig::new(Job::new(None, None).unwrap()));
     let client = connect(&coordinator, config());
     let (read, mut write) = tokio::io::split(client);
     let mut lines = BufReader::new(read).lines();
@@ -131,7 +129,7 @@ async fn heartbeats_keep_a_session_alive_and_silence_ends_it() {
 #[tokio::test(start_paused = true)]
 async fn an_unanswered_interval_goes_back_when_its_lease_ends() {
     let lease = Duration::from_secs(30);
-    let mut config = CoordinatorConfig::new(Job::new(Some(2000), Some(1000)).unwrap());
+    let mut config = CoreConfig::new(Job::new(Some(2000), Some(1000)).unwrap());
     config.lease = LeasePolicy::Fixed(lease);
     // What is tested is the lease alone: no backup copy feeds the waiter before it ends.
     config.backups = false;

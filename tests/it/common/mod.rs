@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests: a real coordinator on a loopback port, raw protocol
 //! clients, and independent oracles.
 
-use piswarm::coordinator::{self, CoordinatorConfig, CoordinatorHandle};
+use piswarm::coordinator::{self, CoordinatorHandle, CoreConfig};
 use piswarm::job::Job;
 use piswarm::net::{self, Listeners, ServerConfig};
 use std::net::SocketAddr;
@@ -22,10 +22,10 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(job: Job) -> TestServer {
-        Self::start_with(CoordinatorConfig::new(job), ServerConfig::default()).await
+        Self::start_with(CoreConfig::new(job), ServerConfig::default()).await
     }
 
-    pub async fn start_with(config: CoordinatorConfig, server_config: ServerConfig) -> TestServer {
+    pub async fn start_with(config: CoreConfig, server_config: ServerConfig) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (coordinator, _task) = coordinator::spawn(config);

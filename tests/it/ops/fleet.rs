@@ -56,7 +56,7 @@ fn a_fleet_beyond_the_connection_limit_is_served_after_jittered_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_worker_retries_until_it_gets_in() {
     use crate::common::{RawClient, TestServer};
-    use piswarm::coordinator::CoordinatorConfig;
+    use piswarm::coordinator::CoreConfig;
     use piswarm::job::Job;
     use piswarm::net::ServerConfig;
     use piswarm::worker::{run_worker, WorkerConfig};
@@ -67,7 +67,7 @@ async fn a_refused_worker_retries_until_it_gets_in() {
     };
     let server_metrics = config.metrics.clone();
     let job = Job::new(Some(1_000_000), Some(100_000)).unwrap();
-    let server = TestServer::start_with(CoordinatorConfig::new(job), config).await;
+    let server = TestServer::start_with(CoreConfig::new(job), config).await;
     // One idle, handshaken session holds the only place.
     let mut holder = RawClient::connect(server.addr).await;
     assert_eq!(holder.hello("holder").await["type"], "welcome");
