@@ -169,3 +169,35 @@ fn every_mutant_parses_and_applies_exactly_once() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A snippet found nowhere, or twice, is an error (never a mutant that silently does nothing).
+#[test]
+fn a_snippet_found_nowhere_or_twice_does_not_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src/part");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.rs"), "let x = 1;\nlet y = 2;\n").unwrap();
+    std::fs::write(src.join("b.rs"), "let y = 2;\n").unwrap();
+    let mutant = |old: &str| Mutant {
+        name: "m".into(),
+        defect: "d".into(),
+        blocks: vec![Block {
+            path: "src/".into(),
+            old: old.into(),
+            new: "let z = 3;\n".into(),
+        }],
+    };
+    assert!(apply(dir.path(), &mutant("let x = 1;\n")).is_ok());
+    let twice = apply(dir.path(), &mutant("let y = 2;\n")).unwrap_err();
+    assert!(twice.contains("occurs 2 times"), "{twice}");
+    let nowhere = apply(dir.path(), &mutant("let w = 0;\n")).unwrap_err();
+    assert!(nowhere.contains("occurs 0 times"), "{nowhere}");
+    // Blocks apply in order: the second sees the first's result.
+    let mut chained = mutant("let x = 1;\n");
+    chained.blocks.push(Block {
+        path: "src/part/a.rs".into(),
+        old: "let z = 3;\n".into(),
+        new: "let x = 1;\n".into(),
+    });
+    assert!(apply(dir.path(), &chained).is_ok());
+}
