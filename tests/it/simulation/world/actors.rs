@@ -2,6 +2,11 @@
 //! slow ones, and the hostile kinds, each following docs/protocol.md from the client's side.
 
 use super::*;
+use crate::simulation::scenario::Kind;
+use crate::simulation::{ms, secs};
+use piswarm::job::Job;
+use piswarm::maths::{series, sums};
+use piswarm::wire::{Dec, DoneReason, ErrorCode, PROTOCOL_VERSION};
 
 impl World {
     pub(super) fn send(&mut self, id: ConnId, msg: ClientMessage) {

@@ -2,6 +2,8 @@
 //! outputs carried out, and the store's writer (group commits, slow and failing commits).
 
 use super::*;
+use piswarm::coordinator::core::{CoreConfig, Output, ResumeState};
+use piswarm::store::verify_record;
 
 impl World {
     pub(super) fn start_coordinator(&mut self) -> Check {

@@ -2,6 +2,7 @@
 //! partitions that heal.
 
 use super::*;
+use crate::simulation::ms;
 
 impl World {
     /// The coordinator stops taking workers (a crash, or its store failed).

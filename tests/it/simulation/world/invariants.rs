@@ -2,6 +2,11 @@
 //! core's outputs are carried out: `store_write`, `server_sends`, `connection_failed`).
 
 use super::*;
+use piswarm::coordinator::core::CoreConfig;
+use piswarm::job::Job;
+use piswarm::report::{certified_bound, FinalReport, Totals};
+use piswarm::store::verify_record;
+use piswarm::wire::Dec;
 
 /// Sums of stored rows, exact: everything the final report is made of.
 #[derive(Default)]

@@ -10,22 +10,16 @@ mod invariants;
 mod network;
 
 use super::rng::Rng;
-use super::scenario::{Kind, Scenario, Spec};
-use super::{ms, secs, Time, MAX_STEPS, SIM_LIMIT};
+use super::scenario::{Scenario, Spec};
+use super::{Time, MAX_STEPS, SIM_LIMIT};
 use invariants::Sums;
-use piswarm::coordinator::core::{
-    Core, CoreConfig, Input, Output, ResumeState, SessionId, WorkerKind,
-};
-use piswarm::job::verify::check_result;
-use piswarm::job::{IntervalId, Job};
+use piswarm::coordinator::core::{Core, Input};
+use piswarm::job::IntervalId;
 use piswarm::maths::exact::ExactSum;
-use piswarm::maths::{kernel, series, sums};
-use piswarm::report::{certified_bound, FinalReport, ResultRecord, Totals};
-use piswarm::store::{verify_record, Write};
-use piswarm::wire::{
-    AckStatus, ClientMessage, Dec, DoneReason, ErrorCode, ServerMessage, WorkResult,
-    PROTOCOL_VERSION,
-};
+use piswarm::maths::kernel;
+use piswarm::report::ResultRecord;
+use piswarm::store::Write;
+use piswarm::wire::{ClientMessage, ServerMessage, WorkResult};
 use piswarm::worker::retry::Reconnect;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::time::Duration;

@@ -2,6 +2,11 @@
 //! promises), the server's end of a connection, what reaches it, and idle timeouts.
 
 use super::*;
+use crate::simulation::ms;
+use crate::simulation::scenario::Kind;
+use piswarm::coordinator::core::{SessionId, WorkerKind};
+use piswarm::job::verify::check_result;
+use piswarm::wire::{AckStatus, DoneReason, ErrorCode};
 
 impl World {
     pub(super) fn delay(&mut self) -> Duration {
