@@ -76,7 +76,8 @@ impl World {
         let bits = |r: &FinalReport| (r.pi.to_bits(), r.pi_bound.to_bits());
         if theirs != ours || bits(&theirs) != bits(&ours) {
             return Err(format!(
-                "the coordinator's final report {theirs:?} is not the stored rows' {ours:?}"
+                "the coordinator's final report is not the stored rows': {}",
+                report_differences(&theirs, &ours).join("; ")
             ));
         }
         Ok(())
@@ -151,4 +152,95 @@ fn exact_partial(n: u64) -> f64 {
         lo = e2;
     }
     hi + lo
+}
+
+/// The fields in which the coordinator's report differs from the stored rows' ("field: the
+/// coordinator's value, rows: theirs"), compared as exactly as they print (`{:?}` of a float is
+/// its shortest round-trip form: equal strings, equal bits). The pattern names every field, so a
+/// field added to the report is a compile error here until it is compared.
+fn report_differences(theirs: &FinalReport, ours: &FinalReport) -> Vec<String> {
+    let FinalReport {
+        terms,
+        chunk,
+        intervals,
+        even_sum,
+        odd_sum,
+        pi,
+        pi_error,
+        pi_bound,
+        correct_digits,
+        pi_corrected,
+        workers,
+        elapsed_s,
+        terms_per_s,
+        kernel,
+    } = theirs;
+    let mut out = Vec::new();
+    let mut compare = |name: &str, theirs: String, ours: String| {
+        if theirs != ours {
+            out.push(format!("{name}: {theirs}, rows: {ours}"));
+        }
+    };
+    compare("terms", format!("{terms:?}"), format!("{:?}", ours.terms));
+    compare("chunk", format!("{chunk:?}"), format!("{:?}", ours.chunk));
+    compare(
+        "intervals",
+        format!("{intervals:?}"),
+        format!("{:?}", ours.intervals),
+    );
+    compare(
+        "even_sum",
+        format!("{even_sum:?}"),
+        format!("{:?}", ours.even_sum),
+    );
+    compare(
+        "odd_sum",
+        format!("{odd_sum:?}"),
+        format!("{:?}", ours.odd_sum),
+    );
+    compare("pi", format!("{pi:?}"), format!("{:?}", ours.pi));
+    compare(
+        "pi_error",
+        format!("{pi_error:?}"),
+        format!("{:?}", ours.pi_error),
+    );
+    compare(
+        "pi_bound",
+        format!("{pi_bound:?}"),
+        format!("{:?}", ours.pi_bound),
+    );
+    compare(
+        "correct_digits",
+        format!("{correct_digits:?}"),
+        format!("{:?}", ours.correct_digits),
+    );
+    compare(
+        "pi_corrected",
+        format!("{pi_corrected:?}"),
+        format!("{:?}", ours.pi_corrected),
+    );
+    compare(
+        "workers",
+        format!("{workers:?}"),
+        format!("{:?}", ours.workers),
+    );
+    compare(
+        "elapsed_s",
+        format!("{elapsed_s:?}"),
+        format!("{:?}", ours.elapsed_s),
+    );
+    compare(
+        "terms_per_s",
+        format!("{terms_per_s:?}"),
+        format!("{:?}", ours.terms_per_s),
+    );
+    compare(
+        "kernel",
+        format!("{kernel:?}"),
+        format!("{:?}", ours.kernel),
+    );
+    if out.is_empty() {
+        out.push(format!("{theirs:?} vs {ours:?}"));
+    }
+    out
 }
