@@ -184,7 +184,14 @@ for name in "${names[@]}"; do
   run_sweep "$log"
   t1=$(date +%s)
   case $outcome in
-    failed) rows+=("$name|yes|killed ($((t1 - t0)) s)|$(first_failure "$log")") ;;
+    failed)
+      failure=$(first_failure "$log")
+      expect=$(sed -n 's/^expect: //p' "$root/mutants/$name.mutant" | head -n1)
+      if [ -n "$expect" ] && [[ $failure != *"$expect"* ]]; then
+        failure="$failure (expected: $expect)"
+      fi
+      rows+=("$name|yes|killed ($((t1 - t0)) s)|$failure")
+      ;;
     passed)
       rows+=("$name|yes|SURVIVED|$PISWARM_SIM_SEEDS seeds passed")
       status=1
