@@ -212,7 +212,12 @@ for row in "${rows[@]}"; do
   echo "| $m | $a | $r | ${f//|/\\|} |"
 done
 echo
-echo "$(date -u +%Y-%m-%dT%H:%MZ), $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo '+changes'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, $(($(date +%s) - start)) s in all; logs in $scratch"
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo 'not a git tree')
+if git -C "$root" rev-parse --git-dir >/dev/null 2>&1 && ! git -C "$root" diff --quiet HEAD; then
+  commit="$commit with uncommitted changes"
+fi
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+echo "$(date -u +%Y-%m-%dT%H:%MZ), commit $commit, $cpu, $(nproc) CPUs, $(($(date +%s) - start)) s in all; logs in $scratch"
 if [ "$status" != 0 ]; then
   echo "mutants.sh: some mutants were not killed (see the table)" >&2
 fi
