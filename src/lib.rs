@@ -21,7 +21,6 @@ pub mod logging;
 pub mod maths;
 pub mod metrics;
 #[doc(hidden)]
-pub mod mutation;
 pub mod net;
 pub mod node;
 pub mod report;

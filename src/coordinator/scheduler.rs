@@ -158,18 +158,6 @@ impl Scheduler {
         }
     }
 
-    /// The old, wrong handling of a re-sent result beyond the handed-out ids (kept only for the
-    /// simulator's mutation check, `Mutation::ResendUnchecked`): everything up to `id` is taken
-    /// as given back and `id` becomes pending.
-    pub fn accept_ahead(&mut self, id: IntervalId) {
-        if id.0 >= self.next_fresh && self.job.interval(id).is_some() {
-            self.returned.extend(self.next_fresh..id.0);
-            self.next_fresh = id.0 + 1;
-            self.issue_limit = self.issue_limit.max(self.next_fresh);
-            self.pending.insert(id.0);
-        }
-    }
-
     /// A pending interval's result is durable: it is done.
     pub fn make_durable(&mut self, id: IntervalId) -> bool {
         if self.pending.remove(&id.0) {

@@ -7,7 +7,6 @@
 //! worker waits a jittered, doubling backoff (from 100 ms up to 5 s), so that workers refused or
 //! cut off together do not come back together. Without `--retry-for` nothing is retried.
 
-use crate::mutation::{self, Mutation};
 use std::time::Duration;
 
 /// The first wait before reconnecting.
@@ -37,9 +36,6 @@ impl Reconnect {
     /// backoff.
     pub fn connected(&mut self, now: Duration) {
         let _ = now;
-        if mutation::active(Mutation::RetryFromStart) {
-            return;
-        }
         self.deadline = None;
         self.backoff = FIRST_BACKOFF;
     }

@@ -15,6 +15,7 @@ mod fuzz_properties;
 mod hostile;
 mod legacy;
 mod maths_oracle;
+mod mutants;
 mod netns;
 mod ops;
 mod regressions;

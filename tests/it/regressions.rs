@@ -1,5 +1,5 @@
 //! Real-process regression tests for the defects of issue 11, one test per promise that broke:
-//! the simulator (tests/it/simulation.rs) checks these on every fault schedule; here each one is
+//! the simulator (tests/it/simulation/) checks these on every fault schedule; here each one is
 //! also reproduced the way a user met it, with real `piswarm` processes over loopback TCP.
 
 use crate::common::*;

@@ -6,7 +6,6 @@ use super::{Core, Output, SessionId, Write};
 use crate::coordinator::scheduler::IntervalState;
 use crate::job::verify::{Refusal, Verified};
 use crate::job::IntervalId;
-use crate::mutation::{self, Mutation};
 use crate::report::ResultRecord;
 use crate::wire::{AckStatus, Dec, ErrorCode, ServerMessage, WorkResult};
 use std::collections::VecDeque;
@@ -59,7 +58,7 @@ impl Core {
         // A re-sent copy never uses up the session's own assignment of the interval: the worker
         // may be computing it again (it was handed out again after a restart), and that copy
         // must be answered `duplicate`, not struck.
-        if result.resend && !(mutation::active(Mutation::ResendConsumesHold) && hold.is_some()) {
+        if result.resend {
             self.resent(sid, result, verified, received_at);
             return;
         }
@@ -137,19 +136,11 @@ impl Core {
             return;
         }
         match self.schedule.state(id) {
-            IntervalState::Fresh if mutation::active(Mutation::ResendUnchecked) => {
-                if id.0 - self.schedule.next_fresh() < (1 << 20) {
-                    self.schedule.accept_ahead(id);
-                    self.accept_pending(sid, result, verified, received_at);
-                }
-            }
             IntervalState::Fresh => {
                 let message = format!("interval {id} was never handed out in this run");
                 self.strike(sid, id, ErrorCode::NotAssigned, message);
             }
-            IntervalState::InFlight(holder)
-                if holder != sid && !mutation::active(Mutation::ResendUnchecked) =>
-            {
+            IntervalState::InFlight(holder) if holder != sid => {
                 // Another live session holds it: its own result will count. Not a steal.
                 self.answer(sid, id, AckStatus::Duplicate, 0, true);
             }
@@ -250,18 +241,7 @@ impl Core {
             pi_bound: verified.pi_bound,
         });
         self.results_accepted += 1;
-        let after = if mutation::active(Mutation::DoneBeforeDurable) {
-            0
-        } else {
-            seq
-        };
-        self.answer(sid, id, AckStatus::Accepted, after, result.resend);
-        if mutation::active(Mutation::DoneBeforeDurable) {
-            let accepted = self.schedule.done() + self.schedule.pending() as u64;
-            if self.config.job.intervals() == Some(accepted) {
-                self.announce_complete();
-            }
-        }
+        self.answer(sid, id, AckStatus::Accepted, seq, result.resend);
     }
 
     /// Queues the reply to a result.
