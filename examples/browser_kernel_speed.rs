@@ -1,6 +1,6 @@
 //! Measures the JavaScript kernel's speed (src/web/assets/kernel.js): terms per second of
 //! `PiswarmKernel.piPartial` in one Web Worker of Debian's headless Chromium, as tested by
-//! tests/browser_kernel.rs. Prints one line per repetition and a summary; asserts nothing.
+//! tests/it/browser_kernel.rs. Prints one line per repetition and a summary; asserts nothing.
 //!
 //! ```text
 //! cargo run --release --example browser_kernel_speed -- [TERMS] [REPETITIONS]

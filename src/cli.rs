@@ -612,42 +612,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
                 }
             }
             config.tls_server_name = args.tls_server_name;
-            let metrics_stop = CancellationToken::new();
-            let _metrics_stopper = metrics_stop.clone().drop_guard();
-            if let Some(addr) = &args.metrics {
-                let (instruments, name) = (config.metrics.clone(), config.name.clone());
-                let render: crate::metrics::listener::Render = std::sync::Arc::new(move || {
-                    let text = instruments.render(&name);
-                    Box::pin(async move { text })
-                });
-                match crate::metrics::listener::bind(addr, render, metrics_stop.clone()).await {
-                    Ok((_, local)) => {
-                        crate::logging::say(format_args!("metrics at http://{local}/metrics"))
-                    }
-                    Err(e) => {
-                        crate::logging::error(
-                            "piswarm worker",
-                            format_args!("cannot serve metrics on {addr}: {e}"),
-                        );
-                        return Ok(ExitCode::from(1));
-                    }
-                }
-            }
-            match crate::worker::run_worker(config, shutdown_on_signals()).await {
-                Ok(summary) => {
-                    tracing::info!(
-                        accepted = summary.accepted,
-                        duplicates = summary.duplicates,
-                        terms = summary.terms,
-                        "worker finished"
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    crate::logging::error("piswarm worker", &e);
-                    Ok(ExitCode::from(1))
-                }
-            }
+            commands::worker::worker(config, args.metrics, shutdown_on_signals()).await
         }
         Command::Run(args) => {
             let job = match Job::new(Some(args.terms), args.chunk) {

@@ -8,8 +8,8 @@
 //! runs: start, stop, runs, local clients; a coordinator wired to its store) · [`web`] (the
 //! dashboard) · [`commands`] (one module per subcommand) · [`cli`] (flags).
 //!
-//! Beside the layers: [`metrics`], whose instruments (plain handles, depending on nothing of
-//! piswarm) are handed down to the store's writer, the sessions and the worker, and whose
+//! Beside the layers: [`metrics`], whose instruments (plain handles; of piswarm they know only
+//! the store's `CommitObserver`, the closure type the writer calls) are handed down to the store's writer, the sessions and the worker, and whose
 //! exposition reads a `node` at scrape time; and [`logging`], the log subscriber `cli` installs.
 
 pub mod check;

@@ -1,5 +1,5 @@
 //! The original's framing: header decoding as bytes arrive, result bodies, frames read in pieces.
-//! The properties live in `piswarm::fuzzing`, shared with the proptest suite.
+//! The properties live in `piswarm::wire::fuzzing`, shared with the proptest suite.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

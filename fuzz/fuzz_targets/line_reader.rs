@@ -1,5 +1,5 @@
 //! Reading newline-delimited lines with a length limit, in pieces of every size.
-//! The properties live in `piswarm::fuzzing`, shared with the proptest suite.
+//! The properties live in `piswarm::wire::fuzzing`, shared with the proptest suite.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

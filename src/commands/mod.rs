@@ -11,3 +11,4 @@ pub mod fleet;
 pub mod run;
 pub mod serve;
 pub mod status;
+pub mod worker;

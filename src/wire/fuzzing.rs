@@ -1,6 +1,6 @@
 //! Properties of the parsers that face the network, written once and checked two ways: by the
 //! cargo-fuzz targets in `fuzz/` (libFuzzer, nightly) and by proptest in the normal test suite
-//! (`tests/fuzz_properties.rs`). Each `check_*` function takes arbitrary bytes, must never panic
+//! (`tests/it/fuzz_properties.rs`). Each `check_*` function takes arbitrary bytes, must never panic
 //! except when a property is violated, and panics with a message when one is.
 //!
 //! See docs/fuzzing.md for how to run them and what has been run.

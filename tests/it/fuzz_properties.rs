@@ -1,4 +1,4 @@
-//! The fuzz targets' properties (`piswarm::fuzzing`, also run by cargo-fuzz from `fuzz/`) under
+//! The fuzz targets' properties (`piswarm::wire::fuzzing`, also run by cargo-fuzz from `fuzz/`) under
 //! proptest, so the normal test suite checks them on every run. Inputs are arbitrary bytes and
 //! mutations of valid messages (which reach deeper than random bytes do).
 //!

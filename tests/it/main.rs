@@ -10,6 +10,7 @@ mod browser_workers;
 mod check;
 mod cli;
 mod crowd;
+mod docs_paths;
 mod durability;
 mod fuzz_properties;
 mod hostile;

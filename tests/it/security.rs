@@ -204,8 +204,17 @@ async fn a_full_tls_server_closes_new_connections_and_workers_retry() {
     // With it, the worker gets in once the place is free.
     let mut patient = tls_worker(server.addr.to_string(), &pki.ca);
     patient.retry_for = Some(Duration::from_secs(20));
+    let attempts = patient.metrics.connection_attempts.clone();
     let worker = tokio::spawn(run_worker(patient, CancellationToken::new()));
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The place is freed once the worker has been turned away and has tried again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while attempts.get() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker did not try again within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     drop(holder);
     let summary = worker.await.unwrap().unwrap();
     assert_eq!(summary.accepted, 10);

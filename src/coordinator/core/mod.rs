@@ -5,7 +5,7 @@
 //! happened ([`Core::handle`]), takes the [`Output`]s it produced ([`Core::poll_output`]) —
 //! messages for sessions, rows for the store, results that became durable — and wakes it at
 //! [`Core::poll_timeout`]. `coordinator::shell` drives it with tokio; the deterministic simulator
-//! in `tests/it/simulation.rs` drives it with a seeded random schedule of faults.
+//! in `tests/it/simulation/` drives it with a seeded random schedule of faults.
 //!
 //! This file holds its vocabulary (configuration, [`Input`], [`Output`]), its state and its entry
 //! points; the decisions are split by concern, each an `impl Core` block of its own:

@@ -1,4 +1,4 @@
-//! Unit tests of the core; the simulator (tests/it/simulation.rs) drives it through seeded fault
+//! Unit tests of the core; the simulator (tests/it/simulation/) drives it through seeded fault
 //! schedules and covers the rest.
 
 use super::*;

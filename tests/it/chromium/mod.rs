@@ -1,5 +1,5 @@
 //! Headless Chromium for the JavaScript kernel: launching it, and running kernel.js in a Web
-//! Worker. Shared by tests/browser_kernel.rs and examples/browser_kernel_speed.rs (through
+//! Worker. Shared by tests/it/browser_kernel.rs and examples/browser_kernel_speed.rs (through
 //! `#[path]`), so that what is measured is what is tested.
 #![allow(dead_code)]
 
