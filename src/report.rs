@@ -5,7 +5,7 @@
 
 use crate::maths::kernel::Kernel;
 use crate::maths::series;
-use crate::wire::Dec;
+use crate::wire::{Dec, WorkResult};
 use serde::{Deserialize, Serialize};
 
 /// One accepted result.
@@ -27,6 +27,38 @@ pub struct ResultRecord {
     pub duration_s: f64,
     /// ISO-8601 (RFC 3339, UTC) time of acceptance.
     pub timestamp: String,
+}
+
+impl ResultRecord {
+    /// The record of an accepted result: the worker's [`WorkResult`], who sent it and when.
+    pub fn accepted(result: &WorkResult, worker: String, peer: String, timestamp: String) -> Self {
+        ResultRecord {
+            id: result.id,
+            a: result.a,
+            b: result.b,
+            worker,
+            peer,
+            even_sum: result.even_sum,
+            odd_sum: result.odd_sum,
+            pi: result.pi,
+            duration_s: result.duration_s,
+            timestamp,
+        }
+    }
+
+    /// The result as the worker sent it (not a resend), to verify it again.
+    pub fn work_result(&self) -> WorkResult {
+        WorkResult {
+            id: self.id,
+            a: self.a,
+            b: self.b,
+            even_sum: self.even_sum,
+            odd_sum: self.odd_sum,
+            pi: self.pi,
+            duration_s: self.duration_s.max(0.0),
+            resend: false,
+        }
+    }
 }
 
 /// The summary of a run: `final.json`, `run --json`, `GET /api/runs/{id}/final`.

@@ -28,12 +28,9 @@ pub fn results_json(store: &Store, run: i64, out: &mut dyn Write) -> Result<(), 
     Ok(())
 }
 
-/// The CSV header; columns in the order of [`ResultRecord`]'s fields.
-pub const CSV_HEADER: &str = "id,a,b,worker,peer,even_sum,odd_sum,pi,duration_s,timestamp";
-
 /// Writes a run's results as CSV (RFC 4180 quoting for text fields).
 pub fn results_csv(store: &Store, run: i64, out: &mut dyn Write) -> Result<(), StoreError> {
-    writeln!(out, "{CSV_HEADER}")?;
+    writeln!(out, "{}", super::result_row::csv_header())?;
     store.for_each_result(run, |r| csv_row(&r, out))
 }
 

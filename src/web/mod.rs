@@ -90,18 +90,6 @@ pub enum AppError {
 }
 
 impl AppError {
-    pub fn client(status: StatusCode, en: impl Into<String>, pt: impl Into<String>) -> AppError {
-        AppError::Client(status, Message::new(en, pt))
-    }
-    pub fn bad_request(en: impl Into<String>, pt: impl Into<String>) -> AppError {
-        AppError::client(StatusCode::BAD_REQUEST, en, pt)
-    }
-    pub fn not_found(en: impl Into<String>, pt: impl Into<String>) -> AppError {
-        AppError::client(StatusCode::NOT_FOUND, en, pt)
-    }
-    pub fn unprocessable(en: impl Into<String>, pt: impl Into<String>) -> AppError {
-        AppError::client(StatusCode::UNPROCESSABLE_ENTITY, en, pt)
-    }
     pub fn internal(e: impl std::fmt::Display) -> AppError {
         AppError::Internal(e.to_string())
     }
@@ -132,10 +120,9 @@ impl IntoResponse for AppError {
 impl From<crate::store::StoreError> for AppError {
     fn from(e: crate::store::StoreError) -> AppError {
         match e {
-            crate::store::StoreError::NoSuchRun(id) => AppError::not_found(
-                format!("run {id} does not exist"),
-                format!("a execução {id} não existe"),
-            ),
+            crate::store::StoreError::NoSuchRun(id) => {
+                AppError::Client(StatusCode::NOT_FOUND, Message::no_such_run(id))
+            }
             other => AppError::internal(other),
         }
     }
