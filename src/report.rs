@@ -30,22 +30,6 @@ pub struct ResultRecord {
 }
 
 impl ResultRecord {
-    /// The record of an accepted result: the worker's [`WorkResult`], who sent it and when.
-    pub fn accepted(result: &WorkResult, worker: String, peer: String, timestamp: String) -> Self {
-        ResultRecord {
-            id: result.id,
-            a: result.a,
-            b: result.b,
-            worker,
-            peer,
-            even_sum: result.even_sum,
-            odd_sum: result.odd_sum,
-            pi: result.pi,
-            duration_s: result.duration_s,
-            timestamp,
-        }
-    }
-
     /// The result as the worker sent it (not a resend), to verify it again.
     pub fn work_result(&self) -> WorkResult {
         WorkResult {

@@ -1,15 +1,16 @@
-//! The one definition of a stored result: its columns, how a row is read into a
-//! [`StoredResult`], and how a [`ResultRecord`] is bound into an insert. Every query of results
-//! (history pages, exports, resuming, the dashboard's digests), the writer's insert and the CSV
-//! header are built from [`COLUMNS`], so a new field of a result is one line here (plus a
-//! migration in `schema.rs` and the field in `report::ResultRecord`).
+//! The one definition of a stored result: its columns ([`COLUMNS`]), a record's values in that
+//! order ([`values`]: what the writer's insert binds and what a CSV row prints), and how a row is
+//! read back ([`decode`]). Every query of results (history pages, exports, resuming, the
+//! dashboard's digests), the insert, the CSV header and its rows are built from these, so a new
+//! field of a result is a line in each of the three (plus a migration in `schema.rs` and the
+//! field in `report::ResultRecord`).
 //!
 //! It never decides which rows: that is the queries' job (`queries.rs`, `Store::load`).
 
 use super::queries::StoredResult;
 use crate::report::ResultRecord;
 use crate::wire::Dec;
-use rusqlite::types::{ToSql, Type};
+use rusqlite::types::{Type, Value};
 use rusqlite::Row;
 
 /// The columns of a result row after `seq`, each with its name in results.json and the CSV
@@ -74,6 +75,23 @@ pub fn decode(r: &Row) -> rusqlite::Result<StoredResult> {
     })
 }
 
+/// A record's values, in the order of [`COLUMNS`], as SQLite stores them (sums as decimal
+/// text: they exceed 64 bits).
+pub fn values(r: &ResultRecord) -> [Value; COLUMNS.len()] {
+    [
+        Value::Integer(r.id.0 as i64),
+        Value::Integer(r.a.0 as i64),
+        Value::Integer(r.b.0 as i64),
+        Value::Text(r.worker.clone()),
+        Value::Text(r.peer.clone()),
+        Value::Text(r.even_sum.0.to_string()),
+        Value::Text(r.odd_sum.0.to_string()),
+        Value::Real(r.pi),
+        Value::Real(r.duration_s),
+        Value::Text(r.timestamp.clone()),
+    ]
+}
+
 /// Inserts one result of `run` with a statement prepared from [`insert_sql`]; how many rows it
 /// inserted (0: the interval was stored already).
 pub fn insert(
@@ -81,21 +99,31 @@ pub fn insert(
     run: i64,
     r: &ResultRecord,
 ) -> rusqlite::Result<usize> {
-    let (even_sum, odd_sum) = (r.even_sum.0.to_string(), r.odd_sum.0.to_string());
-    let values: [&dyn ToSql; 11] = [
-        &run,
-        &(r.id.0 as i64),
-        &(r.a.0 as i64),
-        &(r.b.0 as i64),
-        &r.worker,
-        &r.peer,
-        &even_sum,
-        &odd_sum,
-        &r.pi,
-        &r.duration_s,
-        &r.timestamp,
-    ];
-    stmt.execute(&values[..])
+    let run = std::iter::once(Value::Integer(run));
+    stmt.execute(rusqlite::params_from_iter(run.chain(values(r))))
+}
+
+/// One CSV line of a record (RFC 4180 quoting for text; reals printed so that they read back
+/// bit for bit).
+pub fn csv_row(r: &ResultRecord, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let cells: Vec<String> = values(r)
+        .into_iter()
+        .map(|v| match v {
+            Value::Integer(i) => i.to_string(),
+            Value::Real(x) => format!("{x:?}"),
+            Value::Text(s) => csv_text(&s),
+            Value::Null | Value::Blob(_) => String::new(),
+        })
+        .collect();
+    writeln!(out, "{}", cells.join(","))
+}
+
+fn csv_text(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// Reads a decimal sum column; a damaged value is an error, never zero.
@@ -148,5 +176,46 @@ mod tests {
         assert_eq!(fields, keys, "one column per field of ResultRecord");
         assert!(insert_sql().ends_with("?10, ?11)"), "{}", insert_sql());
         assert!(select_list().starts_with("seq, interval_id, a, b"));
+        let mut line = Vec::new();
+        csv_row(&record, &mut line).unwrap();
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "1,1000,1999,w,p,2,3,0.5,0.25,t\n"
+        );
+    }
+
+    /// What [`insert`] writes, [`decode`] reads back, field for field.
+    #[test]
+    fn a_record_reads_back_as_it_was_written() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE results (seq INTEGER PRIMARY KEY, run_id INTEGER, interval_id INTEGER,
+             a INTEGER, b INTEGER, worker TEXT, peer TEXT, even_sum TEXT, odd_sum TEXT, pi REAL,
+             duration_s REAL, timestamp TEXT, UNIQUE (run_id, interval_id))",
+        )
+        .unwrap();
+        let record = ResultRecord {
+            id: Dec(7),
+            a: Dec(7000),
+            b: Dec(7999),
+            worker: "a, \"b\"".into(),
+            peer: "[::1]:5".into(),
+            even_sum: Dec(u128::MAX),
+            odd_sum: Dec(1 << 100),
+            pi: 1.2345678901234567e-7,
+            duration_s: 0.001,
+            timestamp: "2026-12-02T08:52:06.123Z".into(),
+        };
+        let mut stmt = conn.prepare_cached(&insert_sql()).unwrap();
+        assert_eq!(insert(&mut stmt, 3, &record).unwrap(), 1);
+        assert_eq!(insert(&mut stmt, 3, &record).unwrap(), 0, "once");
+        let sql = format!("SELECT {} FROM results", select_list());
+        let back = conn.query_row(&sql, [], decode).unwrap();
+        assert_eq!(back.record, record);
+        let mut line = Vec::new();
+        csv_row(&record, &mut line).unwrap();
+        assert!(String::from_utf8(line)
+            .unwrap()
+            .contains(",\"a, \"\"b\"\"\","));
     }
 }

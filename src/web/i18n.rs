@@ -379,6 +379,39 @@ impl Message {
         )
     }
 
+    /// The guards' refusals (`web::guard`).
+    pub fn foreign_host(host: &str) -> Message {
+        Message::new(
+            format!("Host {host} is not this dashboard: open it as http://127.0.0.1 or http://localhost (or set --ui-token)"),
+            format!("Host {host} não é este painel: abra-o como http://127.0.0.1 ou http://localhost (ou defina --ui-token)"),
+        )
+    }
+
+    pub fn token_required() -> Message {
+        Message::new(
+            "this dashboard requires its token: open the URL printed by piswarm serve, or send Authorization: Bearer TOKEN",
+            "este painel exige o seu token: abra o endereço mostrado pelo piswarm serve, ou envie Authorization: Bearer TOKEN",
+        )
+    }
+
+    pub fn cross_site_fetch() -> Message {
+        Message::new(
+            "Sec-Fetch-Site is cross-site",
+            "Sec-Fetch-Site é cross-site",
+        )
+    }
+
+    pub fn unreadable_origin() -> Message {
+        Message::new("unreadable Origin", "Origin ilegível")
+    }
+
+    pub fn foreign_origin(origin: &str) -> Message {
+        Message::new(
+            format!("Origin {origin} is not this dashboard"),
+            format!("a origem {origin} não é este painel"),
+        )
+    }
+
     pub fn limit_zero() -> Message {
         Message::new("limit must be at least 1", "limit deve ser pelo menos 1")
     }

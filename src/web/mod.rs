@@ -305,13 +305,7 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
                 "refused {method} {} for Host {host} (not this dashboard's name)",
                 request.uri().path()
             );
-            return refuse(
-                StatusCode::FORBIDDEN,
-                Message::new(
-                    format!("Host {host} is not this dashboard: open it as http://127.0.0.1 or http://localhost (or set --ui-token)"),
-                    format!("Host {host} não é este painel: abra-o como http://127.0.0.1 ou http://localhost (ou defina --ui-token)"),
-                ),
-            );
+            return refuse(StatusCode::FORBIDDEN, Message::foreign_host(&host));
         }
     }
     if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -349,13 +343,7 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
             .ok();
         }
         if !header_ok && query_token.is_none() {
-            return refuse(
-                StatusCode::UNAUTHORIZED,
-                Message::new(
-                    "this dashboard requires its token: open the URL printed by piswarm serve, or send Authorization: Bearer TOKEN",
-                    "este painel exige o seu token: abra o endereço mostrado pelo piswarm serve, ou envie Authorization: Bearer TOKEN",
-                ),
-            );
+            return refuse(StatusCode::UNAUTHORIZED, Message::token_required());
         }
     }
     let mut response = next.run(request).await;
@@ -420,14 +408,11 @@ fn cross_site(headers: &HeaderMap) -> Option<Message> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
     {
-        return Some(Message::new(
-            "Sec-Fetch-Site is cross-site",
-            "Sec-Fetch-Site é cross-site",
-        ));
+        return Some(Message::cross_site_fetch());
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let Some(origin) = origin.to_str().ok() else {
-            return Some(Message::new("unreadable Origin", "Origin ilegível"));
+            return Some(Message::unreadable_origin());
         };
         let origin_host = origin
             .split_once("://")
@@ -435,10 +420,7 @@ fn cross_site(headers: &HeaderMap) -> Option<Message> {
             .unwrap_or("");
         let host = text(header::HOST).unwrap_or("");
         if origin_host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
-            return Some(Message::new(
-                format!("Origin {origin} is not this dashboard"),
-                format!("a origem {origin} não é este painel"),
-            ));
+            return Some(Message::foreign_origin(origin));
         }
     }
     None

@@ -58,7 +58,9 @@ pub struct PlotsQuery {
 /// The error of the estimate after some results.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorPoint {
-    pub terms: u64,
+    /// The terms those results cover (a decimal string, like every term count).
+    #[schema(pattern = "^[0-9]+$")]
+    pub done_terms: String,
     pub error: f64,
     /// The corrected estimate's error, where the results so far form a prefix.
     pub corrected_error: Option<f64>,
@@ -69,7 +71,9 @@ pub struct ErrorPoint {
 pub struct WorkerThroughput {
     pub worker: String,
     pub results: u64,
-    pub terms: u64,
+    /// The terms of its accepted results (a decimal string, like every term count).
+    #[schema(pattern = "^[0-9]+$")]
+    pub done_terms: String,
     /// Sum of the durations it reported.
     pub seconds: f64,
     pub terms_per_s: f64,
@@ -90,7 +94,7 @@ fn plots_of(d: &RunDigest, points: usize) -> Plots {
         .samples(points)
         .into_iter()
         .map(|p| ErrorPoint {
-            terms: p.terms,
+            done_terms: p.terms.to_string(),
             error: series::pi_error(p.pi),
             corrected_error: p
                 .prefix
@@ -103,7 +107,7 @@ fn plots_of(d: &RunDigest, points: usize) -> Plots {
         .map(|(name, s)| WorkerThroughput {
             worker: name.clone(),
             results: s.results,
-            terms: s.terms,
+            done_terms: s.terms.to_string(),
             seconds: s.seconds,
             terms_per_s: s.terms_per_s(),
         })
