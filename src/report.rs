@@ -82,15 +82,13 @@ pub struct FinalReport {
 
 /// The totals of a run's durable results: the one totals type, shared by the coordinator's
 /// snapshots, the store's run rows, the API and the final report.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Totals {
     /// Intervals whose results are durable.
     pub intervals_done: u64,
     /// Terms those intervals cover.
     pub terms_done: u64,
-    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub even_sum: Dec<u128>,
-    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub odd_sum: Dec<u128>,
     /// Their π partials, summed exactly and rounded once.
     pub pi: f64,
