@@ -2,7 +2,6 @@
 
 use super::{body, ApiResult};
 use crate::node::clients::MAX_PER_REQUEST as MAX_LOCAL_CLIENTS;
-use crate::node::ClientMode;
 use crate::web::i18n::Message;
 use crate::web::{AppError, AppState, ErrorBody};
 use axum::extract::rejection::JsonRejection;
@@ -12,6 +11,26 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// How a local client works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientMode {
+    /// One interval, then leave (the original's client).
+    Once,
+    /// Until the coordinator says there is no more work.
+    UntilDone,
+}
+
+impl From<ClientMode> for crate::node::ClientMode {
+    fn from(mode: ClientMode) -> Self {
+        match mode {
+            ClientMode::Once => Self::Once,
+            ClientMode::UntilDone => Self::UntilDone,
+        }
+    }
+}
+
+/// `POST /api/clients`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientsRequest {
@@ -46,7 +65,7 @@ pub async fn create_clients(
     }
     let names = state
         .node
-        .create_clients(req.count as usize, req.mode)
+        .create_clients(req.count as usize, req.mode.into())
         .await?;
     Ok((
         StatusCode::CREATED,
