@@ -1,5 +1,6 @@
-//! The dashboard's two languages: which one a request wants, the page's strings, and the API's
-//! error messages in Portuguese.
+//! The dashboard's two languages: which one a request wants, the page's strings, and every
+//! sentence the API and its guards answer with, in English and Portuguese ([`Message`]'s
+//! constructors; nothing under `web/api/` writes a sentence of its own).
 //!
 //! Every string the page shows is here (the script gets them as JSON in the page), so a
 //! translation is one line; numbers and dates are formatted by the browser's `Intl` for the
