@@ -282,7 +282,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub exit_when_done: bool,
     /// The most assignments one worker may hold at once.
-    #[arg(long, default_value = "64", value_parser = count_u32)]
+    #[arg(long, default_value_t = crate::wire::DEFAULT_MAX_PREFETCH, value_parser = count_u32)]
     pub max_prefetch: u32,
     /// A fixed lease for every assignment (default: derived from the chunk and the worker's speed, at least 30s).
     #[arg(long, value_parser = duration)]

@@ -5,7 +5,7 @@
 
 use crate::maths::kernel::Kernel;
 use crate::maths::series;
-use crate::wire::Dec;
+use crate::wire::{Dec, WorkResult};
 use serde::{Deserialize, Serialize};
 
 /// One accepted result.
@@ -27,6 +27,22 @@ pub struct ResultRecord {
     pub duration_s: f64,
     /// ISO-8601 (RFC 3339, UTC) time of acceptance.
     pub timestamp: String,
+}
+
+impl ResultRecord {
+    /// The result as the worker sent it (not a resend), to verify it again.
+    pub fn work_result(&self) -> WorkResult {
+        WorkResult {
+            id: self.id,
+            a: self.a,
+            b: self.b,
+            even_sum: self.even_sum,
+            odd_sum: self.odd_sum,
+            pi: self.pi,
+            duration_s: self.duration_s.max(0.0),
+            resend: false,
+        }
+    }
 }
 
 /// The summary of a run: `final.json`, `run --json`, `GET /api/runs/{id}/final`.
@@ -66,15 +82,13 @@ pub struct FinalReport {
 
 /// The totals of a run's durable results: the one totals type, shared by the coordinator's
 /// snapshots, the store's run rows, the API and the final report.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Totals {
     /// Intervals whose results are durable.
     pub intervals_done: u64,
     /// Terms those intervals cover.
     pub terms_done: u64,
-    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub even_sum: Dec<u128>,
-    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub odd_sum: Dec<u128>,
     /// Their π partials, summed exactly and rounded once.
     pub pi: f64,

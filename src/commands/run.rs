@@ -37,7 +37,7 @@ pub async fn run_local(options: RunOptions) -> anyhow::Result<FinalReport> {
     let store = Store::open(&location)?;
     let run = store.create_run_with(options.job, options.kernel)?;
     let mut config = CoreConfig::new(options.job);
-    config.max_prefetch = 64;
+    config.max_prefetch = crate::wire::DEFAULT_MAX_PREFETCH;
     let running = node::start_run(
         store,
         run,

@@ -19,10 +19,7 @@ pub const MAX_PER_REQUEST: usize = 1000;
 pub const DEFAULT_MAX_LOCAL_CLIENTS: usize = 1000;
 
 /// How a local client works.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientMode {
     /// One interval, then leave (the original's client).
     Once,

@@ -95,7 +95,7 @@ impl ServeOptions {
             db,
             out,
             quiet: true,
-            max_prefetch: 64,
+            max_prefetch: crate::wire::DEFAULT_MAX_PREFETCH,
             lease: None,
             server: ServerConfig::default(),
             exit_when_done: false,

@@ -3,8 +3,7 @@
 //! `piswarm export` and the files `serve` writes use these, so all three always agree with the
 //! store, which is the source of truth.
 
-use crate::report::ResultRecord;
-use crate::store::{Store, StoreError};
+use crate::store::{result_row, Store, StoreError};
 use std::io::Write;
 use std::path::Path;
 
@@ -28,38 +27,10 @@ pub fn results_json(store: &Store, run: i64, out: &mut dyn Write) -> Result<(), 
     Ok(())
 }
 
-/// The CSV header; columns in the order of [`ResultRecord`]'s fields.
-pub const CSV_HEADER: &str = "id,a,b,worker,peer,even_sum,odd_sum,pi,duration_s,timestamp";
-
 /// Writes a run's results as CSV (RFC 4180 quoting for text fields).
 pub fn results_csv(store: &Store, run: i64, out: &mut dyn Write) -> Result<(), StoreError> {
-    writeln!(out, "{CSV_HEADER}")?;
-    store.for_each_result(run, |r| csv_row(&r, out))
-}
-
-fn csv_row(r: &ResultRecord, out: &mut dyn Write) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "{},{},{},{},{},{},{},{:?},{},{}",
-        r.id.0,
-        r.a.0,
-        r.b.0,
-        csv_text(&r.worker),
-        csv_text(&r.peer),
-        r.even_sum.0,
-        r.odd_sum.0,
-        r.pi,
-        r.duration_s,
-        r.timestamp
-    )
-}
-
-fn csv_text(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    writeln!(out, "{}", result_row::csv_header())?;
+    store.for_each_result(run, |r| result_row::csv_row(&r, out))
 }
 
 /// Writes a run's final.json.
@@ -106,14 +77,4 @@ fn write_atomically(
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| StoreError::Io(e.error))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn csv_quoting() {
-        assert_eq!(super::csv_text("plain"), "plain");
-        assert_eq!(super::csv_text("a,b"), "\"a,b\"");
-        assert_eq!(super::csv_text("say \"hi\""), "\"say \"\"hi\"\"\"");
-    }
 }

@@ -13,12 +13,11 @@
 pub mod export;
 pub mod lock;
 pub mod queries;
+pub mod result_row;
 mod schema;
 pub mod writer;
 
-pub use queries::{
-    DigestRow, HistoryPage, HistoryPosition, HistoryQuery, HistorySort, StoredResult,
-};
+pub use queries::{HistoryPage, HistoryPosition, HistoryQuery, HistorySort, StoredResult};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use writer::CommitObserver;
 
@@ -28,7 +27,7 @@ use crate::job::Job;
 use crate::maths::exact::ExactSum;
 use crate::maths::kernel::Kernel;
 use crate::report::{certified_bound, FinalReport, ResultRecord, Totals};
-use crate::wire::{Dec, WorkResult};
+use crate::wire::Dec;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 
@@ -89,46 +88,24 @@ fn parse_state(s: &str) -> Option<RunState> {
 }
 
 /// A run as stored.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunRow {
     pub id: i64,
     /// Terms of the job; null for an open-ended job.
     pub terms: Option<u64>,
     pub chunk: u64,
-    #[serde(serialize_with = "state_json")]
-    #[schema(schema_with = state_schema)]
     pub state: RunState,
     pub created_at: String,
     pub updated_at: String,
-    #[serde(flatten)]
     pub totals: Totals,
     /// Every interval id below this may have been handed out.
-    #[serde(skip)]
     pub issued_upto: u64,
     /// The run's identity, unique across stores: 32 hex digits of randomness, made with the run
     /// (sent to workers as `run_uid`, so that results are never carried from one store's run to
     /// another's run of the same number).
-    #[serde(skip)]
     pub uid: String,
     /// The π kernel the run computes with ("oct", or "quad" for runs made before it existed).
-    #[serde(serialize_with = "kernel_name")]
-    #[schema(value_type = String, example = "oct")]
     pub kernel: Kernel,
-}
-
-fn state_json<S: serde::Serializer>(state: &RunState, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(state_name(*state))
-}
-
-fn state_schema() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(["running", "stopped", "complete"]))
-        .build()
-}
-
-fn kernel_name<S: serde::Serializer>(kernel: &Kernel, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(kernel.name())
 }
 
 impl RunRow {
@@ -321,14 +298,14 @@ impl Store {
         {
             let mut stmt = self
                 .conn
-                .prepare(
-                    "SELECT seq, interval_id, a, b, worker, peer, even_sum, odd_sum, pi, duration_s, timestamp
-                     FROM results WHERE run_id = ?1",
-                )
+                .prepare(&format!(
+                    "SELECT {} FROM results WHERE run_id = ?1",
+                    result_row::select_list()
+                ))
                 .map_err(self.sql_err())?;
             let mut rows = stmt.query([id]).map_err(self.sql_err())?;
             while let Some(row) = rows.next().map_err(self.sql_err())? {
-                let stored = queries::stored_result(row);
+                let stored = result_row::decode(row);
                 let verified = stored
                     .as_ref()
                     .ok()
@@ -492,32 +469,10 @@ impl Store {
     }
 }
 
-/// Reads a decimal sum column; a damaged value is an error, never zero.
-pub(crate) fn sum_column(r: &rusqlite::Row, i: usize) -> rusqlite::Result<Dec<u128>> {
-    let text: String = r.get(i)?;
-    text.parse().map(Dec).map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            format!("'{text}' is not a decimal sum").into(),
-        )
-    })
-}
-
 /// Verifies a stored result again, as it was when it was accepted; its certified bound, or
 /// `None` if it does not verify (a damaged row).
 pub fn verify_record(job: &Job, r: &ResultRecord) -> Option<f64> {
-    let result = WorkResult {
-        id: r.id,
-        a: r.a,
-        b: r.b,
-        even_sum: r.even_sum,
-        odd_sum: r.odd_sum,
-        pi: r.pi,
-        duration_s: r.duration_s.max(0.0),
-        resend: false,
-    };
-    check_result(job, &result).ok().map(|v| v.pi_bound)
+    check_result(job, &r.work_result()).ok().map(|v| v.pi_bound)
 }
 
 const RUN_SELECT: &str =

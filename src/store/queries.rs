@@ -3,17 +3,16 @@
 //! connection (WAL lets readers run beside the writer), and every page is one range query on an
 //! index.
 
+use super::result_row::{decode, select_list};
 use super::{Store, StoreError};
 use crate::report::ResultRecord;
-use crate::wire::Dec;
 use rusqlite::params;
 
 /// A stored result with its position in the history.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredResult {
     /// Position in the run's history (acceptance order).
     pub seq: i64,
-    #[serde(flatten)]
     pub record: ResultRecord,
 }
 
@@ -71,23 +70,6 @@ pub struct HistoryPage {
     /// Whether rows come after the last one.
     pub has_after: bool,
 }
-
-/// A result as the dashboard's digests read it: everything but the peer and the timestamp.
-#[derive(Debug, Clone)]
-pub struct DigestRow {
-    pub seq: i64,
-    pub id: u64,
-    pub a: u64,
-    pub b: u64,
-    pub worker: String,
-    pub even_sum: u128,
-    pub odd_sum: u128,
-    pub pi: f64,
-    pub duration_s: f64,
-}
-
-const RESULT_COLUMNS: &str =
-    "seq, interval_id, a, b, worker, peer, even_sum, odd_sum, pi, duration_s, timestamp";
 
 impl Store {
     /// One page of a run's results, newest first: rows with `seq < cursor` (all if `None`).
@@ -177,7 +159,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<StoredResult>, StoreError> {
         let column = q.sort.column();
-        let mut sql = format!("SELECT {RESULT_COLUMNS} FROM results WHERE run_id = ?1");
+        let mut sql = format!("SELECT {} FROM results WHERE run_id = ?1", select_list());
         if q.worker.is_some() {
             sql.push_str(" AND worker = ?2");
         }
@@ -198,7 +180,7 @@ impl Store {
                     bound.map_or(0, |(_, k)| k),
                     limit as i64
                 ],
-                stored_result,
+                decode,
             )
             .map_err(self.sql_err())?;
         rows.collect::<Result<_, _>>().map_err(self.sql_err())
@@ -226,7 +208,8 @@ impl Store {
         .map_err(self.sql_err())
     }
 
-    /// Results of a run accepted after `seq` (all if `None`), oldest first, at most `limit`.
+    /// Results of a run accepted after `seq` (all if `None`), oldest first, at most `limit`
+    /// (the dashboard's digests read a run this way).
     pub fn results_after(
         &self,
         run: i64,
@@ -236,47 +219,15 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {RESULT_COLUMNS} FROM results WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+                "SELECT {} FROM results WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                select_list()
             ))
             .map_err(self.sql_err())?;
         let rows = stmt
             .query_map(
                 params![run, after.unwrap_or(i64::MIN), limit as i64],
-                stored_result,
+                decode,
             )
-            .map_err(self.sql_err())?;
-        rows.collect::<Result<_, _>>().map_err(self.sql_err())
-    }
-
-    /// What the dashboard's digest of a run needs of its results accepted after `seq`, oldest
-    /// first, at most `limit`.
-    pub fn digest_rows(
-        &self,
-        run: i64,
-        after: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<DigestRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, interval_id, a, b, worker, even_sum, odd_sum, pi, duration_s
-                 FROM results WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-            )
-            .map_err(self.sql_err())?;
-        let rows = stmt
-            .query_map(params![run, after.unwrap_or(i64::MIN), limit as i64], |r| {
-                Ok(DigestRow {
-                    seq: r.get(0)?,
-                    id: r.get::<_, i64>(1)? as u64,
-                    a: r.get::<_, i64>(2)? as u64,
-                    b: r.get::<_, i64>(3)? as u64,
-                    worker: r.get(4)?,
-                    even_sum: super::sum_column(r, 5)?.0,
-                    odd_sum: super::sum_column(r, 6)?.0,
-                    pi: r.get(7)?,
-                    duration_s: r.get(8)?,
-                })
-            })
             .map_err(self.sql_err())?;
         rows.collect::<Result<_, _>>().map_err(self.sql_err())
     }
@@ -300,35 +251,16 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT seq, interval_id, a, b, worker, peer, even_sum, odd_sum, pi, duration_s, timestamp
-                 FROM results WHERE run_id = ?1 ORDER BY interval_id",
-            )
+            .prepare(&format!(
+                "SELECT {} FROM results WHERE run_id = ?1 ORDER BY interval_id",
+                select_list()
+            ))
             .map_err(self.sql_err())?;
         let mut rows = stmt.query([run]).map_err(self.sql_err())?;
         while let Some(row) = rows.next().map_err(self.sql_err())? {
-            let r = stored_result(row).map_err(self.sql_err())?;
+            let r = decode(row).map_err(self.sql_err())?;
             f(r.record)?;
         }
         Ok(())
     }
-}
-
-pub(super) fn stored_result(r: &rusqlite::Row) -> rusqlite::Result<StoredResult> {
-    let sum = |i| super::sum_column(r, i);
-    Ok(StoredResult {
-        seq: r.get(0)?,
-        record: ResultRecord {
-            id: Dec(r.get::<_, i64>(1)? as u64),
-            a: Dec(r.get::<_, i64>(2)? as u64),
-            b: Dec(r.get::<_, i64>(3)? as u64),
-            worker: r.get(4)?,
-            peer: r.get(5)?,
-            even_sum: sum(6)?,
-            odd_sum: sum(7)?,
-            pi: r.get(8)?,
-            duration_s: r.get(9)?,
-            timestamp: r.get(10)?,
-        },
-    })
 }

@@ -15,7 +15,7 @@
 //! An optional [`CommitObserver`] is told how long each commit took (the metrics'
 //! `piswarm_store_commit_seconds`).
 
-use super::{state_name, Location, Store, StoreError};
+use super::{result_row, state_name, Location, Store, StoreError};
 use crate::coordinator::{Durability, RunState, Write};
 use crate::maths::exact::ExactSum;
 use crate::report::{now_iso8601, Totals};
@@ -167,28 +167,13 @@ pub(super) fn commit(store: &mut Store, run: i64, batch: &[Write]) -> Result<u64
     let tx = store.conn.transaction()?;
     let mut inserted = 0u64;
     {
-        let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO results (run_id, interval_id, a, b, worker, peer, even_sum, odd_sum, pi, duration_s, timestamp)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?;
+        let mut insert = tx.prepare_cached(&result_row::insert_sql())?;
         let mut totals: Option<(&Totals, &ExactSum, RunState)> = None;
         let mut reserved: Option<u64> = None;
         for op in batch {
             match op {
-                Write::Result { record: r, .. } => {
-                    inserted += insert.execute(params![
-                        run,
-                        r.id.0 as i64,
-                        r.a.0 as i64,
-                        r.b.0 as i64,
-                        r.worker,
-                        r.peer,
-                        r.even_sum.0.to_string(),
-                        r.odd_sum.0.to_string(),
-                        r.pi,
-                        r.duration_s,
-                        r.timestamp,
-                    ])? as u64;
+                Write::Result { record, .. } => {
+                    inserted += result_row::insert(&mut insert, run, record)? as u64;
                 }
                 Write::Reserve { upto, .. } => reserved = Some(reserved.unwrap_or(0).max(*upto)),
                 Write::Totals {

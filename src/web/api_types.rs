@@ -6,25 +6,6 @@ use crate::coordinator;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// The state of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RunState {
-    Running,
-    Stopped,
-    Complete,
-}
-
-impl From<coordinator::RunState> for RunState {
-    fn from(state: coordinator::RunState) -> RunState {
-        match state {
-            coordinator::RunState::Running => RunState::Running,
-            coordinator::RunState::Stopped => RunState::Stopped,
-            coordinator::RunState::Complete => RunState::Complete,
-        }
-    }
-}
-
 /// The grid [0, span) cut into equal stretches of `width` intervals, with how many intervals of
 /// each stretch are in each state. `span` is the job's interval count, or for an open-ended job
 /// the highest interval handed out so far plus one.

@@ -75,31 +75,31 @@ impl RunDigest {
     /// Reads the results accepted since the last update.
     fn update(&mut self, store: &Store, run: i64) -> Result<(), StoreError> {
         loop {
-            let rows = store.digest_rows(run, self.last_seq, BATCH)?;
-            for r in &rows {
+            let rows = store.results_after(run, self.last_seq, BATCH)?;
+            for stored in &rows {
+                let r = &stored.record;
+                let (a, b, id) = (r.a.0, r.b.0, r.id.0);
                 self.count += 1;
-                let terms = r.b.saturating_sub(r.a) + 1;
+                let terms = b.saturating_sub(a) + 1;
                 self.terms += terms;
-                self.even += r.even_sum;
-                self.odd += r.odd_sum;
+                self.even += r.even_sum.0;
+                self.odd += r.odd_sum.0;
                 // A non-finite partial never passes verification; ignore it rather than poison
                 // the sum.
                 let _ = self.pi.add(r.pi);
-                let _ = self
-                    .pi_bound
-                    .add(crate::job::verify::pi_bound(r.a, r.b, r.pi));
-                self.max_b = Some(self.max_b.map_or(r.b, |m| m.max(r.b)));
-                self.max_id = Some(self.max_id.map_or(r.id, |m| m.max(r.id)));
+                let _ = self.pi_bound.add(crate::job::verify::pi_bound(a, b, r.pi));
+                self.max_b = Some(self.max_b.map_or(b, |m| m.max(b)));
+                self.max_id = Some(self.max_id.map_or(id, |m| m.max(id)));
                 let share = self.workers.entry(r.worker.clone()).or_default();
                 share.results += 1;
                 share.terms += terms;
                 share.seconds += r.duration_s;
-                self.done_ids.push(r.id);
+                self.done_ids.push(id);
                 if self.count as f64 >= self.next_sample {
                     self.samples.push(self.sample());
                     self.next_sample = (self.next_sample * GRID_RATIO).max(self.count as f64 + 1.0);
                 }
-                self.last_seq = Some(r.seq);
+                self.last_seq = Some(stored.seq);
             }
             if rows.len() < BATCH {
                 return Ok(());

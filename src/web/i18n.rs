@@ -1,5 +1,6 @@
-//! The dashboard's two languages: which one a request wants, the page's strings, and the API's
-//! error messages in Portuguese.
+//! The dashboard's two languages: which one a request wants, the page's strings, and every
+//! sentence the API and its guards answer with, in English and Portuguese ([`Message`]'s
+//! constructors; nothing under `web/api/` writes a sentence of its own).
 //!
 //! Every string the page shows is here (the script gets them as JSON in the page), so a
 //! translation is one line; numbers and dates are formatted by the browser's `Intl` for the
@@ -300,6 +301,127 @@ impl Message {
             Lang::En => &self.en,
             Lang::PtBr => &self.pt,
         }
+    }
+}
+
+/// A field of a job, named in an error about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobField {
+    Terms,
+    Chunk,
+}
+
+/// The API's own error sentences.
+impl Message {
+    pub fn no_such_path() -> Message {
+        Message::new(
+            "no such path (the API is described at /api/openapi.json)",
+            "caminho inexistente (a API está descrita em /api/openapi.json)",
+        )
+    }
+
+    pub fn method_not_allowed() -> Message {
+        Message::new(
+            "method not allowed (state-changing requests are POST; reads are GET)",
+            "método não permitido (o que muda o estado é POST; leituras são GET)",
+        )
+    }
+
+    /// A body without `Content-Type: application/json`; `detail` is axum's sentence.
+    pub fn json_content_type(detail: String) -> Message {
+        Message::new(detail, "o pedido deve ter Content-Type: application/json")
+    }
+
+    pub fn json_syntax(detail: String) -> Message {
+        let pt = format!("JSON inválido: {detail}");
+        Message::new(detail, pt)
+    }
+
+    pub fn bad_body(detail: String) -> Message {
+        let pt = format!("corpo do pedido inválido: {detail}");
+        Message::new(detail, pt)
+    }
+
+    pub fn bad_query(detail: String) -> Message {
+        Message::new(detail.clone(), format!("parâmetros inválidos: {detail}"))
+    }
+
+    /// `{id}` is neither a run number nor `current`.
+    pub fn no_such_run_id(id: &str) -> Message {
+        Message::new(
+            format!("no run '{id}' (a run number or 'current')"),
+            format!("não há execução '{id}' (um número de execução ou 'current')"),
+        )
+    }
+
+    pub fn no_such_run(id: i64) -> Message {
+        Message::new(
+            format!("run {id} does not exist"),
+            format!("a execução {id} não existe"),
+        )
+    }
+
+    pub fn client_count_range(max: usize) -> Message {
+        Message::new(
+            format!("count must be between 1 and {max}"),
+            format!("a quantidade deve estar entre 1 e {max}"),
+        )
+    }
+
+    /// A count written as text that does not parse; `error` is the parser's sentence.
+    pub fn bad_count(field: JobField, text: &str, error: &str) -> Message {
+        let (en, pt) = match field {
+            JobField::Terms => ("terms", "termos"),
+            JobField::Chunk => ("chunk", "tamanho do bloco"),
+        };
+        Message::new(
+            format!("{en}: {error}"),
+            format!("{pt}: número inválido '{text}'"),
+        )
+    }
+
+    /// The guards' refusals (`web::guard`).
+    pub fn foreign_host(host: &str) -> Message {
+        Message::new(
+            format!("Host {host} is not this dashboard: open it as http://127.0.0.1 or http://localhost (or set --ui-token)"),
+            format!("Host {host} não é este painel: abra-o como http://127.0.0.1 ou http://localhost (ou defina --ui-token)"),
+        )
+    }
+
+    pub fn token_required() -> Message {
+        Message::new(
+            "this dashboard requires its token: open the URL printed by piswarm serve, or send Authorization: Bearer TOKEN",
+            "este painel exige o seu token: abra o endereço mostrado pelo piswarm serve, ou envie Authorization: Bearer TOKEN",
+        )
+    }
+
+    pub fn cross_site_fetch() -> Message {
+        Message::new(
+            "Sec-Fetch-Site is cross-site",
+            "Sec-Fetch-Site é cross-site",
+        )
+    }
+
+    pub fn unreadable_origin() -> Message {
+        Message::new("unreadable Origin", "Origin ilegível")
+    }
+
+    pub fn foreign_origin(origin: &str) -> Message {
+        Message::new(
+            format!("Origin {origin} is not this dashboard"),
+            format!("a origem {origin} não é este painel"),
+        )
+    }
+
+    pub fn limit_zero() -> Message {
+        Message::new("limit must be at least 1", "limit deve ser pelo menos 1")
+    }
+
+    pub fn one_position() -> Message {
+        Message::new(
+            "give at most one of cursor, before, from and last",
+            "informe no máximo um de cursor, before, from e last",
+        )
     }
 }
 

@@ -92,18 +92,6 @@ pub enum AppError {
 }
 
 impl AppError {
-    pub fn client(status: StatusCode, en: impl Into<String>, pt: impl Into<String>) -> AppError {
-        AppError::Client(status, Message::new(en, pt))
-    }
-    pub fn bad_request(en: impl Into<String>, pt: impl Into<String>) -> AppError {
-        AppError::client(StatusCode::BAD_REQUEST, en, pt)
-    }
-    pub fn not_found(en: impl Into<String>, pt: impl Into<String>) -> AppError {
-        AppError::client(StatusCode::NOT_FOUND, en, pt)
-    }
-    pub fn unprocessable(en: impl Into<String>, pt: impl Into<String>) -> AppError {
-        AppError::client(StatusCode::UNPROCESSABLE_ENTITY, en, pt)
-    }
     pub fn internal(e: impl std::fmt::Display) -> AppError {
         AppError::Internal(e.to_string())
     }
@@ -134,10 +122,9 @@ impl IntoResponse for AppError {
 impl From<crate::store::StoreError> for AppError {
     fn from(e: crate::store::StoreError) -> AppError {
         match e {
-            crate::store::StoreError::NoSuchRun(id) => AppError::not_found(
-                format!("run {id} does not exist"),
-                format!("a execução {id} não existe"),
-            ),
+            crate::store::StoreError::NoSuchRun(id) => {
+                AppError::Client(StatusCode::NOT_FOUND, Message::no_such_run(id))
+            }
             other => AppError::internal(other),
         }
     }
@@ -320,13 +307,7 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
                 "refused {method} {} for Host {host} (not this dashboard's name)",
                 request.uri().path()
             );
-            return refuse(
-                StatusCode::FORBIDDEN,
-                Message::new(
-                    format!("Host {host} is not this dashboard: open it as http://127.0.0.1 or http://localhost (or set --ui-token)"),
-                    format!("Host {host} não é este painel: abra-o como http://127.0.0.1 ou http://localhost (ou defina --ui-token)"),
-                ),
-            );
+            return refuse(StatusCode::FORBIDDEN, Message::foreign_host(&host));
         }
     }
     if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -364,13 +345,7 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
             .ok();
         }
         if !header_ok && query_token.is_none() {
-            return refuse(
-                StatusCode::UNAUTHORIZED,
-                Message::new(
-                    "this dashboard requires its token: open the URL printed by piswarm serve, or send Authorization: Bearer TOKEN",
-                    "este painel exige o seu token: abra o endereço mostrado pelo piswarm serve, ou envie Authorization: Bearer TOKEN",
-                ),
-            );
+            return refuse(StatusCode::UNAUTHORIZED, Message::token_required());
         }
     }
     let mut response = next.run(request).await;
@@ -435,14 +410,11 @@ fn cross_site(headers: &HeaderMap) -> Option<Message> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
     {
-        return Some(Message::new(
-            "Sec-Fetch-Site is cross-site",
-            "Sec-Fetch-Site é cross-site",
-        ));
+        return Some(Message::cross_site_fetch());
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let Some(origin) = origin.to_str().ok() else {
-            return Some(Message::new("unreadable Origin", "Origin ilegível"));
+            return Some(Message::unreadable_origin());
         };
         let origin_host = origin
             .split_once("://")
@@ -450,10 +422,7 @@ fn cross_site(headers: &HeaderMap) -> Option<Message> {
             .unwrap_or("");
         let host = text(header::HOST).unwrap_or("");
         if origin_host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
-            return Some(Message::new(
-                format!("Origin {origin} is not this dashboard"),
-                format!("a origem {origin} não é este painel"),
-            ));
+            return Some(Message::foreign_origin(origin));
         }
     }
     None

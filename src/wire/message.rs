@@ -17,6 +17,10 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The longest line, in bytes without its newline, that either side accepts.
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// The `max_prefetch` a coordinator announces unless told otherwise (`--max-prefetch`;
+/// docs/protocol.md §3): the one definition of this default.
+pub const DEFAULT_MAX_PREFETCH: u32 = 64;
+
 /// An unsigned integer that travels as a decimal string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Dec<T>(pub T);
@@ -359,7 +363,7 @@ mod tests {
             run: 1,
             terms: None,
             chunk: Dec(1000),
-            max_prefetch: 64,
+            max_prefetch: DEFAULT_MAX_PREFETCH,
             heartbeat_s: 10.0,
             run_uid: Some("0123456789abcdef0123456789abcdef".into()),
             kernel: Some("oct".into()),

@@ -205,6 +205,24 @@ async fn start_stop_clients_and_results() {
     assert_eq!(code, StatusCode::OK);
     assert!(!plots["error"].as_array().unwrap().is_empty());
     assert!(!plots["workers"].as_array().unwrap().is_empty());
+    // Terms covered have one name and one type on every path: `done_terms`, a decimal string.
+    let (_, run) = call(&f.app, get("/api/runs/current")).await;
+    let (_, status) = call(&f.app, get("/api/status")).await;
+    let points = plots["error"].as_array().unwrap();
+    let workers = plots["workers"].as_array().unwrap();
+    for (what, value) in [("status", &status["run"]), ("run", &run)]
+        .into_iter()
+        .chain(points.iter().map(|p| ("error point", p)))
+        .chain(workers.iter().map(|w| ("worker", w)))
+    {
+        let terms = value["done_terms"].as_str();
+        assert!(
+            terms.is_some_and(|t| t.parse::<u64>().is_ok()),
+            "{what}: {value}"
+        );
+        assert!(value.get("terms_done").is_none(), "{what}: {value}");
+    }
+    assert_eq!(points.last().unwrap()["done_terms"], json!("5000"));
 
     let res = f
         .app

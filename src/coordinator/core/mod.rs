@@ -121,7 +121,7 @@ impl CoreConfig {
         CoreConfig {
             job,
             run_id: 1,
-            max_prefetch: 64,
+            max_prefetch: crate::wire::DEFAULT_MAX_PREFETCH,
             lease: LeasePolicy::default(),
             heartbeat: Duration::from_secs(20),
             max_bad_results: 3,

@@ -730,7 +730,8 @@
   const FLOOR = 1e-16;
   function drawErrorPlot(points) {
     const svg = $("error-plot");
-    const pts = points.filter((p) => p.terms > 0 && p.error > 0);
+    // Terms are decimal strings in the API (like every term count); a plot needs numbers.
+    const pts = points.map((p) => ({ ...p, terms: Number(p.done_terms) })).filter((p) => p.terms > 0 && p.error > 0);
     if (pts.length < 1) return noData(svg);
     const H0 = 240, W = size(svg, H0), L = 52, R = 14, TOP = 10, B = 30;
     const lx = (v) => Math.log10(v);
