@@ -8,18 +8,20 @@
 //! asserts nothing.
 //!
 //! ```text
-//! cargo run --release --example dashboard_bench -- [RESULTS] [--idle]
+//! cargo run --release --example dashboard_bench -- [RESULTS] [--idle] [--trace]
 //! ```
+//! `--idle` measures only the page left alone (quick comparisons); `--trace` also traces each
+//! idle window and prints where the main thread's time went, by Chromium's names for its work.
 //! RESULTS defaults to 100 000. They are written straight into a fresh SQLite store through
 //! the store's writer (one run of RESULTS intervals of 1000 terms, accepted in a shuffled order
 //! from 40 worker names, with exact sums and π partials; and a small run of 1000 results to
-//! switch to), then a node is started on that store with a new, empty current run, and the
-//! dashboard is served on loopback.
+//! switch to), then a node is started on that store with a new, empty current run and its TCP
+//! server running (no worker connects), and the dashboard is served on loopback.
 
 #[path = "../tests/it/chromium/mod.rs"]
 mod chromium;
 
-use headless_chrome::protocol::cdp::{Emulation, Performance};
+use headless_chrome::protocol::cdp::{types::Event, Emulation, Performance, Tracing, IO};
 use headless_chrome::Tab;
 use piswarm::commands::serve::ServeOptions;
 use piswarm::coordinator::{RunState, Write};
@@ -31,7 +33,9 @@ use piswarm::report::{now_iso8601, ResultRecord, Totals};
 use piswarm::store::{writer, Location, Store};
 use piswarm::wire::Dec;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -229,22 +233,108 @@ fn metrics(tab: &Tab) -> [f64; 4] {
     ]
 }
 
+/// Starts a Chromium trace of the page (what its main thread does, task by task).
+fn start_trace(tab: &Tab) -> Arc<Mutex<Option<String>>> {
+    let stream = Arc::new(Mutex::new(None));
+    let handle = stream.clone();
+    tab.add_event_listener(Arc::new(move |event: &Event| {
+        if let Event::TracingComplete(done) = event {
+            *handle.lock().unwrap() = done.params.stream.clone();
+        }
+    }))
+    .unwrap();
+    tab.call_method(Tracing::Start {
+        categories: Some("devtools.timeline,toplevel,blink,v8,cc,loading".into()),
+        options: None,
+        buffer_usage_reporting_interval: None,
+        transfer_mode: Some(Tracing::StartTransfer_modeOption::ReturnAsStream),
+        stream_format: None,
+        stream_compression: None,
+        trace_config: None,
+        perfetto_config: None,
+        tracing_backend: None,
+    })
+    .unwrap();
+    stream
+}
+
+/// Ends the trace and prints where the renderer's main thread spent its time, per second of
+/// `elapsed`: the costliest kinds of work, by Chromium's names (nested: a frame's `Paint` is
+/// also in its `ProxyMain::BeginMainFrame`).
+fn end_trace(tab: &Tab, stream: Arc<Mutex<Option<String>>>, elapsed: f64) {
+    tab.call_method(Tracing::End(None)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let handle = loop {
+        if let Some(handle) = stream.lock().unwrap().clone() {
+            break handle;
+        }
+        assert!(Instant::now() < deadline, "the trace never completed");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut json = String::new();
+    loop {
+        let chunk = tab
+            .call_method(IO::Read {
+                handle: handle.clone(),
+                offset: None,
+                size: Some(1 << 20),
+            })
+            .unwrap();
+        json.push_str(&chunk.data);
+        if chunk.eof {
+            break;
+        }
+    }
+    let trace: Value = serde_json::from_str(&json).unwrap();
+    let events = trace["traceEvents"].as_array().cloned().unwrap_or_default();
+    let thread = |e: &Value| (e["pid"].as_u64(), e["tid"].as_u64());
+    let main: Vec<_> = events
+        .iter()
+        .filter(|e| e["name"] == "thread_name" && e["args"]["name"] == "CrRendererMain")
+        .map(thread)
+        .collect();
+    let mut by_name: HashMap<&str, (f64, u32)> = HashMap::new();
+    for e in &events {
+        if e["ph"] == "X" && main.contains(&thread(e)) {
+            let entry = by_name
+                .entry(e["name"].as_str().unwrap_or("?"))
+                .or_default();
+            entry.0 += e["dur"].as_f64().unwrap_or(0.0) / 1000.0;
+            entry.1 += 1;
+        }
+    }
+    let mut costliest: Vec<_> = by_name.into_iter().collect();
+    costliest.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+    println!("  the main thread, traced (ms/s, times/s, what):");
+    for (name, (ms, times)) in costliest.into_iter().take(12) {
+        println!(
+            "    {:6.2} {:6.1}  {name}",
+            ms / elapsed,
+            f64::from(times) / elapsed
+        );
+    }
+}
+
 /// How busy the page's main thread is over `seconds` with nothing done to it, per second, and
-/// how many times it redrew its history meanwhile.
-fn idle(tab: &Tab, what: &str, seconds: u64) {
-    // What the page change before left to do (its garbage collected, say) is not counted.
-    std::thread::sleep(Duration::from_secs(5));
+/// how many times it redrew its history meanwhile; with `trace`, where that time went.
+fn idle(tab: &Tab, what: &str, seconds: u64, trace: bool) {
+    // What the page changes before left to do (the garbage of hundreds of pages collected) is
+    // not counted: it settles for 15 s first.
+    std::thread::sleep(Duration::from_secs(15));
     let renders = counter(tab, "history", "renders");
     // What the page writes meanwhile, by element: the DOM changes that can cost a frame.
     eval(
         tab,
         "window.__writes = {}; window.__observer = new MutationObserver((ms) => { for (const m of ms) { let e = m.target.nodeType === 1 ? m.target : m.target.parentElement; while (e && !e.id) e = e.parentElement; const k = (e ? e.id : '?') + ':' + m.type + (m.attributeName ? '.' + m.attributeName : ''); window.__writes[k] = (window.__writes[k] || 0) + 1; } }); window.__observer.observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true }), true",
     );
+    // The trace, if asked for, covers the same window (and adds a little work of its own).
+    let stream = trace.then(|| start_trace(tab));
     let before = metrics(tab);
     let t = Instant::now();
     std::thread::sleep(Duration::from_secs(seconds));
     let after = metrics(tab);
     let elapsed = t.elapsed().as_secs_f64();
+    let traced = stream.map(|stream| (stream, elapsed));
     let per_s = |i: usize| 1000.0 * (after[i] - before[i]) / elapsed;
     println!(
         "{what:<58} main thread busy {:5.2} ms/s (script {:5.2}, layout {:5.2}, style {:5.2}), history redraws {}",
@@ -262,6 +352,9 @@ fn idle(tab: &Tab, what: &str, seconds: u64) {
         "  DOM writes meanwhile (element with an id: kind, count): {}",
         writes.as_str().unwrap_or("?")
     );
+    if let Some((stream, elapsed)) = traced {
+        end_trace(tab, stream, elapsed);
+    }
 }
 
 fn set_value(id: &str, value: &str) -> String {
@@ -275,6 +368,8 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `--idle`: only the idle measurement (the page left alone), for quick comparisons.
     let only_idle = args.iter().any(|a| a == "--idle");
+    // `--trace`: also trace each idle window and print where the main thread's time went.
+    let trace = args.iter().any(|a| a == "--trace");
     let n: u64 = args
         .iter()
         .find(|a| !a.starts_with("--"))
@@ -297,7 +392,9 @@ async fn main() {
     );
     options.new_run = true;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let node = Node::start(options, listener, false).await.unwrap();
+    // The TCP server running, as for anyone watching a stored run while `serve` waits for
+    // workers (its uptime shown; no worker connects).
+    let node = Node::start(options, listener, true).await.unwrap();
     let stop = CancellationToken::new();
     let t = Instant::now();
     let (server, url) = piswarm::web::bind(node.clone(), "127.0.0.1:0", None, stop.clone())
@@ -437,6 +534,7 @@ async fn main() {
                 &tab,
                 &format!("stored run in view, {size} rows, nothing happening (10 s)"),
                 10,
+                trace,
             );
         }
     })

@@ -899,8 +899,9 @@ const WATCH_ROWS: &str = "(() => { window.__added = new Set(); window.__written 
 const ROWS_TOUCHED: &str = "(() => { window.__onRows(window.__rows.takeRecords()); window.__rows.disconnect(); \
     return [window.__added.size, window.__written.size, [...window.__written].filter((r) => !window.__added.has(r)).length]; })()";
 
-/// Nothing new, nothing redrawn: the history is not redrawn while the page receives updates that
-/// bring no result (the current run is finished), nor while a stored run is in view and results
+/// Nothing new, nothing redrawn: the history is not redrawn, and nothing on the page is written,
+/// while the page receives updates that bring no result (the current run is finished); the
+/// history is not redrawn while a stored run is in view and results
 /// of the current run stream in. Counted by the page's own hooks (`data-renders`, `window.piswarmHooks.updates`).
 /// Following the live head, an update writes only its new rows (the oldest rows, rewritten and
 /// moved to the top): the rows still shown are left as they are.
@@ -942,7 +943,22 @@ async fn the_history_is_not_redrawn_when_nothing_is_new() {
         open(&tab, &url);
         // The finished current run, its first page loaded and an update handled.
         wait_until(&tab, "document.getElementById('history').dataset.total === '100' && document.querySelectorAll('#history-body tr').length === 50 && window.piswarmHooks.updates >= 1");
+        // Nothing is written to the page meanwhile (no clock ticking, no list rebuilt):
+        // a write costs a frame, and a frame of a page with a long history costs milliseconds.
+        eval(&tab, "window.__pageWrites = []; window.__onPage = (ms) => { for (const m of ms) { let e = m.target.nodeType === 1 ? m.target : m.target.parentElement; while (e && !e.id) e = e.parentElement; window.__pageWrites.push((e ? e.id : '?') + ':' + m.type); } }; window.__page = new MutationObserver(window.__onPage); window.__page.observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true }), true");
         no_redraw(&tab, "the finished current run", false);
+        let writes = eval(&tab, "(() => { window.__onPage(window.__page.takeRecords()); window.__page.disconnect(); return window.__pageWrites.join(' '); })()");
+        // The one exception: the server's uptime, written once a minute (if a minute ended
+        // meanwhile).
+        let writes = writes.as_str().unwrap();
+        let other: Vec<_> = writes
+            .split_whitespace()
+            .filter(|w| *w != "server-uptime:characterData")
+            .collect();
+        assert!(
+            other.is_empty() && writes.split_whitespace().count() <= 1,
+            "the page was written to while nothing happened: {writes}"
+        );
         idle_tx.send(()).unwrap();
         // A new run, with results streaming in: the page follows it…
         let run = run_rx.recv_timeout(WAIT).unwrap();

@@ -43,6 +43,15 @@
     parts.push(secFmt.format(sec));
     return parts.join(" ");
   }
+  // The server's uptime, to the minute ("< 1 min", "5 min", "2 h 5 min"): the page writes it
+  // once a minute, not each second, since each write costs the page a frame while nothing else
+  // changes.
+  function fmtUptime(s) {
+    if (none(s) || !isFinite(s)) return "–";
+    const m = Math.floor(Math.max(0, s) / 60), h = Math.floor(m / 60);
+    if (m === 0) return "< " + minFmt.format(1);
+    return h ? hourFmt.format(h) + " " + minFmt.format(m % 60) : minFmt.format(m);
+  }
   // A result's duration in the unit that suits it ("37 µs", "1.25 ms"); a duration of zero is
   // below the clock's resolution, which is under a millisecond for every worker.
   function fmtSeconds(s) {
@@ -95,9 +104,9 @@
   function setData(el, key, value) {
     if (el.dataset[key] !== value) el.dataset[key] = value;
   }
-  // A time cell: relative, local; the UTC value on hover. The clock rewrites a cell only when
-  // its text can have changed (each second for seconds ago, each minute for hours ago, never
-  // for a date), so an old history costs nothing to keep on screen.
+  // A time cell of the worker table: relative, local; the UTC value on hover. The clock
+  // rewrites a cell only when its text can have changed (each second for seconds ago, each
+  // minute for hours ago, never for a date).
   const clocks = new Map();  // cell → { t, next }
   function tick(el, clock, now) {
     put(el, fmtAgo(clock.t, now));
@@ -112,7 +121,7 @@
     clocks.set(el, clock);
     tick(el, clock, Date.now());
   }
-  // A history row's time: the local clock time of the result (its date if not today), the UTC
+  // A history row's or a run's time: the local clock time (its date if not today), the UTC
   // value on hover. Written once with the row: a history does not change by itself, so a page of
   // history left alone costs nothing (a relative "12 s ago" in every row rewrote them all each
   // second).
@@ -193,7 +202,7 @@
     setData(state, "state", s.running ? "running" : "stopped");
     put(state, s.running ? T.running : T.stopped);
     setText("server-listen", s.listen);
-    setText("server-uptime", s.running ? fmtDuration(s.uptime_s) : "–");
+    setText("server-uptime", s.running ? fmtUptime(s.uptime_s) : "–");
     setText("server-clients", fmtInt(s.clients));
     setText("server-local", fmtInt(s.local_clients));
     setText("clients-cap", fill(T.local_cap, { n: fmtInt(s.max_local_clients) }));
@@ -566,8 +575,10 @@
         const terms = r.terms === null ? T.open_ended : fill(T.run_terms, { n: fmtInt(r.terms) });
         li.textContent = "#" + r.id + " · " + terms + " · " + fill(T.run_chunk, { n: fmtInt(r.chunk) }) + " · " +
           (r.current ? T.current : stateName(r.state)) + " · ";
+        // When it was created, as a clock time (a date if not today), written once: a ticking
+        // "12 s ago" here cost a frame a second on a page where nothing happens.
         const when = document.createElement("span");
-        setTime(when, r.created_at);
+        setStamp(when, r.created_at);
         li.appendChild(when);
         if (r.id === shownRun()) li.classList.add("selected");
         li.addEventListener("click", () => showRun(r.current ? null : r.id));
