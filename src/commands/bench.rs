@@ -286,6 +286,7 @@ async fn light_client(
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read);
     let (mut line, mut complete, mut out) = (Vec::new(), false, Vec::new());
+    let mut kernel = Kernel::Quad;
     wire::encode(
         &ClientMessage::Hello {
             version: PROTOCOL_VERSION,
@@ -309,9 +310,18 @@ async fn light_client(
         let mut fresh = 0;
         loop {
             match wire::decode_server(&line)? {
+                // The run's kernel (servers older than the field run the quad kernel).
+                ServerMessage::Welcome { kernel: name, .. } => {
+                    kernel = match name {
+                        None => Kernel::Quad,
+                        Some(name) => Kernel::from_name(&name).ok_or_else(|| {
+                            anyhow::anyhow!("the run's kernel {name:?} is unknown")
+                        })?,
+                    };
+                }
                 ServerMessage::Assign { id, a, b, .. } => {
                     wire::encode(
-                        &ClientMessage::Result(worker::compute(id.0, a.0, b.0)),
+                        &ClientMessage::Result(worker::compute_with(kernel, id.0, a.0, b.0)),
                         &mut out,
                     );
                     fresh += 1;
@@ -322,8 +332,17 @@ async fn light_client(
                 } => {
                     acked.fetch_add(1, Ordering::Relaxed);
                 }
+                // A backup copy's result that came second: nothing counted, nothing wrong.
+                ServerMessage::Ack {
+                    status: AckStatus::Duplicate,
+                    ..
+                } => {}
+                // The bench's clients send only well-formed results: an error is the bench's
+                // failure, not something to measure through.
+                ServerMessage::Error { code, message, id } => {
+                    anyhow::bail!("the server answered {code:?} (interval {id:?}): {message}")
+                }
                 ServerMessage::Done { .. } => return Ok(()),
-                _ => {}
             }
             // Answer everything already buffered in one write.
             if reader.buffer().contains(&b'\n') {

@@ -384,7 +384,12 @@ async fn hoard(
                             let _ = t.send(());
                         }
                     }
-                    Ok(_) => {}
+                    // It holds what it was given and answers nothing, so no ack comes; an error
+                    // (its idle time out, say) is logged, and the connection's end ends it.
+                    Ok(ServerMessage::Welcome { .. }) | Ok(ServerMessage::Ack { .. }) => {}
+                    Ok(ServerMessage::Error { code, message, .. }) => {
+                        tracing::info!(hoarder = index, ?code, "the server answered: {message}");
+                    }
                     Err(e) => anyhow::bail!("hoarder {index}: {}", e.message),
                 }
             }

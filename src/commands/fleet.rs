@@ -15,6 +15,7 @@
 //! `/metrics`.
 
 use super::child::ServeChild;
+use crate::maths::kernel::Kernel;
 use crate::wire::line::read_line;
 use crate::wire::PROTOCOL_VERSION;
 use crate::wire::{self, AckStatus, ClientMessage, ErrorCode, ServerMessage, MAX_LINE};
@@ -312,6 +313,7 @@ async fn attempt(
     }
     out.clear();
     let mut join = None;
+    let mut kernel = Kernel::Quad;
     let (mut acked, mut accepted) = (0u32, 0u64);
     while acked < intervals {
         let got = tokio::time::timeout(
@@ -329,7 +331,13 @@ async fn attempt(
             Err(e) => return fail(format!("bad message from the server: {}", e.message)),
         };
         match message {
-            ServerMessage::Welcome { .. } => {
+            ServerMessage::Welcome { kernel: name, .. } => {
+                // The run's kernel (servers older than the field run the quad kernel).
+                kernel = match name.as_deref().map(Kernel::from_name) {
+                    None => Kernel::Quad,
+                    Some(Some(k)) => k,
+                    Some(None) => return fail(format!("the run's kernel {name:?} is unknown")),
+                };
                 join = Some(first_try.elapsed());
                 if let Ok(mut last) = tally.last_welcome.lock() {
                     let now = Instant::now();
@@ -337,7 +345,7 @@ async fn attempt(
                 }
             }
             ServerMessage::Assign { id, a, b, .. } => {
-                let result = crate::worker::compute(id.0, a.0, b.0);
+                let result = crate::worker::compute_with(kernel, id.0, a.0, b.0);
                 wire::encode(&ClientMessage::Result(result), &mut out);
                 if let Err(e) = write.write_all(&out).await {
                     return fail(format!("result: {e}"));

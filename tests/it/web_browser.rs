@@ -904,7 +904,8 @@ const ROWS_TOUCHED: &str = "(() => { window.__onRows(window.__rows.takeRecords()
 /// history is not redrawn while a stored run is in view and results
 /// of the current run stream in. Counted by the page's own hooks (`data-renders`, `window.piswarmHooks.updates`).
 /// Following the live head, an update writes only its new rows (the oldest rows, rewritten and
-/// moved to the top): the rows still shown are left as they are.
+/// moved to the top): the rows still shown are left as they are. A stored run's next page is read
+/// ahead: Next shows it without a request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_history_is_not_redrawn_when_nothing_is_new() {
     let d = dashboard(Job::new(Some(100_000), Some(1000)).unwrap(), true).await;
@@ -1022,6 +1023,34 @@ async fn the_history_is_not_redrawn_when_nothing_is_new() {
         assert_eq!(
             eval(&tab, "document.getElementById('history-new').hidden"),
             Value::Bool(true)
+        );
+        // A stored run's next page was read ahead when its first was shown: Next shows it
+        // without asking the server again (newest first: results 50 down to 1).
+        eval(&tab, "performance.setResourceTimingBufferSize(100000), performance.clearResourceTimings(), true");
+        let pages = eval(
+            &tab,
+            "Number(document.getElementById('history').dataset.pages)",
+        );
+        eval(
+            &tab,
+            "document.getElementById('history-next').click(), true",
+        );
+        wait_until(
+            &tab,
+            &format!("Number(document.getElementById('history').dataset.pages) > {pages}"),
+        );
+        assert_eq!(
+            eval(
+                &tab,
+                "document.querySelector('#history-body tr').dataset.seq"
+            ),
+            Value::from("50")
+        );
+        assert_eq!(rows(&tab, "history-body"), 50);
+        assert_eq!(
+            eval(&tab, "performance.getEntriesByType('resource').filter((e) => e.name.includes('/results?')).map((e) => e.name).join(' ')"),
+            Value::from(""),
+            "the next page of a stored run was asked for again"
         );
     }));
     idle_rx.await.unwrap();

@@ -407,6 +407,36 @@
     setData(h, "liveHead", live.head === null ? "" : String(live.head));
   }
 
+  // The path of a page of results: `where` as for loadPage.
+  function resultsPath(id, where) {
+    const q = new URLSearchParams({ sort: H.sort, order: H.order, limit: H.size });
+    if (H.worker) q.set("worker", H.worker);
+    if (where.cursor !== undefined) q.set("cursor", where.cursor);
+    if (where.before !== undefined) q.set("before", where.before);
+    if (where.from !== undefined) q.set("from", where.from);
+    if (where.last) q.set("last", "true");
+    return "/api/runs/" + id + "/results?" + q;
+  }
+  // Pages of a stored run read ahead: a stored run never changes, so once a page is shown the
+  // next one in the direction of travel is asked for, and a click on Next (or Previous) finds
+  // it on its way or here — no round trip to wait for on a busy machine. A few pages are kept;
+  // none of the current run, which changes. A read ahead that failed is asked again.
+  const ahead = new Map();  // path → promise of the page
+  function readPage(path) {
+    const early = ahead.get(path);
+    if (!early) return api("GET", path);
+    ahead.delete(path);
+    return early.catch(() => api("GET", path));
+  }
+  function readAhead(id, where) {
+    const path = resultsPath(id, where);
+    if (following() || id !== shownRun() || ahead.has(path)) return;
+    const page = api("GET", path);
+    page.catch(() => {});
+    ahead.set(path, page);
+    while (ahead.size > 4) ahead.delete(ahead.keys().next().value);
+  }
+
   // Loads one page: `where` is {first}, {last}, {cursor}, {before} or {from}.
   async function loadPage(where) {
     const id = shownRun();
@@ -424,16 +454,13 @@
         H.prev = offset > 0 ? Math.max(0, offset - H.size) : null;
         H.next = offset + H.size < page.total ? offset + H.size : null;
       } else {
-        const q = new URLSearchParams({ sort: H.sort, order: H.order, limit: H.size });
-        if (H.worker) q.set("worker", H.worker);
-        if (where.cursor !== undefined) q.set("cursor", where.cursor);
-        if (where.before !== undefined) q.set("before", where.before);
-        if (where.from !== undefined) q.set("from", where.from);
-        if (where.last) q.set("last", "true");
-        const page = await api("GET", "/api/runs/" + id + "/results?" + q);
+        const page = await readPage(resultsPath(id, where));
         if (token !== H.busy) return;
         H.rows = page.results; H.total = page.total;
         H.next = page.next_cursor; H.prev = page.prev_cursor;
+        const back = where.before !== undefined || where.last;
+        if (back && H.prev !== null) readAhead(id, { before: H.prev });
+        if (!back && H.next !== null) readAhead(id, { cursor: H.next });
       }
       if (atLiveHead()) H.fresh = 0;
       if ($("history-feedback").textContent) say("history-feedback", "");
