@@ -8,19 +8,17 @@
 
 use headless_chrome::protocol::cdp::Emulation;
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
-use headless_chrome::{Browser, LaunchOptions, Tab};
+use headless_chrome::{Browser, Tab};
 use piswarm::commands::serve::ServeOptions;
 use piswarm::job::Job;
 use piswarm::node::Node;
 use serde_json::Value;
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// How long one condition in the page (or a page load) may take to become true: a guard against
 /// a hang, generous because two suites at once on a slow 2-core machine run several Chromiums
 /// beside the workers (30 s was not enough there).
@@ -85,38 +83,10 @@ impl Dashboard {
     }
 }
 
-/// A headless Chromium with a fresh profile (kept alive by the returned directory).
+/// A headless Chromium with a fresh profile (kept alive by the returned directory), its window
+/// 1360 × 2000.
 pub fn browser() -> (Browser, tempfile::TempDir) {
-    assert!(
-        std::path::Path::new(CHROMIUM).exists(),
-        "the browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)"
-    );
-    let profile = tempfile::tempdir().unwrap();
-    let args: Vec<OsString> = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
-    let options = LaunchOptions::default_builder()
-        .path(Some(PathBuf::from(CHROMIUM)))
-        .sandbox(false)
-        .headless(true)
-        .window_size(Some((1360, 2000)))
-        .user_data_dir(Some(profile.path().to_path_buf()))
-        .args(args.iter().map(|a| a.as_os_str()).collect())
-        .idle_browser_timeout(Duration::from_secs(120))
-        .build()
-        .unwrap();
-    (Browser::new(options).unwrap(), profile)
+    crate::chromium::browser_sized(Some((1360, 2000)))
 }
 
 pub fn eval(tab: &Tab, js: &str) -> Value {

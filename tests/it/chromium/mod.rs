@@ -16,12 +16,18 @@ pub const KERNEL_JS: &str = include_str!("../../../src/web/assets/kernel.js");
 /// The longest one DevTools call may take (it also bounds how long the browser may stay silent).
 pub const CALL_DEADLINE: Duration = Duration::from_secs(120);
 
-/// A headless Chromium with a fresh profile (kept alive by the returned directory), launched with
-/// the same flags as tests/web_browser.rs.
+/// A headless Chromium with a fresh profile (kept alive by the returned directory), with
+/// Chromium's default window.
 pub fn browser() -> (Browser, tempfile::TempDir) {
+    browser_sized(None)
+}
+
+/// A headless Chromium with a fresh profile (kept alive by the returned directory) and, if
+/// given, its window's size in pixels: the one launcher of every browser test and bench.
+pub fn browser_sized(window: Option<(u32, u32)>) -> (Browser, tempfile::TempDir) {
     assert!(
         std::path::Path::new(CHROMIUM).exists(),
-        "the browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)"
+        "the browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)"
     );
     let profile = tempfile::tempdir().unwrap();
     let args: Vec<OsString> = [
@@ -42,6 +48,7 @@ pub fn browser() -> (Browser, tempfile::TempDir) {
         .path(Some(PathBuf::from(CHROMIUM)))
         .sandbox(false)
         .headless(true)
+        .window_size(window)
         .user_data_dir(Some(profile.path().to_path_buf()))
         .args(args.iter().map(|a| a.as_os_str()).collect())
         .idle_browser_timeout(CALL_DEADLINE)
