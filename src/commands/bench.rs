@@ -310,15 +310,7 @@ async fn light_client(
         let mut fresh = 0;
         loop {
             match wire::decode_server(&line)? {
-                // The run's kernel (servers older than the field run the quad kernel).
-                ServerMessage::Welcome { kernel: name, .. } => {
-                    kernel = match name {
-                        None => Kernel::Quad,
-                        Some(name) => Kernel::from_name(&name).ok_or_else(|| {
-                            anyhow::anyhow!("the run's kernel {name:?} is unknown")
-                        })?,
-                    };
-                }
+                ServerMessage::Welcome { kernel: name, .. } => kernel = worker::run_kernel(name)?,
                 ServerMessage::Assign { id, a, b, .. } => {
                     wire::encode(
                         &ClientMessage::Result(worker::compute_with(kernel, id.0, a.0, b.0)),

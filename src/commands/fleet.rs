@@ -332,11 +332,9 @@ async fn attempt(
         };
         match message {
             ServerMessage::Welcome { kernel: name, .. } => {
-                // The run's kernel (servers older than the field run the quad kernel).
-                kernel = match name.as_deref().map(Kernel::from_name) {
-                    None => Kernel::Quad,
-                    Some(Some(k)) => k,
-                    Some(None) => return fail(format!("the run's kernel {name:?} is unknown")),
+                kernel = match crate::worker::run_kernel(name) {
+                    Ok(k) => k,
+                    Err(e) => return fail(e.to_string()),
                 };
                 join = Some(first_try.elapsed());
                 if let Ok(mut last) = tally.last_welcome.lock() {

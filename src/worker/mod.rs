@@ -15,6 +15,7 @@ pub mod retry;
 mod session;
 
 pub use pool::{compute, compute_with, ComputePool};
+pub use session::run_kernel;
 
 use crate::maths::kernel::Kernel;
 use crate::metrics::worker::WorkerInstruments;

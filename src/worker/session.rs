@@ -158,12 +158,7 @@ pub(super) async fn run(
             )))
         }
     };
-    // The run's kernel: every result of a run is computed the same way (bit-identity is promised
-    // per job and kernel). Servers older than the field run the quad kernel.
-    let kernel = match kernel {
-        None => Kernel::Quad,
-        Some(name) => Kernel::from_name(&name).ok_or(WorkerError::UnknownKernel(name))?,
-    };
+    let kernel = run_kernel(kernel)?;
     *connected = true;
     let metrics = &config.metrics;
     metrics.connected.set(1);
@@ -363,6 +358,16 @@ fn send_resends(
         config.metrics.results_sent.inc();
         config.metrics.results_resent.inc();
         resending.insert(id);
+    }
+}
+
+/// The run's kernel, from `welcome.kernel`: every result of a run is computed the same way
+/// (bit-identity is promised per job and kernel). Servers older than the field run the quad
+/// kernel. Every client of the protocol in piswarm (the worker, `bench`, `fleet`) goes by this.
+pub fn run_kernel(name: Option<String>) -> Result<Kernel, WorkerError> {
+    match name {
+        None => Ok(Kernel::Quad),
+        Some(name) => Kernel::from_name(&name).ok_or(WorkerError::UnknownKernel(name)),
     }
 }
 
