@@ -8,10 +8,14 @@
 //! asserts nothing.
 //!
 //! ```text
-//! cargo run --release --example dashboard_bench -- [RESULTS] [--idle] [--trace]
+//! cargo run --release --example dashboard_bench -- [RESULTS] [--idle] [--paging PAGES] [--trace] [--css FILE]
 //! ```
-//! `--idle` measures only the page left alone (quick comparisons); `--trace` also traces each
-//! idle window and prints where the main thread's time went, by Chromium's names for its work.
+//! `--idle` measures only the page left alone (quick comparisons); `--paging PAGES` only PAGES
+//! clicks on Next at 250 rows a page and at 50, with the part of each that is the page's script
+//! writing its rows; `--trace` also traces each idle window (or each paging) and prints where
+//! the main thread's time went, by Chromium's names for its work (and writes the whole trace, for
+//! Perfetto, to the file `PISWARM_TRACE_OUT` names, if set); `--css FILE` adds a style sheet to
+//! the page's own, to try a layout without a build.
 //! RESULTS defaults to 100 000. They are written straight into a fresh SQLite store through
 //! the store's writer (one run of RESULTS intervals of 1000 terms, accepted in a shuffled order
 //! from 40 worker names, with exact sums and π partials; and a small run of 1000 results to
@@ -134,20 +138,33 @@ fn counter(tab: &Tab, id: &str, key: &str) -> u64 {
     .unwrap_or(0)
 }
 
+/// Runs `action` (JavaScript) and waits in the page for the page change it causes: its own
+/// measure of it (`data-page-ms`, from its request) and the time from `action` to the rows drawn
+/// (`data-drawn-at`). One request to the browser that the page answers when done, not a poll:
+/// measuring adds no work to the page measured.
+fn page_change_times(tab: &Tab, action: &str) -> (f64, f64) {
+    let js = format!(
+        "new Promise((done, fail) => {{ \
+           const h = document.getElementById('history'), before = h.dataset.pages, t0 = performance.now(); \
+           const timer = setTimeout(() => {{ watch.disconnect(); fail(new Error('no page change in 60 s')); }}, 60000); \
+           const watch = new MutationObserver(() => {{ if (h.dataset.pages === before) return; \
+             watch.disconnect(); clearTimeout(timer); \
+             done(JSON.stringify([Number(h.dataset.pageMs), Number(h.dataset.drawnAt) - t0])); }}); \
+           watch.observe(h, {{ attributes: true, attributeFilter: ['data-pages'] }}); \
+           {action}; }})"
+    );
+    let out = tab
+        .evaluate(&js, true)
+        .unwrap_or_else(|e| panic!("{action}: {e}"))
+        .value
+        .unwrap_or(Value::Null);
+    let times: (f64, f64) = serde_json::from_str(out.as_str().expect("the page's times")).unwrap();
+    times
+}
+
 /// Runs `action` (JavaScript) and returns the page's own measure of the page change it causes.
 fn page_change(tab: &Tab, action: &str) -> f64 {
-    let before = counter(tab, "history", "pages");
-    eval(tab, action);
-    wait_until(
-        tab,
-        &format!("Number(document.getElementById('history').dataset.pages) > {before}"),
-    );
-    eval(
-        tab,
-        "Number(document.getElementById('history').dataset.pageMs)",
-    )
-    .as_f64()
-    .unwrap()
+    page_change_times(tab, action).0
 }
 
 fn switch_to(tab: &Tab, run: i64) -> f64 {
@@ -179,24 +196,9 @@ fn summary(what: &str, mut ms: Vec<f64>) {
     );
 }
 
-/// Clicks `id` and returns the time from the click to the rows drawn, in the page's clock: the
-/// page leaves the moment the frame showing them was done in `#history[data-drawn-at]`.
+/// Clicks `id` and returns the time from the click to the rows drawn, in the page's clock.
 fn click_to_drawn(tab: &Tab, id: &str) -> f64 {
-    let before = counter(tab, "history", "pages");
-    eval(
-        tab,
-        &format!("window.__t0 = performance.now(), document.getElementById('{id}').click(), true"),
-    );
-    wait_until(
-        tab,
-        &format!("Number(document.getElementById('history').dataset.pages) > {before}"),
-    );
-    eval(
-        tab,
-        "Number(document.getElementById('history').dataset.drawnAt) - window.__t0",
-    )
-    .as_f64()
-    .unwrap()
+    page_change_times(tab, &format!("document.getElementById('{id}').click()")).1
 }
 
 /// Pages through the history of the shown run, newest first, `size` rows a page, `pages` times
@@ -209,11 +211,24 @@ fn page_through(tab: &Tab, size: u32, pages: usize) -> Vec<f64> {
         "document.getElementById('history').scrollIntoView(), true",
     );
     let mut times = Vec::new();
+    let mut scripts = Vec::new();
     while times.len() < pages
         && eval(tab, "document.getElementById('history-next').disabled") == Value::Bool(false)
     {
         times.push(click_to_drawn(tab, "history-next"));
+        scripts.push(
+            eval(
+                tab,
+                "Number(document.getElementById('history').dataset.renderMs)",
+            )
+            .as_f64()
+            .unwrap(),
+        );
     }
+    summary(
+        &format!("  of which the script writing {size} rows"),
+        scripts,
+    );
     times
 }
 
@@ -261,7 +276,7 @@ fn start_trace(tab: &Tab) -> Arc<Mutex<Option<String>>> {
 /// Ends the trace and prints where the renderer's main thread spent its time, per second of
 /// `elapsed`: the costliest kinds of work, by Chromium's names (nested: a frame's `Paint` is
 /// also in its `ProxyMain::BeginMainFrame`).
-fn end_trace(tab: &Tab, stream: Arc<Mutex<Option<String>>>, elapsed: f64) {
+fn end_trace(tab: &Tab, stream: Arc<Mutex<Option<String>>>, elapsed: f64, per: &str) {
     tab.call_method(Tracing::End(None)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let handle = loop {
@@ -285,6 +300,10 @@ fn end_trace(tab: &Tab, stream: Arc<Mutex<Option<String>>>, elapsed: f64) {
             break;
         }
     }
+    if let Ok(path) = std::env::var("PISWARM_TRACE_OUT") {
+        // The whole trace, for Perfetto or chrome://tracing.
+        std::fs::write(&path, &json).unwrap();
+    }
     let trace: Value = serde_json::from_str(&json).unwrap();
     let events = trace["traceEvents"].as_array().cloned().unwrap_or_default();
     let thread = |e: &Value| (e["pid"].as_u64(), e["tid"].as_u64());
@@ -305,8 +324,8 @@ fn end_trace(tab: &Tab, stream: Arc<Mutex<Option<String>>>, elapsed: f64) {
     }
     let mut costliest: Vec<_> = by_name.into_iter().collect();
     costliest.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
-    println!("  the main thread, traced (ms/s, times/s, what):");
-    for (name, (ms, times)) in costliest.into_iter().take(12) {
+    println!("  the main thread, traced (ms/{per}, times/{per}, what):");
+    for (name, (ms, times)) in costliest.into_iter().take(45) {
         println!(
             "    {:6.2} {:6.1}  {name}",
             ms / elapsed,
@@ -353,7 +372,7 @@ fn idle(tab: &Tab, what: &str, seconds: u64, trace: bool) {
         writes.as_str().unwrap_or("?")
     );
     if let Some((stream, elapsed)) = traced {
-        end_trace(tab, stream, elapsed);
+        end_trace(tab, stream, elapsed, "s");
     }
 }
 
@@ -370,9 +389,24 @@ async fn main() {
     let only_idle = args.iter().any(|a| a == "--idle");
     // `--trace`: also trace each idle window and print where the main thread's time went.
     let trace = args.iter().any(|a| a == "--trace");
+    // `--paging P`: only P page changes at 250 rows and at 50 (traced with `--trace`).
+    let paging: Option<usize> = args.iter().position(|a| a == "--paging").map(|i| {
+        args.get(i + 1)
+            .and_then(|p| p.parse().ok())
+            .expect("--paging PAGES")
+    });
+    // `--css FILE`: a style sheet added to the page's own (for trying layouts without a build).
+    let css: Option<String> = args.iter().position(|a| a == "--css").map(|i| {
+        std::fs::read_to_string(args.get(i + 1).expect("--css FILE")).expect("--css FILE")
+    });
     let n: u64 = args
         .iter()
-        .find(|a| !a.starts_with("--"))
+        .enumerate()
+        .find(|(i, a)| {
+            !a.starts_with("--")
+                && (*i == 0 || !["--paging", "--css"].contains(&args[i - 1].as_str()))
+        })
+        .map(|(_, a)| a)
         .map_or(100_000, |s| s.parse().expect("RESULTS"));
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("piswarm.db");
@@ -446,6 +480,14 @@ async fn main() {
         .unwrap();
         tab.navigate_to(&url).unwrap().wait_until_navigated().unwrap();
         wait_until(&tab, "document.querySelectorAll('#runs li').length === 3");
+        if let Some(css) = &css {
+            // The page's CSP refuses a <style> element; a constructed sheet is not refused.
+            let css = serde_json::to_string(css).unwrap();
+            eval(
+                &tab,
+                &format!("(() => {{ const s = new CSSStyleSheet(); s.replaceSync({css}); document.adoptedStyleSheets = [...document.adoptedStyleSheets, s]; return true; }})()"),
+            );
+        }
         // The history in view, as for someone paging (rows out of view are neither laid out nor
         // painted): its top at the top of the screen.
         eval(
@@ -461,6 +503,18 @@ async fn main() {
             "first switch to the {n}-result run, {:.1} s after the dashboard started: {first:.1} ms",
             t.elapsed().as_secs_f64()
         );
+        if let Some(pages) = paging {
+            for size in [250, 50] {
+                let stream = trace.then(|| start_trace(&tab));
+                let times = page_through(&tab, size, pages);
+                let count = times.len();
+                summary(&format!("{count} pages of {size} rows, Next: click to drawn"), times);
+                if let Some(stream) = stream {
+                    end_trace(&tab, stream, count as f64, "page change");
+                }
+            }
+            return;
+        }
         if !only_idle {
             let mut switches = Vec::new();
             for _ in 0..10 {

@@ -253,7 +253,7 @@ async fn start_create_five_clients_watch_results_stop() {
         );
         wait_until(
             &tab,
-            "document.querySelectorAll('#history-body tr[data-id]').length === 5",
+            "document.querySelectorAll('#history-body tr[data-id]').length === 5 && window.piswarmHooks.unwritten === 0",
         );
         wait_until(
             &tab,
@@ -317,7 +317,7 @@ async fn hostile_and_right_to_left_names_are_shown_as_text() {
         open(&tab, &url);
         wait_until(
             &tab,
-            "document.querySelectorAll('#history-body tr[data-id]').length === 2",
+            "document.querySelectorAll('#history-body tr[data-id]').length === 2 && window.piswarmHooks.unwritten === 0",
         );
         let cells = eval_json(
             &tab,
@@ -913,7 +913,7 @@ async fn the_history_is_not_redrawn_when_nothing_is_new() {
         };
         open(&tab, &url);
         // The finished current run, its first page loaded and an update handled.
-        wait_until(&tab, "document.getElementById('history').dataset.total === '100' && document.querySelectorAll('#history-body tr').length === 50 && window.piswarmHooks.updates >= 1");
+        wait_until(&tab, "document.getElementById('history').dataset.total === '100' && document.querySelectorAll('#history-body tr').length === 50 && window.piswarmHooks.updates >= 1 && window.piswarmHooks.unwritten === 0");
         // Nothing is written to the page meanwhile (no clock ticking, no list rebuilt):
         // a write costs a frame, and a frame of a page with a long history costs milliseconds.
         eval(&tab, "window.__pageWrites = []; window.__onPage = (ms) => { for (const m of ms) { let e = m.target.nodeType === 1 ? m.target : m.target.parentElement; while (e && !e.id) e = e.parentElement; window.__pageWrites.push((e ? e.id : '?') + ':' + m.type); } }; window.__page = new MutationObserver(window.__onPage); window.__page.observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true }), true");
@@ -948,7 +948,12 @@ async fn the_history_is_not_redrawn_when_nothing_is_new() {
         )
         .as_i64()
         .unwrap();
-        eval(&tab, WATCH_ROWS);
+        // Watched from a moment when every row shown is written (rows out of view are written
+        // after their update, when the page is idle): a row written later was added meanwhile.
+        wait_until(
+            &tab,
+            &format!("window.piswarmHooks.unwritten === 0 && {WATCH_ROWS}"),
+        );
         wait_until(
             &tab,
             &format!(
@@ -979,7 +984,7 @@ async fn the_history_is_not_redrawn_when_nothing_is_new() {
         );
         wait_until(
             &tab,
-            &format!("Number(document.getElementById('final-card').dataset.switches) === {} && document.getElementById('view-run').textContent === '{first}' && document.getElementById('history').dataset.total === '100'", switches + 1),
+            &format!("Number(document.getElementById('final-card').dataset.switches) === {} && document.getElementById('view-run').textContent === '{first}' && document.getElementById('history').dataset.total === '100' && window.piswarmHooks.unwritten === 0", switches + 1),
         );
         eval(&tab, WATCH_ROWS);
         no_redraw(&tab, "a stored run in view", true);
@@ -1092,14 +1097,14 @@ async fn history_sorts_filters_jumps_and_pages() {
         // Filter by worker: only alpha's rows, and their count.
         set_value(&tab, "history-sort", "arrival:desc");
         set_value(&tab, "history-worker", "alpha");
-        wait_until(&tab, "[...document.querySelectorAll('#history-body td.name')].every(td => td.textContent === 'alpha') && document.querySelectorAll('#history-body tr').length > 0");
+        wait_until(&tab, "[...document.querySelectorAll('#history-body td.name')].every(td => td.textContent === 'alpha') && document.querySelectorAll('#history-body tr').length > 0 && window.piswarmHooks.unwritten === 0");
         let alpha: u64 = eval(&tab, "document.getElementById('history').dataset.total")
             .as_str()
             .unwrap()
             .parse()
             .unwrap();
         set_value(&tab, "history-worker", "beta");
-        wait_until(&tab, "[...document.querySelectorAll('#history-body td.name')].every(td => td.textContent === 'beta') && document.querySelectorAll('#history-body tr').length > 0");
+        wait_until(&tab, "[...document.querySelectorAll('#history-body td.name')].every(td => td.textContent === 'beta') && document.querySelectorAll('#history-body tr').length > 0 && window.piswarmHooks.unwritten === 0");
         let beta: u64 = eval(&tab, "document.getElementById('history').dataset.total")
             .as_str()
             .unwrap()
@@ -1111,6 +1116,87 @@ async fn history_sorts_filters_jumps_and_pages() {
         set_value(&tab, "history-state", "in_flight");
         wait_until(&tab, "document.getElementById('history').dataset.total === '0'");
         assert_eq!(rows(&tab, "history-body"), 0);
+    })
+    .await;
+    d.close().await;
+}
+
+/// A page of 250 rows writes and shows, with the page, only the rows on screen and a quarter of
+/// a screen around them: the others are hidden until found (their height kept) and written when
+/// the page is idle; a scroll shows the rows it brings near, and every row ends up with its
+/// result's text (checked against the API's page).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_page_shows_the_rows_on_screen_first() {
+    let d = dashboard(Job::new(Some(300_000), Some(1000)).unwrap(), true).await;
+    d.work("alpha", 1).await;
+    let url = d.url.clone();
+    let api = format!(
+        "{}/api/runs/{}/results?sort=interval&order=asc&limit=250",
+        url.trim_end_matches('/'),
+        d.node.current_run().id
+    );
+    in_browser(move |tab| {
+        // The page's rows, from the API: id and worker.
+        let page: Value = serde_json::from_str(
+            &ureq::get(&api)
+                .call()
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap(),
+        )
+        .unwrap();
+        let expected: Vec<(String, String)> = page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["id"].to_string().trim_matches('"').to_string(), r["worker"].as_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(expected.len(), 250);
+        viewport(&tab, 1360, 900, false);
+        open(&tab, &url);
+        wait_until(&tab, "document.getElementById('history').dataset.total === '300'");
+        set_value(&tab, "history-sort", "interval:asc");
+        wait_until(&tab, "document.querySelector('#history-body tr').dataset.id === '0'");
+        // The table's header at the top of the screen, then a page of 250 rows.
+        eval(&tab, "document.getElementById('history').scrollIntoView(), true");
+        let pages = eval(&tab, "Number(document.getElementById('history').dataset.pages)");
+        set_value(&tab, "history-page-size", "250");
+        wait_until(&tab, &format!("Number(document.getElementById('history').dataset.pages) > {pages} && document.querySelectorAll('#history-body tr').length === 250"));
+        // Shown: the rows from the top of the screen to a quarter of a screen below its bottom
+        // (900 px × 1.25 of 24 px rows: 47), and no other.
+        let shown = |tab: &Tab| -> Vec<u64> {
+            serde_json::from_value::<Vec<u64>>(eval_json(
+                tab,
+                "[...document.querySelectorAll('#history-body tr')].map((tr, i) => [tr, i]).filter(([tr]) => !tr.hidden).map(([, i]) => i)",
+            ))
+            .unwrap()
+        };
+        let first = shown(&tab);
+        assert!(
+            first.len() >= 38 && first.len() <= 48 && first == (0..first.len() as u64).collect::<Vec<_>>(),
+            "the rows shown with the page: {first:?}"
+        );
+        assert_eq!(
+            eval(&tab, "[...document.querySelectorAll('#history-body tr')].filter((tr) => tr.hidden).every((tr) => tr.hidden === 'until-found' && tr.getBoundingClientRect().height === document.querySelector('#history thead tr').getBoundingClientRect().height)"),
+            Value::Bool(true),
+            "the other rows are hidden until found, with the height of a row"
+        );
+        // Every row is written once the page is idle, each with its result.
+        wait_until(&tab, "window.piswarmHooks.unwritten === 0");
+        let cells = |tab: &Tab| -> Vec<(String, String)> {
+            serde_json::from_value(eval_json(
+                tab,
+                "[...document.querySelectorAll('#history-body tr')].map((tr) => [tr.children[0].textContent.replace(/\\D/g, ''), tr.children[1].textContent])",
+            ))
+            .unwrap()
+        };
+        assert_eq!(cells(&tab), expected);
+        // A scroll to the end of the page shows the rows it brings on screen.
+        eval(&tab, "document.querySelector('#history-body tr:last-child').scrollIntoView({ block: 'end' }), true");
+        wait_until(&tab, "[...document.querySelectorAll('#history-body tr')].filter((tr) => { const r = tr.getBoundingClientRect(); return r.bottom > 0 && r.top < innerHeight; }).every((tr) => !tr.hidden && tr.children.length === 9)");
+        assert!(shown(&tab).contains(&249));
+        assert_eq!(cells(&tab), expected);
     })
     .await;
     d.close().await;
@@ -1378,7 +1464,7 @@ async fn the_finished_run_reads_well_at_360_and_1360_px_in_both_languages() {
                 let at = format!("{lang}, {w} px");
                 viewport(&tab, w, h, mobile);
                 open(&tab, &format!("{url}?lang={lang}"));
-                wait_until(&tab, "document.getElementById('history').dataset.total === '259' && document.querySelectorAll('#history-body tr').length === 50");
+                wait_until(&tab, "document.getElementById('history').dataset.total === '259' && document.querySelectorAll('#history-body tr').length === 50 && window.piswarmHooks.unwritten === 0");
                 wait_until(&tab, "document.querySelectorAll('#error-plot path.corrected').length > 0 && document.querySelectorAll('#throughput-plot rect').length === 1");
                 // Done: one solid bar across the whole map.
                 wait_until(&tab, "document.querySelectorAll('#coverage-map rect').length > 0");

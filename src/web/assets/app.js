@@ -304,7 +304,7 @@
   // History redraws (the rows rewritten): a test hook, `data-renders`.
   let renders = 0;
   // Test hooks that must not touch the DOM (see onLive).
-  window.piswarmHooks = { updates: 0 };
+  window.piswarmHooks = { updates: 0, unwritten: 0 };
 
   // The live view: the newest results of the current run, unfiltered, on the first page.
   const atLiveHead = () => following() && H.state === "done" && H.sort === "arrival" && H.order === "desc" &&
@@ -312,11 +312,21 @@
 
   // The rows. A page change rewrites the text of the rows in place; a live update keeps the rows
   // it still shows as they are and moves the oldest ones, rewritten, to the top for the new
-  // results; rows are added or removed in one step. Nothing is measured, nothing that did not
-  // change is written, and the rows' columns never depend on their text (style.css).
+  // results; rows are added or removed in one step. Nothing that did not change is written, and
+  // the rows' columns and height never depend on their text (style.css).
+  //
+  // Only the rows on screen (and a quarter of a screen around) are written and shown with the
+  // page. The others are hidden until found (`hidden="until-found"`: not laid out nor painted,
+  // yet found by the browser's find in page, which shows them), and written when the page has
+  // nothing else to do, a few at a time; a scroll or a new size shows the ones it brings near,
+  // written first if need be, before the frame that shows them. A page of 250 rows costs about
+  // what the rows on screen cost. Where the rows are is read before anything is written, while
+  // the page's layout is still valid: nothing forces a layout.
+  // Test hook: `piswarmHooks.unwritten`, rows whose text is not written yet.
   const rowKey = (r) => (r.assigned_at !== undefined ? "f" + r.id : "s" + r.seq);
+  const unwritten = new Set(), veiled = new Set();
   let rowTemplate = null;
-  function newHistoryRow() {
+  function newCells() {
     if (!rowTemplate) {
       rowTemplate = document.createElement("tr");
       for (let i = 0; i < 9; i++) {
@@ -328,18 +338,31 @@
         rowTemplate.appendChild(td);
       }
     }
-    return rowTemplate.cloneNode(true);
+    return [...rowTemplate.cloneNode(true).children];
   }
-  function historyRow(tr, r, key) {
-    const id = String(r.id);
-    tr.classList.toggle("hit", H.hit !== null && String(H.hit) === id);
-    // A result never changes: a row that already shows it is left alone.
-    if (tr.rowKey === key && key[0] === "s") return;
-    tr.rowKey = key;
-    const cells = tr.children;
+  // Gives `tr` the row `r`; writes and shows it now if it is `near` the screen, else later.
+  function historyRow(tr, r, key, near) {
+    tr.classList.toggle("hit", H.hit !== null && String(H.hit) === String(r.id));
+    // A result never changes: a row that already shows it keeps its text.
+    if (tr.rowKey !== key || key[0] !== "s") {
+      tr.rowKey = key;
+      tr.row = r;
+      setData(tr, "id", String(r.id));
+      if (r.assigned_at !== undefined) { if (tr.dataset.seq !== undefined) delete tr.dataset.seq; } else setData(tr, "seq", String(r.seq));
+      unwritten.add(tr);
+    }
+    if (near) show(tr);
+    else if (unwritten.has(tr) && !veiled.has(tr)) { tr.hidden = "until-found"; veiled.add(tr); }
+  }
+  function show(tr) {
+    if (veiled.delete(tr)) tr.hidden = false;
+    if (unwritten.has(tr)) writeRow(tr);
+  }
+  function writeRow(tr) {
+    unwritten.delete(tr);
+    if (!tr.firstChild) tr.append(...newCells());
+    const r = tr.row, cells = tr.children;
     const inFlight = r.assigned_at !== undefined;
-    setData(tr, "id", id);
-    if (inFlight) { if (tr.dataset.seq !== undefined) delete tr.dataset.seq; } else setData(tr, "seq", String(r.seq));
     const name = clean(r.worker), interval = "[" + fmtInt(r.a) + ", " + fmtInt(r.b) + "]";
     const even = inFlight ? "–" : fmtInt(r.even_sum), odd = inFlight ? "–" : fmtInt(r.odd_sum);
     const values = [
@@ -354,6 +377,42 @@
     setProp(cells[4], "title", even);
     setProp(cells[5], "title", odd);
     setStamp(cells[8], inFlight ? r.assigned_at : r.timestamp);
+  }
+  // The rows [first, last) of `n` that are on screen or within a quarter of a screen of it. Every
+  // row has the header row's height (style.css).
+  function nearRows(n) {
+    const head = $("history").tHead.rows[0].getBoundingClientRect();
+    const h = head.height;
+    if (!h) return [0, 0];
+    const margin = innerHeight / 4;
+    return [Math.max(0, Math.floor((-margin - head.bottom) / h)), Math.min(n, Math.ceil((innerHeight + margin - head.bottom) / h))];
+  }
+  function showNear() {
+    if (!veiled.size) return;
+    const kids = $("history-body").children;
+    const [first, last] = nearRows(kids.length);
+    for (let i = first; i < last; i++) show(kids[i]);
+    window.piswarmHooks.unwritten = unwritten.size;
+  }
+  addEventListener("scroll", showNear, { passive: true });
+  addEventListener("resize", showNear);
+  // Find in page shows a row it found by itself.
+  $("history-body").addEventListener("beforematch", (e) => show(e.target.closest("tr")));
+  // The rows out of view written in idle time: about 4 ms of work at a time, or as much when the
+  // page has not been idle for half a second.
+  let idleWrite = 0;
+  function writeLater() {
+    window.piswarmHooks.unwritten = unwritten.size;
+    if (idleWrite || !unwritten.size) return;
+    idleWrite = requestIdleCallback((deadline) => {
+      idleWrite = 0;
+      const end = performance.now() + (deadline.didTimeout ? 4 : Math.min(4, deadline.timeRemaining()));
+      for (const tr of unwritten) {
+        writeRow(tr);
+        if (performance.now() >= end) break;
+      }
+      writeLater();
+    }, { timeout: 500 });
   }
   // Puts `trs` in the table body in one step: nothing if they are there already, the new ones
   // at the top if the others only moved down (a live update), else all of them at once.
@@ -370,6 +429,7 @@
   function renderHistory() {
     const body = $("history-body");
     const rows = H.rows;
+    const [first, last] = nearRows(rows.length);
     const kept = new Map();
     for (const tr of body.children) kept.set(tr.rowKey, tr);
     const keys = rows.map(rowKey);
@@ -379,10 +439,12 @@
     const spare = [...kept.values()];
     let s = 0;
     rows.forEach((r, i) => {
-      if (!trs[i]) trs[i] = s < spare.length ? spare[s++] : newHistoryRow();
-      historyRow(trs[i], r, keys[i]);
+      if (!trs[i]) trs[i] = s < spare.length ? spare[s++] : document.createElement("tr");
+      historyRow(trs[i], r, keys[i], i >= first && i < last);
     });
     placeRows(body, trs);
+    for (const tr of spare.slice(s)) { unwritten.delete(tr); veiled.delete(tr); }
+    writeLater();
     const empty = $("history-empty");
     setProp(empty, "hidden", rows.length > 0);
     put(empty, H.worker || H.state !== "done" ? T.no_match : T.no_results);
@@ -464,13 +526,16 @@
       }
       if (atLiveHead()) H.fresh = 0;
       if ($("history-feedback").textContent) say("history-feedback", "");
+      const t1 = performance.now();
       renderHistory();
+      const renderMs = performance.now() - t1;
       // What a page change cost, from the request to the rows drawn (the frame that shows them
       // has been laid out and painted when a task queued from its animation frame runs), and
       // when they were drawn: hooks for benchmarks.
       requestAnimationFrame(() => setTimeout(() => {
         const h = $("history"), now = performance.now();
         h.dataset.pageMs = (now - t0).toFixed(1);
+        h.dataset.renderMs = renderMs.toFixed(1);
         h.dataset.drawnAt = now.toFixed(1);
         h.dataset.pages = String(Number(h.dataset.pages || 0) + 1);
       }, 0));
