@@ -1121,9 +1121,9 @@ async fn history_sorts_filters_jumps_and_pages() {
     d.close().await;
 }
 
-/// A page of 250 rows writes and shows, with the page, only the rows on screen and a quarter of
-/// a screen around them: the others are hidden until found (their height kept) and written when
-/// the page is idle; a scroll shows the rows it brings near, and every row ends up with its
+/// A page of 250 rows writes and shows, with the page, only the rows on screen and four rows
+/// around them: the others are hidden until found (their height kept) and written once the page
+/// is left alone; a scroll shows the rows it brings near, and every row ends up with its
 /// result's text (checked against the API's page).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_long_page_shows_the_rows_on_screen_first() {
@@ -1163,8 +1163,8 @@ async fn a_long_page_shows_the_rows_on_screen_first() {
         let pages = eval(&tab, "Number(document.getElementById('history').dataset.pages)");
         set_value(&tab, "history-page-size", "250");
         wait_until(&tab, &format!("Number(document.getElementById('history').dataset.pages) > {pages} && document.querySelectorAll('#history-body tr').length === 250"));
-        // Shown: the rows from the top of the screen to a quarter of a screen below its bottom
-        // (900 px × 1.25 of 24 px rows: 47), and no other.
+        // Shown: the rows from the top of the screen to four rows below its bottom (876 px of
+        // 24 px rows below the header: 37, and 4), and no other.
         let shown = |tab: &Tab| -> Vec<u64> {
             serde_json::from_value::<Vec<u64>>(eval_json(
                 tab,
@@ -1174,7 +1174,7 @@ async fn a_long_page_shows_the_rows_on_screen_first() {
         };
         let first = shown(&tab);
         assert!(
-            first.len() >= 38 && first.len() <= 48 && first == (0..first.len() as u64).collect::<Vec<_>>(),
+            first.len() >= 37 && first.len() <= 42 && first == (0..first.len() as u64).collect::<Vec<_>>(),
             "the rows shown with the page: {first:?}"
         );
         assert_eq!(

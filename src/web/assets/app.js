@@ -315,12 +315,12 @@
   // results; rows are added or removed in one step. Nothing that did not change is written, and
   // the rows' columns and height never depend on their text (style.css).
   //
-  // Only the rows on screen (and a quarter of a screen around) are written and shown with the
-  // page. The others are hidden until found (`hidden="until-found"`: not laid out nor painted,
-  // yet found by the browser's find in page, which shows them), and written when the page has
-  // nothing else to do, a few at a time; a scroll or a new size shows the ones it brings near,
-  // written first if need be, before the frame that shows them. A page of 250 rows costs about
-  // what the rows on screen cost. Where the rows are is read before anything is written, while
+  // Only the rows on screen (and four rows around) are written and shown with the page. The
+  // others are hidden until found (`hidden="until-found"`: not laid out nor painted, yet found by
+  // the browser's find in page, which shows them), and written once the history has been left
+  // alone for a second, in idle time, a few at a time (someone paging fast does not pay for rows
+  // they never see); a scroll or a new size shows the ones it brings near, written first if need
+  // be, before the frame that shows them. A page of 250 rows costs what the rows on screen cost. Where the rows are is read before anything is written, while
   // the page's layout is still valid: nothing forces a layout.
   // Test hook: `piswarmHooks.unwritten`, rows whose text is not written yet.
   const rowKey = (r) => (r.assigned_at !== undefined ? "f" + r.id : "s" + r.seq);
@@ -378,14 +378,13 @@
     setProp(cells[5], "title", odd);
     setStamp(cells[8], inFlight ? r.assigned_at : r.timestamp);
   }
-  // The rows [first, last) of `n` that are on screen or within a quarter of a screen of it. Every
-  // row has the header row's height (style.css).
+  // The rows [first, last) of `n` that are on screen or within four rows of it. Every row has the
+  // header row's height (style.css).
   function nearRows(n) {
     const head = $("history").tHead.rows[0].getBoundingClientRect();
     const h = head.height;
     if (!h) return [0, 0];
-    const margin = innerHeight / 4;
-    return [Math.max(0, Math.floor((-margin - head.bottom) / h)), Math.min(n, Math.ceil((innerHeight + margin - head.bottom) / h))];
+    return [Math.max(0, Math.floor(-head.bottom / h) - 4), Math.min(n, Math.ceil((innerHeight - head.bottom) / h) + 4)];
   }
   function showNear() {
     if (!veiled.size) return;
@@ -398,11 +397,17 @@
   addEventListener("resize", showNear);
   // Find in page shows a row it found by itself.
   $("history-body").addEventListener("beforematch", (e) => show(e.target.closest("tr")));
-  // The rows out of view written in idle time: about 4 ms of work at a time, or as much when the
-  // page has not been idle for half a second.
-  let idleWrite = 0;
+  // The rows out of view, written a second after the history last changed, in idle time: about
+  // 4 ms of work at a time, or as much when the page has not been idle for half a second.
+  let idleWrite = 0, quiet = 0;
   function writeLater() {
     window.piswarmHooks.unwritten = unwritten.size;
+    clearTimeout(quiet);
+    cancelIdleCallback(idleWrite);
+    idleWrite = 0;
+    if (unwritten.size) quiet = setTimeout(writeSome, 1000);
+  }
+  function writeSome() {
     if (idleWrite || !unwritten.size) return;
     idleWrite = requestIdleCallback((deadline) => {
       idleWrite = 0;
@@ -411,7 +416,8 @@
         writeRow(tr);
         if (performance.now() >= end) break;
       }
-      writeLater();
+      window.piswarmHooks.unwritten = unwritten.size;
+      writeSome();
     }, { timeout: 500 });
   }
   // Puts `trs` in the table body in one step: nothing if they are there already, the new ones
