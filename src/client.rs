@@ -307,11 +307,11 @@ impl Connection {
         self.flush().await
     }
 
-    /// Writes `line` as it is, then a newline: a line typed by hand, as into `nc` (the tests'
-    /// malformed and hostile lines). Messages queued before are written first.
-    pub async fn send_line(&mut self, line: &[u8]) -> Result<(), ClientError> {
-        self.out.extend_from_slice(line);
-        self.out.push(b'\n');
+    /// Writes `bytes` as they are, after whatever is queued: lines typed by hand, as into `nc`,
+    /// and the malformed, oversized or trickled bytes of clients that misbehave on purpose (the
+    /// tests' hostile clients).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.out.extend_from_slice(bytes);
         self.flush().await
     }
 
@@ -336,6 +336,12 @@ impl Connection {
         } else {
             Ok(None)
         }
+    }
+
+    /// The last line received, as it travelled (without its newline): for transcripts, and for
+    /// tests that look at the wire format itself.
+    pub fn line(&self) -> &[u8] {
+        &self.line
     }
 
     async fn read_message(&mut self) -> Result<ServerMessage, ClientError> {
