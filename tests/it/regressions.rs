@@ -307,8 +307,11 @@ fn no_honest_worker_is_struck_across_ten_coordinator_kills() {
     }
     server.kill();
     let store = piswarm::store::Store::open_read_only(&db).unwrap();
-    assert_eq!(store.count_results(1).unwrap(), (2000, 2000));
-    let report = store.final_report(1).unwrap();
+    assert_eq!(
+        store.count_results(piswarm::coordinator::RunId(1)).unwrap(),
+        (2000, 2000)
+    );
+    let report = store.final_report(piswarm::coordinator::RunId(1)).unwrap();
     let n = 4_000_000_000u64;
     assert_eq!(report.even_sum.0, evens(0, n - 1));
     assert_eq!(report.odd_sum.0, odds(0, n - 1));

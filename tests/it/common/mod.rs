@@ -2,7 +2,7 @@
 //! clients, and independent oracles.
 
 use piswarm::client::{ClientError, Connection, Hello};
-use piswarm::coordinator::{self, CoordinatorHandle, CoreConfig};
+use piswarm::coordinator::{self, CoordinatorHandle, CoreConfig, RunId};
 use piswarm::job::Job;
 use piswarm::net::{self, Listeners, ServerConfig};
 use piswarm::wire::ServerMessage;
@@ -283,9 +283,9 @@ pub fn wait_for_port(port: u16) {
 }
 
 /// Results stored for run `run` in the store at `db` (read-only; 0 if it cannot be read yet).
-pub fn stored_results(db: &std::path::Path, run: i64) -> u64 {
+pub fn stored_results(db: &std::path::Path, run: u64) -> u64 {
     match piswarm::store::Store::open_read_only(db) {
-        Ok(store) => store.count_results(run).map_or(0, |c| c.0),
+        Ok(store) => store.count_results(RunId(run)).map_or(0, |c| c.0),
         Err(_) => 0,
     }
 }
