@@ -201,16 +201,20 @@ impl Connection {
         let name = crate::net::tls::server_name(addr, tls.server_name)
             .map_err(|reason| tls_error(reason, false))?;
         match timeout(CONNECT_TIMEOUT, tls.config.connect(name, stream)).await {
-            Ok(Ok(stream)) => {
-                let (read, write) = tokio::io::split(stream);
-                Ok(Connection::new(Box::new(read), Box::new(write)))
-            }
+            Ok(Ok(stream)) => Ok(Connection::over(stream)),
             Ok(Err(e)) => {
                 let cut = !matches!(e.get_ref(), Some(i) if i.is::<rustls::Error>());
                 Err(tls_error(tls_failure(&e), cut))
             }
             Err(_) => Err(tls_error("the TLS handshake timed out".into(), true)),
         }
+    }
+
+    /// A connection over a byte stream already open (an in-memory pipe, in the tests that run
+    /// sessions on virtual time); [`Connection::connect`] opens TCP and TLS ones.
+    pub fn over<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> Connection {
+        let (read, write) = tokio::io::split(stream);
+        Connection::new(Box::new(read), Box::new(write))
     }
 
     fn new(read: Read, write: Write) -> Connection {
@@ -377,8 +381,7 @@ mod tests {
     /// A server played by hand over an in-memory pipe.
     fn pair() -> (Connection, tokio::io::DuplexStream) {
         let (client, server) = tokio::io::duplex(256 * 1024);
-        let (read, write) = tokio::io::split(client);
-        (Connection::new(Box::new(read), Box::new(write)), server)
+        (Connection::over(client), server)
     }
 
     fn welcome(kernel: Option<&str>) -> Vec<u8> {
