@@ -11,7 +11,7 @@ fn fleet(args: &[&str]) -> serde_json::Value {
     let mut bench = Proc::start(dir.path(), "fleet", &all, &[]);
     let status = bench.wait();
     assert!(status.success(), "{}", bench.stderr());
-    let out = bench.stdout_so_far();
+    let out = bench.stdout_to_end();
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
