@@ -47,7 +47,7 @@ const CHUNK: u64 = 1000;
 const WORKERS: u64 = 40;
 
 /// Writes a complete run of `n` intervals into the store, in a shuffled order; returns its id.
-async fn write_run(db: &Path, n: u64) -> i64 {
+async fn write_run(db: &Path, n: u64) -> piswarm::coordinator::RunId {
     let store = Store::open(&Location::File(db.to_path_buf())).unwrap();
     let run = store
         .create_run(Job::new(Some(n * CHUNK), Some(CHUNK)).unwrap())
@@ -167,7 +167,7 @@ fn page_change(tab: &Tab, action: &str) -> f64 {
     page_change_times(tab, action).0
 }
 
-fn switch_to(tab: &Tab, run: i64) -> f64 {
+fn switch_to(tab: &Tab, run: piswarm::coordinator::RunId) -> f64 {
     let before = counter(tab, "final-card", "switches");
     eval(
         tab,

@@ -5,6 +5,7 @@
 //! by another `serve`), 2 bad usage (e.g. `--terms 0`, an unfinished run of another job).
 
 use crate::commands::{self, serve::Served};
+use crate::coordinator::RunId;
 use crate::job::count::parse_count;
 use crate::job::Job;
 use crate::maths::kernel::Kernel;
@@ -335,7 +336,7 @@ pub struct ServeArgs {
     pub new_run: bool,
     /// Continue this run of --db (its own terms and chunk; see `piswarm export` for run numbers).
     #[arg(long, value_name = "RUN")]
-    pub resume: Option<i64>,
+    pub resume: Option<u64>,
     /// Stop accepting results when the store's disk has less free space than this (e.g. 500MB,
     /// 2GiB) [default: 64 MiB, or a quarter of the store's size if larger]
     #[arg(long, value_name = "SIZE", value_parser = size)]
@@ -446,7 +447,7 @@ pub struct ExportArgs {
     pub db: PathBuf,
     /// The run (default: the latest).
     #[arg(long)]
-    pub run: Option<i64>,
+    pub run: Option<u64>,
     #[arg(long, value_enum, default_value = "json")]
     pub format: crate::store::export::Format,
     /// Write the run's final.json instead of its results.
@@ -576,7 +577,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<ExitCode> {
             }
             let options = commands::export::ExportOptions {
                 db: args.db,
-                run: args.run,
+                run: args.run.map(RunId),
                 format: args.format,
                 final_only: args.r#final,
                 output: args.output,
@@ -705,7 +706,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     options.ui_token = args.ui_token;
     options.public_url = args.public_url;
     options.new_run = args.new_run;
-    options.resume = args.resume;
+    options.resume = args.resume.map(RunId);
     options.min_free_disk = args.min_free_disk;
     options.backups = !args.no_backups;
     options.kernel = args.kernel;

@@ -9,19 +9,14 @@ use crate::wire::{Dec, WorkResult};
 use serde::{Deserialize, Serialize};
 
 /// One accepted result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultRecord {
-    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub id: Dec<u64>,
-    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub a: Dec<u64>,
-    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub b: Dec<u64>,
     pub worker: String,
     pub peer: String,
-    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub even_sum: Dec<u128>,
-    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub odd_sum: Dec<u128>,
     pub pi: f64,
     pub duration_s: f64,
@@ -46,16 +41,14 @@ impl ResultRecord {
 }
 
 /// The summary of a run: `final.json`, `run --json`, `GET /api/runs/{id}/final`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinalReport {
     /// Terms of the job (bounded), or terms covered by accepted results (open-ended).
     pub terms: u64,
     pub chunk: u64,
     /// Accepted intervals.
     pub intervals: u64,
-    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub even_sum: Dec<u128>,
-    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub odd_sum: Dec<u128>,
     /// The aggregated π partials, summed exactly and rounded once.
     pub pi: f64,

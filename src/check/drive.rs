@@ -224,7 +224,8 @@ impl Link {
                         Some((ServerMessage::Error { code, message, .. }, _)) => {
                             return Err(format!("no interval: error {code:?}: {message}"))
                         }
-                        Some(_) => {}
+                        // Answers to earlier results, or a second welcome: not what is awaited.
+                        Some((ServerMessage::Ack { .. } | ServerMessage::Welcome { .. }, _)) => {}
                         None => {
                             return Err(
                                 "the server closed the connection instead of an assign".into()
@@ -314,7 +315,16 @@ impl Link {
                             line,
                         ))
                     }
-                    Some(_) => {}
+                    // What answers something else (another result, a request, a line) or says
+                    // nothing about this result: not what is awaited.
+                    Some((
+                        ServerMessage::Ack { .. }
+                        | ServerMessage::Error { .. }
+                        | ServerMessage::Assign { .. }
+                        | ServerMessage::Welcome { .. }
+                        | ServerMessage::Done { .. },
+                        _,
+                    )) => {}
                     None => {
                         return Err(
                             "the server closed the connection without answering the result".into(),

@@ -20,6 +20,7 @@
 use super::drive::{Answer, Got, Link, Numbers};
 use super::{results, CheckError, Protocol, Report, Tally};
 use crate::wire::legacy::HEADER_LEN;
+use crate::wire::ServerMessage;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -221,11 +222,19 @@ async fn misbehave_v1_malformed(
     within(deadline, link.send_raw(b"{not json\n", "{not json")).await?;
     loop {
         match within(deadline, link.next_message()).await? {
-            Some((crate::wire::ServerMessage::Error { id: None, .. }, line)) => {
+            Some((ServerMessage::Error { id: None, .. }, line)) => {
                 rec.reaction = Some(line);
                 return Ok(());
             }
-            Some(_) => {}
+            // Not the answer to the malformed line.
+            Some((
+                ServerMessage::Error { id: Some(_), .. }
+                | ServerMessage::Welcome { .. }
+                | ServerMessage::Assign { .. }
+                | ServerMessage::Ack { .. }
+                | ServerMessage::Done { .. },
+                _,
+            )) => {}
             None => {
                 rec.lines = link.lines.clone();
                 return Err(

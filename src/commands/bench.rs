@@ -7,21 +7,20 @@
 //! * `connections`: resident memory of a `piswarm serve` process holding N idle, handshaken
 //!   connections.
 
+use crate::client::{ClientError, Connection, Hello};
 use crate::coordinator::CoreConfig;
 use crate::job::Job;
 use crate::maths::kernel::{self, HotLoop, Isa, Kernel};
 use crate::net::{self, Listeners, ServerConfig};
 use crate::node;
 use crate::store::{Location, Store};
-use crate::wire::line::read_line;
-use crate::wire::{self, AckStatus, ClientMessage, ServerMessage, MAX_LINE, PROTOCOL_VERSION};
+use crate::wire::{AckStatus, ClientMessage, ServerMessage};
 use crate::worker;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -281,41 +280,27 @@ async fn light_client(
     stop: CancellationToken,
     acked: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::with_capacity(64 * 1024, read);
-    let (mut line, mut complete, mut out) = (Vec::new(), false, Vec::new());
-    let mut kernel = Kernel::Quad;
-    wire::encode(
-        &ClientMessage::Hello {
-            version: PROTOCOL_VERSION,
-            worker: "bench".into(),
-            token: None,
-            agent: None,
-        },
-        &mut out,
-    );
-    wire::encode(&ClientMessage::Request { count: prefetch }, &mut out);
-    write.write_all(&out).await?;
-    out.clear();
+    let mut conn = Connection::connect(&addr.to_string(), None).await?;
+    conn.queue(&ClientMessage::Request { count: prefetch });
+    let kernel = conn.handshake(Hello::new("bench")).await?.kernel;
     loop {
-        let got = tokio::select! {
+        let mut message = tokio::select! {
             _ = stop.cancelled() => break,
-            r = read_line(&mut reader, &mut line, &mut complete, MAX_LINE) => r?,
+            r = conn.recv() => match r {
+                Ok(m) => m,
+                Err(ClientError::Closed) => break,
+                Err(e) => return Err(e.into()),
+            },
         };
-        if !got {
-            break;
-        }
         let mut fresh = 0;
         loop {
-            match wire::decode_server(&line)? {
-                ServerMessage::Welcome { kernel: name, .. } => kernel = worker::run_kernel(name)?,
+            match message {
+                // A second welcome changes nothing: the run's kernel came with the first.
+                ServerMessage::Welcome { .. } => {}
                 ServerMessage::Assign { id, a, b, .. } => {
-                    wire::encode(
-                        &ClientMessage::Result(worker::compute_with(kernel, id.0, a.0, b.0)),
-                        &mut out,
-                    );
+                    conn.queue(&ClientMessage::Result(worker::compute_with(
+                        kernel, id.0, a.0, b.0,
+                    )));
                     fresh += 1;
                 }
                 ServerMessage::Ack {
@@ -337,19 +322,15 @@ async fn light_client(
                 ServerMessage::Done { .. } => return Ok(()),
             }
             // Answer everything already buffered in one write.
-            if reader.buffer().contains(&b'\n') {
-                read_line(&mut reader, &mut line, &mut complete, MAX_LINE).await?;
-            } else {
-                break;
+            match conn.recv_buffered().await? {
+                Some(next) => message = next,
+                None => break,
             }
         }
         if fresh > 0 {
-            wire::encode(&ClientMessage::Request { count: fresh }, &mut out);
+            conn.queue(&ClientMessage::Request { count: fresh });
         }
-        if !out.is_empty() {
-            write.write_all(&out).await?;
-            out.clear();
-        }
+        conn.flush().await?;
     }
     Ok(())
 }
@@ -411,31 +392,15 @@ pub async fn connections(count: usize) -> anyhow::Result<ConnectionsReport> {
     let baseline = rss_bytes(pid)?;
     raise_fd_limit();
     let mut held = Vec::with_capacity(count);
-    let mut hello = Vec::new();
-    wire::encode(
-        &ClientMessage::Hello {
-            version: PROTOCOL_VERSION,
-            worker: "idle".into(),
-            token: None,
-            agent: None,
-        },
-        &mut hello,
-    );
+    let addr = addr.to_string();
     for chunk_start in (0..count).step_by(500) {
         let mut batch = Vec::new();
         for _ in chunk_start..(chunk_start + 500).min(count) {
-            let hello = hello.clone();
+            let addr = addr.clone();
             batch.push(tokio::spawn(async move {
-                let stream = TcpStream::connect(addr).await?;
-                let (read, mut write) = stream.into_split();
-                write.write_all(&hello).await?;
-                let mut reader = BufReader::new(read);
-                let (mut line, mut complete) = (Vec::new(), false);
-                read_line(&mut reader, &mut line, &mut complete, MAX_LINE).await?;
-                match wire::decode_server(&line)? {
-                    ServerMessage::Welcome { .. } => Ok::<_, anyhow::Error>((reader, write)),
-                    other => Err(anyhow::anyhow!("expected welcome, got {other:?}")),
-                }
+                let mut conn = Connection::connect(&addr, None).await?;
+                conn.handshake(Hello::new("idle")).await?;
+                Ok::<_, anyhow::Error>(conn)
             }));
         }
         for b in batch {

@@ -355,44 +355,41 @@ async fn hoard(
     taken: tokio::sync::oneshot::Sender<()>,
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
-    use crate::wire::{self, ClientMessage, ServerMessage, PROTOCOL_VERSION};
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (read, mut write) = stream.into_split();
-    let mut out = Vec::new();
-    wire::encode(
-        &ClientMessage::Hello {
-            version: PROTOCOL_VERSION,
-            worker: format!("hoarder-{index}"),
-            token: None,
-            agent: Some("piswarm bench crowd".into()),
-        },
-        &mut out,
-    );
-    wire::encode(&ClientMessage::Request { count: 64 }, &mut out);
-    write.write_all(&out).await?;
-    let mut lines = tokio::io::BufReader::new(read).lines();
+    use crate::client::{ClientError, Connection, Hello};
+    use crate::wire::{ClientMessage, ServerMessage};
+    let mut conn = Connection::connect(&addr.to_string(), None).await?;
+    conn.queue(&ClientMessage::Request { count: 64 });
+    let hello = Hello {
+        agent: Some("piswarm bench crowd".into()),
+        ..Hello::new(format!("hoarder-{index}"))
+    };
+    match conn.handshake(hello).await {
+        Ok(_) => {}
+        Err(ClientError::Refused { code, message }) => {
+            tracing::info!(hoarder = index, ?code, "the server answered: {message}");
+            return Ok(());
+        }
+        Err(e) => anyhow::bail!("hoarder {index}: {e}"),
+    }
     let mut taken = Some(taken);
     loop {
         tokio::select! {
             () = stop.cancelled() => return Ok(()),
-            line = lines.next_line() => {
-                let Some(line) = line? else { return Ok(()) };
-                match wire::decode_server(line.as_bytes()) {
-                    Ok(ServerMessage::Assign { .. }) | Ok(ServerMessage::Done { .. }) => {
-                        if let Some(t) = taken.take() {
-                            let _ = t.send(());
-                        }
+            message = conn.recv() => match message {
+                Ok(ServerMessage::Assign { .. }) | Ok(ServerMessage::Done { .. }) => {
+                    if let Some(t) = taken.take() {
+                        let _ = t.send(());
                     }
-                    // It holds what it was given and answers nothing, so no ack comes; an error
-                    // (its idle time out, say) is logged, and the connection's end ends it.
-                    Ok(ServerMessage::Welcome { .. }) | Ok(ServerMessage::Ack { .. }) => {}
-                    Ok(ServerMessage::Error { code, message, .. }) => {
-                        tracing::info!(hoarder = index, ?code, "the server answered: {message}");
-                    }
-                    Err(e) => anyhow::bail!("hoarder {index}: {}", e.message),
                 }
-            }
+                // It holds what it was given and answers nothing, so no ack comes; an error
+                // (its idle time out, say) is logged, and the connection's end ends it.
+                Ok(ServerMessage::Welcome { .. }) | Ok(ServerMessage::Ack { .. }) => {}
+                Ok(ServerMessage::Error { code, message, .. }) => {
+                    tracing::info!(hoarder = index, ?code, "the server answered: {message}");
+                }
+                Err(ClientError::Closed) => return Ok(()),
+                Err(e) => anyhow::bail!("hoarder {index}: {e}"),
+            },
         }
     }
 }

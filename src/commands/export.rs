@@ -1,6 +1,7 @@
 //! `piswarm export`: a stored run as results.json, CSV, or final.json. The store is opened read
 //! only: exporting never changes the file it reads (nor migrates it).
 
+use crate::coordinator::RunId;
 use crate::store::export::{self, Format};
 use crate::store::Store;
 use std::io::Write;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 pub struct ExportOptions {
     pub db: PathBuf,
     /// The run (default: the latest).
-    pub run: Option<i64>,
+    pub run: Option<RunId>,
     pub format: Format,
     /// The run's final.json instead of its results.
     pub final_only: bool,

@@ -15,17 +15,13 @@
 //! `/metrics`.
 
 use super::child::ServeChild;
-use crate::maths::kernel::Kernel;
-use crate::wire::line::read_line;
-use crate::wire::PROTOCOL_VERSION;
-use crate::wire::{self, AckStatus, ClientMessage, ErrorCode, ServerMessage, MAX_LINE};
+use crate::client::{ClientError, Connection, Hello};
+use crate::wire::{AckStatus, ClientMessage, ErrorCode, ServerMessage};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 /// How long a session may be refused (and retry) before it counts as failed.
@@ -289,66 +285,47 @@ async fn attempt(
     first_try: Instant,
 ) -> Attempt {
     let fail = |why: String| Attempt::Done(Outcome::Failed(why));
-    let stream = match TcpStream::connect(addr).await {
-        Ok(s) => s,
+    let mut conn = match Connection::connect(&addr.to_string(), None).await {
+        Ok(c) => c,
+        Err(ClientError::Connect { source, .. }) => return fail(format!("connect: {source}")),
         Err(e) => return fail(format!("connect: {e}")),
     };
-    let _ = stream.set_nodelay(true);
     let _open = Connected::new(tally);
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::with_capacity(4096, read);
-    let (mut line, mut complete, mut out) = (Vec::new(), false, Vec::new());
-    wire::encode(
-        &ClientMessage::Hello {
-            version: PROTOCOL_VERSION,
-            worker: format!("fleet-{index}"),
-            token: None,
-            agent: Some(format!("piswarm/{} fleet", env!("CARGO_PKG_VERSION"))),
-        },
-        &mut out,
-    );
-    wire::encode(&ClientMessage::Request { count: intervals }, &mut out);
-    if let Err(e) = write.write_all(&out).await {
-        return fail(format!("hello: {e}"));
+    conn.set_read_timeout(Some(ANSWER_TIMEOUT));
+    conn.queue(&ClientMessage::Request { count: intervals });
+    let hello = Hello {
+        agent: Some(format!("piswarm/{} fleet", env!("CARGO_PKG_VERSION"))),
+        ..Hello::new(format!("fleet-{index}"))
+    };
+    let kernel = match conn.handshake(hello).await {
+        Ok(welcome) => welcome.kernel,
+        Err(ClientError::Refused {
+            code: ErrorCode::TooManyConnections,
+            ..
+        }) => return Attempt::Refused,
+        Err(e) => return fail(answer_failure(e)),
+    };
+    let join = first_try.elapsed();
+    if let Ok(mut last) = tally.last_welcome.lock() {
+        let now = Instant::now();
+        *last = Some(last.map_or(now, |l| l.max(now)));
     }
-    out.clear();
-    let mut join = None;
-    let mut kernel = Kernel::Quad;
     let (mut acked, mut accepted) = (0u32, 0u64);
     while acked < intervals {
-        let got = tokio::time::timeout(
-            ANSWER_TIMEOUT,
-            read_line(&mut reader, &mut line, &mut complete, MAX_LINE),
-        )
-        .await;
-        match got {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) | Ok(Err(_)) => return fail("the server closed the connection".into()),
-            Err(_) => return fail("no answer within 60 s".into()),
-        }
-        let message = match wire::decode_server(&line) {
+        let message = match conn.recv().await {
             Ok(m) => m,
-            Err(e) => return fail(format!("bad message from the server: {}", e.message)),
+            Err(e) => return fail(answer_failure(e)),
         };
         match message {
-            ServerMessage::Welcome { kernel: name, .. } => {
-                kernel = match crate::worker::run_kernel(name) {
-                    Ok(k) => k,
-                    Err(e) => return fail(e.to_string()),
-                };
-                join = Some(first_try.elapsed());
-                if let Ok(mut last) = tally.last_welcome.lock() {
-                    let now = Instant::now();
-                    *last = Some(last.map_or(now, |l| l.max(now)));
-                }
-            }
+            // A second welcome changes nothing: the run's kernel came with the first.
+            ServerMessage::Welcome { .. } => {}
             ServerMessage::Assign { id, a, b, .. } => {
                 let result = crate::worker::compute_with(kernel, id.0, a.0, b.0);
-                wire::encode(&ClientMessage::Result(result), &mut out);
-                if let Err(e) = write.write_all(&out).await {
-                    return fail(format!("result: {e}"));
+                match conn.send(&ClientMessage::Result(result)).await {
+                    Err(ClientError::Write(e)) => return fail(format!("result: {e}")),
+                    Err(e) => return fail(format!("result: {e}")),
+                    Ok(()) => {}
                 }
-                out.clear();
             }
             ServerMessage::Ack { status, .. } => {
                 acked += 1;
@@ -366,9 +343,6 @@ async fn attempt(
             ServerMessage::Done { reason } => return fail(format!("done early: {reason:?}")),
         }
     }
-    let Some(join) = join else {
-        return fail("acknowledged without a welcome".into());
-    };
     tally.settle();
     // Stay connected, like a worker waiting for work, until the whole fleet is served; then
     // leave. Heartbeats keep the session within the server's idle timeout meanwhile.
@@ -386,16 +360,27 @@ async fn attempt(
             _ = all_served.cancelled() => break,
             _ = &mut held => break,
             _ = heartbeat.tick() => {
-                wire::encode(&ClientMessage::Heartbeat {}, &mut out);
-                let _ = write.write_all(&out).await;
-                out.clear();
+                let _ = conn.send(&ClientMessage::Heartbeat {}).await;
             }
         }
     }
-    wire::encode(&ClientMessage::Bye {}, &mut out);
-    let _ = write.write_all(&out).await;
-    let _ = write.shutdown().await;
+    conn.close().await;
     Attempt::Done(Outcome::Served { join, accepted })
+}
+
+/// A session's failure to hear from the server, as the report's sentence.
+fn answer_failure(e: ClientError) -> String {
+    match e {
+        ClientError::Closed | ClientError::Read(_) => "the server closed the connection".into(),
+        ClientError::Timeout(_) => "no answer within 60 s".into(),
+        ClientError::Decode(e) => format!("bad message from the server: {}", e.message),
+        ClientError::Write(e) => format!("hello: {e}"),
+        e @ (ClientError::Connect { .. }
+        | ClientError::Tls { .. }
+        | ClientError::Refused { .. }
+        | ClientError::NotWelcome(_)
+        | ClientError::UnknownKernel(_)) => e.to_string(),
+    }
 }
 
 /// Reads the server's counts from its `/metrics` and its resident memory from /proc.

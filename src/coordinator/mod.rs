@@ -20,8 +20,8 @@ pub mod scheduler;
 pub mod shell;
 
 pub use self::core::{
-    CoreConfig, HeldRow, Input, Joining, LeasePolicy, Output, ResumeState, RunState, SessionId,
-    Snapshot, WorkerKind, WorkerRow, Write,
+    CoreConfig, HeldRow, Input, Joining, LeasePolicy, Output, ResumeState, RunId, RunState,
+    SessionId, Snapshot, WorkerKind, WorkerRow, Write,
 };
 pub use coverage::{CoverageBucket, CoverageMap};
 pub use shell::{

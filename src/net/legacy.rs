@@ -79,7 +79,11 @@ pub async fn run_legacy_session<R, W>(
                 .await;
             return;
         }
-        _ => {
+        Ok(Some(
+            ServerMessage::Assign { .. } | ServerMessage::Ack { .. } | ServerMessage::Done { .. },
+        ))
+        | Ok(None)
+        | Err(_) => {
             let _ = coordinator
                 .send(Event::Input(Input::Leave { session }))
                 .await;
@@ -137,8 +141,16 @@ async fn next_frame<R: AsyncRead + Unpin>(
                 Ok(None) => Next::Eof,
                 Err(e) => Next::Bad(e),
             },
+            // Messages for the session while a frame is awaited (a legacy client is told
+            // nothing in between): dropped.
             msg = inbox.recv() => match msg {
-                Some(_) => {}
+                Some(
+                    ServerMessage::Welcome { .. }
+                    | ServerMessage::Assign { .. }
+                    | ServerMessage::Ack { .. }
+                    | ServerMessage::Error { .. }
+                    | ServerMessage::Done { .. },
+                ) => {}
                 None => return Next::Closed,
             },
             _ = sleep_until(deadline) => return Next::TimedOut,
@@ -185,7 +197,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                 msg = self.inbox.recv() => match msg {
                     Some(ServerMessage::Assign { id, a, b, .. }) => break (id.0, a.0, b.0),
                     Some(ServerMessage::Done { .. }) => return "no work to hand out: the job is complete or the server is stopping",
-                    Some(_) => {}
+                    // Nothing else concerns a legacy client waiting for its interval.
+                    Some(ServerMessage::Welcome { .. } | ServerMessage::Ack { .. } | ServerMessage::Error { .. }) => {}
                     None => return "closed by the coordinator",
                 },
                 closed = peer_closed(self.reader), if watch_peer => match closed {
@@ -312,7 +325,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                     break;
                 }
                 // A `done` (the job is complete) or anything else: keep waiting for the answer.
-                Ok(Some(_)) => {}
+                Ok(Some(
+                    ServerMessage::Ack { .. }
+                    | ServerMessage::Error { .. }
+                    | ServerMessage::Done { .. }
+                    | ServerMessage::Assign { .. }
+                    | ServerMessage::Welcome { .. },
+                )) => {}
                 Ok(None) => return "closed by the coordinator",
                 Err(_) => return "the coordinator did not answer the result",
             }

@@ -26,6 +26,7 @@ pub use clients::ClientMode;
 pub use reads::ReadPool;
 pub use start::{start_run, RunningRun, StartOptions};
 
+use crate::coordinator::RunId;
 use crate::coordinator::{self, CoordinatorHandle, CoreConfig, LeasePolicy, Snapshot};
 use crate::job::Job;
 use crate::logging;
@@ -75,7 +76,7 @@ pub struct ServeOptions {
     /// Start a new run even if the latest one could be resumed (`--new-run`).
     pub new_run: bool,
     /// Continue this run (`--resume RUN`).
-    pub resume: Option<i64>,
+    pub resume: Option<RunId>,
     /// Stop accepting results below this much free disk (`None`: the default, see
     /// [`default_min_free_disk`]).
     pub min_free_disk: Option<u64>,
@@ -137,7 +138,7 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("run {run} in {db} is complete: nothing to do (its results are in results.json and final.json; `piswarm export --run {run}` writes them again). Start another with --new-run")]
-    Complete { run: i64, db: String },
+    Complete { run: RunId, db: String },
     #[error("the latest run in {db}, run {} ({}), is unfinished and is not the job asked for ({}). Continue it with --resume {}, or start the new job with --new-run (run {} stays in the store and can be resumed later)", .run.id, describe_job(&.run.job()), describe_job(.asked), .run.id, .run.id)]
     Unfinished {
         run: Box<RunRow>,
@@ -145,7 +146,7 @@ pub enum StartError {
         db: String,
     },
     #[error("--resume {run}: {why}")]
-    CannotResume { run: i64, why: String },
+    CannotResume { run: RunId, why: String },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -294,7 +295,7 @@ pub struct NodeView {
 /// finished coordinator alive.
 #[derive(Debug, Clone)]
 pub struct CurrentRun {
-    pub id: i64,
+    pub id: RunId,
     pub job: Job,
     pub snapshot: watch::Receiver<Snapshot>,
     /// When its coordinator started (its times, such as a worker's `joined_s`, count from about
@@ -305,11 +306,11 @@ pub struct CurrentRun {
 /// Speed of the current run, measured from snapshots over the last seconds.
 #[derive(Default)]
 struct RateMeter {
-    samples: VecDeque<(Instant, i64, u64)>,
+    samples: VecDeque<(Instant, RunId, u64)>,
 }
 
 impl RateMeter {
-    fn observe(&mut self, run: i64, terms_done: u64) -> f64 {
+    fn observe(&mut self, run: RunId, terms_done: u64) -> f64 {
         let now = Instant::now();
         if self.samples.back().is_some_and(|s| s.1 != run) {
             self.samples.clear();
@@ -532,7 +533,7 @@ impl Node {
     }
 
     /// Terms per second of the current run, over the last seconds.
-    pub fn rate(&self, run: i64, snap: &Snapshot) -> f64 {
+    pub fn rate(&self, run: RunId, snap: &Snapshot) -> f64 {
         match self.inner.rate.lock() {
             Ok(mut meter) => meter.observe(run, snap.totals.terms_done),
             Err(_) => 0.0,
@@ -623,7 +624,7 @@ impl Node {
                 run.running.id,
                 describe_job(&run.job)
             ),
-            serde_json::json!({ "listen": addr.to_string(), "run": run.running.id }),
+            serde_json::json!({ "listen": addr.to_string(), "run": run.running.id.0 }),
         );
         state.server = Some(Listening {
             addr,
@@ -703,7 +704,7 @@ impl Node {
     }
 
     /// Finishes the current run and starts a new one with `job`. Returns the new run's id.
-    pub async fn new_run(&self, job: Job) -> Result<i64, ControlError> {
+    pub async fn new_run(&self, job: Job) -> Result<RunId, ControlError> {
         let mut state = self.inner.state.lock().await;
         if state.closed {
             return Err(ControlError::ShuttingDown);
@@ -835,7 +836,7 @@ async fn finish_run(run: RunCtx) {
 /// nothing, so it never overwrites the files of an earlier run). One export at a time in a
 /// process: the files written when a job completes and those written when the server stops
 /// (`--exit-when-done` does both, moments apart) never overlap.
-pub async fn write_files(options: &ServeOptions, run: i64) -> Result<(), StoreError> {
+pub async fn write_files(options: &ServeOptions, run: RunId) -> Result<(), StoreError> {
     static ONE_WRITER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _writing = ONE_WRITER.lock().await;
     let (db, out) = (options.db.clone(), options.out.clone());

@@ -4,6 +4,7 @@
 //! here).
 
 use crate::coordinator::printer::Printer;
+use crate::coordinator::RunId;
 use crate::coordinator::{spawn_with, CoordinatorHandle, CoreConfig, ResumeState, StoreLink};
 use crate::store::{writer, CommitObserver, Store, StoreError};
 use std::path::PathBuf;
@@ -35,7 +36,7 @@ impl std::fmt::Debug for StartOptions {
 /// A coordinator wired to its store: what `serve`, `run` and `bench` run.
 #[derive(Debug)]
 pub struct RunningRun {
-    pub id: i64,
+    pub id: RunId,
     pub handle: CoordinatorHandle,
     /// Stored results that failed re-verification on resume (deleted; they will be redone).
     pub dropped: Vec<u64>,
@@ -63,7 +64,7 @@ impl RunningRun {
 /// on a blocking thread.
 pub async fn start_run(
     store: Store,
-    run: i64,
+    run: RunId,
     mut options: StartOptions,
 ) -> Result<RunningRun, StoreError> {
     let (store, resume) = tokio::task::spawn_blocking(move || {
@@ -87,7 +88,7 @@ pub async fn start_run(
         pi_bound: resume.pi_bound,
         done_ids: resume.done_ids,
     };
-    options.config.run_id = run as u64;
+    options.config.run_id = run;
     options.config.run_uid = resume.run.uid.clone();
     options.config.kernel = resume.run.kernel;
     options.config.emit_durable = options.print_results;

@@ -3,6 +3,7 @@
 //! `piswarm export` and the files `serve` writes use these, so all three always agree with the
 //! store, which is the source of truth.
 
+use crate::coordinator::RunId;
 use crate::store::{result_row, Store, StoreError};
 use std::io::Write;
 use std::path::Path;
@@ -15,7 +16,7 @@ pub enum Format {
 }
 
 /// Writes a run's results, in interval order, as a JSON array (the shape of results.json).
-pub fn results_json(store: &Store, run: i64, out: &mut dyn Write) -> Result<(), StoreError> {
+pub fn results_json(store: &Store, run: RunId, out: &mut dyn Write) -> Result<(), StoreError> {
     out.write_all(b"[")?;
     let mut first = true;
     store.for_each_result(run, |r| {
@@ -28,13 +29,13 @@ pub fn results_json(store: &Store, run: i64, out: &mut dyn Write) -> Result<(), 
 }
 
 /// Writes a run's results as CSV (RFC 4180 quoting for text fields).
-pub fn results_csv(store: &Store, run: i64, out: &mut dyn Write) -> Result<(), StoreError> {
+pub fn results_csv(store: &Store, run: RunId, out: &mut dyn Write) -> Result<(), StoreError> {
     writeln!(out, "{}", result_row::csv_header())?;
     store.for_each_result(run, |r| result_row::csv_row(&r, out))
 }
 
 /// Writes a run's final.json.
-pub fn final_json(store: &Store, run: i64, out: &mut dyn Write) -> Result<(), StoreError> {
+pub fn final_json(store: &Store, run: RunId, out: &mut dyn Write) -> Result<(), StoreError> {
     let report = store.final_report(run)?;
     serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::other)?;
     out.write_all(b"\n")?;
@@ -44,7 +45,7 @@ pub fn final_json(store: &Store, run: i64, out: &mut dyn Write) -> Result<(), St
 /// Writes results.json and final.json of a run into `dir`, each atomically: written to a
 /// temporary file of a unique name in the same directory, synced, then renamed over the old one
 /// (so two writers never share a temporary file, and a reader never sees half a file).
-pub fn write_files(store: &Store, run: i64, dir: &Path) -> Result<(), StoreError> {
+pub fn write_files(store: &Store, run: RunId, dir: &Path) -> Result<(), StoreError> {
     std::fs::create_dir_all(dir)?;
     write_atomically(&dir.join("results.json"), |w| results_json(store, run, w))?;
     let report = store.final_report(run)?;

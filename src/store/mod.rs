@@ -21,7 +21,7 @@ pub use queries::{HistoryPage, HistoryPosition, HistoryQuery, HistorySort, Store
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use writer::CommitObserver;
 
-use crate::coordinator::RunState;
+use crate::coordinator::{RunId, RunState};
 use crate::job::verify::check_result;
 use crate::job::Job;
 use crate::maths::exact::ExactSum;
@@ -45,7 +45,7 @@ pub enum StoreError {
     #[error("database {path} was written by a newer piswarm (schema {found}, this build knows {SCHEMA_VERSION})")]
     TooNew { path: String, found: i64 },
     #[error("run {0} does not exist")]
-    NoSuchRun(i64),
+    NoSuchRun(RunId),
     #[error("the database has no runs yet")]
     NoRuns,
     #[error("{0}")]
@@ -90,7 +90,7 @@ fn parse_state(s: &str) -> Option<RunState> {
 /// A run as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRow {
-    pub id: i64,
+    pub id: RunId,
     /// Terms of the job; null for an open-ended job.
     pub terms: Option<u64>,
     pub chunk: u64,
@@ -223,12 +223,12 @@ impl Store {
     }
 
     /// Creates a new run of the current kernel ([`Kernel::CURRENT`]) and returns its id.
-    pub fn create_run(&self, job: Job) -> Result<i64, StoreError> {
+    pub fn create_run(&self, job: Job) -> Result<RunId, StoreError> {
         self.create_run_with(job, Kernel::CURRENT)
     }
 
     /// Creates a new run that computes with `kernel` and returns its id.
-    pub fn create_run_with(&self, job: Job, kernel: Kernel) -> Result<i64, StoreError> {
+    pub fn create_run_with(&self, job: Job, kernel: Kernel) -> Result<RunId, StoreError> {
         let now = crate::report::now_iso8601();
         self.conn
             .execute(
@@ -242,7 +242,10 @@ impl Store {
                 ],
             )
             .map_err(self.sql_err())?;
-        Ok(self.conn.last_insert_rowid())
+        let rowid = self.conn.last_insert_rowid();
+        u64::try_from(rowid)
+            .map(RunId)
+            .map_err(|_| self.corrupt(format!("a new run was given the id {rowid}")))
     }
 
     /// All runs, newest first.
@@ -258,7 +261,7 @@ impl Store {
         raw.into_iter().map(|r| self.check_run_row(r)).collect()
     }
 
-    pub fn run(&self, id: i64) -> Result<RunRow, StoreError> {
+    pub fn run(&self, id: RunId) -> Result<RunRow, StoreError> {
         let raw = self
             .conn
             .query_row(&format!("{RUN_SELECT} WHERE id = ?1"), [id], raw_run_row)
@@ -288,7 +291,7 @@ impl Store {
     /// Every row is verified again ([`verify_record`]); a row that fails — a bit flipped on
     /// disk — is deleted, so that its interval is computed again, and reported in
     /// [`Resume::dropped`].
-    pub fn load(&mut self, id: i64) -> Result<Resume, StoreError> {
+    pub fn load(&mut self, id: RunId) -> Result<Resume, StoreError> {
         let mut run = self.run(id)?;
         let job = run.job();
         let (mut done_ids, mut dropped) = (Vec::new(), Vec::new());
@@ -378,7 +381,7 @@ impl Store {
     }
 
     /// The final report of a run, from its stored results.
-    pub fn final_report(&self, run: i64) -> Result<FinalReport, StoreError> {
+    pub fn final_report(&self, run: RunId) -> Result<FinalReport, StoreError> {
         let row = self.run(run)?;
         let job = row.job();
         let (mut pi, mut even, mut odd, mut terms, mut count) =
@@ -413,7 +416,7 @@ impl Store {
     }
 
     /// Number of stored results of a run, and how many distinct intervals they cover.
-    pub fn count_results(&self, run: i64) -> Result<(u64, u64), StoreError> {
+    pub fn count_results(&self, run: RunId) -> Result<(u64, u64), StoreError> {
         self.conn
             .query_row(
                 "SELECT COUNT(*), COUNT(DISTINCT interval_id) FROM results WHERE run_id = ?1",
@@ -481,7 +484,7 @@ const RUN_SELECT: &str =
 
 /// A run row as SQLite holds it, before it is checked.
 struct RawRunRow {
-    id: i64,
+    id: RunId,
     terms: Option<i64>,
     chunk: i64,
     state: String,
@@ -520,6 +523,28 @@ fn raw_run_row(r: &rusqlite::Row) -> rusqlite::Result<RawRunRow> {
         uid: r.get(15)?,
         kernel: r.get(16)?,
     })
+}
+
+/// Run ids at the store's boundary: SQLite's `INTEGER` is an i64 and a run id a u64, converted
+/// checked both ways (an id beyond i64 cannot be written; a negative one read is an error).
+impl rusqlite::ToSql for RunId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        sql_run_id(*self).map(rusqlite::types::ToSqlOutput::from)
+    }
+}
+
+/// A run id as SQLite stores it.
+pub(crate) fn sql_run_id(run: RunId) -> rusqlite::Result<i64> {
+    i64::try_from(run.0).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+impl rusqlite::types::FromSql for RunId {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let id = i64::column_result(value)?;
+        u64::try_from(id)
+            .map(RunId)
+            .map_err(|_| rusqlite::types::FromSqlError::OutOfRange(id))
+    }
 }
 
 fn is_not_a_database(e: &rusqlite::Error) -> bool {
@@ -618,7 +643,7 @@ mod tests {
             let location = Location::File(dir.path().join(name));
             let store = Store::open(&location).unwrap();
             let run = store.create_run(job).unwrap();
-            assert_eq!(run, 1, "run numbers restart in every store");
+            assert_eq!(run, RunId(1), "run numbers restart in every store");
             let uid = store.run(run).unwrap().uid;
             assert_eq!(uid.len(), 32, "{uid}");
             assert!(uid.bytes().all(|b| b.is_ascii_hexdigit()), "{uid}");
@@ -666,7 +691,7 @@ mod tests {
                 .unwrap();
         }
         let store = Store::open(&location).unwrap();
-        assert_eq!(store.run(1).unwrap().kernel, Kernel::Quad);
+        assert_eq!(store.run(RunId(1)).unwrap().kernel, Kernel::Quad);
         let new = store.create_run(job).unwrap();
         assert_eq!(store.run(new).unwrap().kernel, Kernel::CURRENT);
         let quad = store.create_run_with(job, Kernel::Quad).unwrap();

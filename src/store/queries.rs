@@ -5,6 +5,7 @@
 
 use super::result_row::{decode, select_list};
 use super::{Store, StoreError};
+use crate::coordinator::RunId;
 use crate::report::ResultRecord;
 use rusqlite::params;
 
@@ -52,7 +53,7 @@ pub enum HistoryPosition {
 /// What page of a run's history to read.
 #[derive(Debug, Clone)]
 pub struct HistoryQuery {
-    pub run: i64,
+    pub run: RunId,
     pub sort: HistorySort,
     pub descending: bool,
     /// Only the results of this worker name.
@@ -76,7 +77,7 @@ impl Store {
     /// Returns the rows and the cursor of the next page.
     pub fn results_page(
         &self,
-        run: i64,
+        run: RunId,
         cursor: Option<i64>,
         limit: usize,
     ) -> Result<(Vec<StoredResult>, Option<i64>), StoreError> {
@@ -212,7 +213,7 @@ impl Store {
     /// (the dashboard's digests read a run this way).
     pub fn results_after(
         &self,
-        run: i64,
+        run: RunId,
         after: Option<i64>,
         limit: usize,
     ) -> Result<Vec<StoredResult>, StoreError> {
@@ -233,7 +234,7 @@ impl Store {
     }
 
     /// The newest history position of a run (its highest `seq`), if it has results.
-    pub fn last_seq(&self, run: i64) -> Result<Option<i64>, StoreError> {
+    pub fn last_seq(&self, run: RunId) -> Result<Option<i64>, StoreError> {
         self.conn
             .query_row(
                 "SELECT MAX(seq) FROM results WHERE run_id = ?1",
@@ -246,7 +247,7 @@ impl Store {
     /// Every result of a run in interval order (for exports).
     pub fn for_each_result(
         &self,
-        run: i64,
+        run: RunId,
         mut f: impl FnMut(ResultRecord) -> std::io::Result<()>,
     ) -> Result<(), StoreError> {
         let mut stmt = self

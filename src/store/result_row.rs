@@ -8,6 +8,7 @@
 //! It never decides which rows: that is the queries' job (`queries.rs`, `Store::load`).
 
 use super::queries::StoredResult;
+use crate::coordinator::RunId;
 use crate::report::ResultRecord;
 use crate::wire::Dec;
 use rusqlite::types::{Type, Value};
@@ -96,10 +97,10 @@ pub fn values(r: &ResultRecord) -> [Value; COLUMNS.len()] {
 /// inserted (0: the interval was stored already).
 pub fn insert(
     stmt: &mut rusqlite::CachedStatement<'_>,
-    run: i64,
+    run: RunId,
     r: &ResultRecord,
 ) -> rusqlite::Result<usize> {
-    let run = std::iter::once(Value::Integer(run));
+    let run = std::iter::once(Value::Integer(super::sql_run_id(run)?));
     stmt.execute(rusqlite::params_from_iter(run.chain(values(r))))
 }
 
@@ -207,8 +208,8 @@ mod tests {
             timestamp: "2026-12-02T08:52:06.123Z".into(),
         };
         let mut stmt = conn.prepare_cached(&insert_sql()).unwrap();
-        assert_eq!(insert(&mut stmt, 3, &record).unwrap(), 1);
-        assert_eq!(insert(&mut stmt, 3, &record).unwrap(), 0, "once");
+        assert_eq!(insert(&mut stmt, RunId(3), &record).unwrap(), 1);
+        assert_eq!(insert(&mut stmt, RunId(3), &record).unwrap(), 0, "once");
         let sql = format!("SELECT {} FROM results", select_list());
         let back = conn.query_row(&sql, [], decode).unwrap();
         assert_eq!(back.record, record);

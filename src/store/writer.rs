@@ -16,6 +16,7 @@
 //! `piswarm_store_commit_seconds`).
 
 use super::{result_row, state_name, Location, Store, StoreError};
+use crate::coordinator::RunId;
 use crate::coordinator::{Durability, RunState, Write};
 use crate::maths::exact::ExactSum;
 use crate::report::{now_iso8601, Totals};
@@ -45,7 +46,7 @@ pub fn mark_path(db: &Path) -> PathBuf {
 }
 
 /// Reads a store's high-water mark: the run and how many of its results were durable.
-pub fn read_mark(db: &Path) -> Option<(i64, u64)> {
+pub fn read_mark(db: &Path) -> Option<(RunId, u64)> {
     let text = std::fs::read_to_string(mark_path(db)).ok()?;
     let mut words = text.split_whitespace();
     let (Some("run"), Some(run), Some("results"), Some(n)) =
@@ -53,11 +54,11 @@ pub fn read_mark(db: &Path) -> Option<(i64, u64)> {
     else {
         return None;
     };
-    Some((run.parse().ok()?, n.parse().ok()?))
+    Some((RunId(run.parse().ok()?), n.parse().ok()?))
 }
 
 /// Writes the mark: a temporary file, synced, renamed over the old one.
-fn write_mark(db: &Path, run: i64, results: u64) -> std::io::Result<()> {
+fn write_mark(db: &Path, run: RunId, results: u64) -> std::io::Result<()> {
     let path = mark_path(db);
     let dir = path
         .parent()
@@ -81,7 +82,7 @@ fn write_mark(db: &Path, run: i64, results: u64) -> std::io::Result<()> {
 #[allow(clippy::type_complexity)]
 pub fn start(
     store: Store,
-    run: i64,
+    run: RunId,
     observer: Option<CommitObserver>,
 ) -> Result<
     (
@@ -106,7 +107,7 @@ pub fn start(
 
 fn writer_loop(
     mut store: Store,
-    run: i64,
+    run: RunId,
     mut rx: mpsc::Receiver<Write>,
     durable: watch::Sender<Durability>,
     observer: Option<CommitObserver>,
@@ -163,7 +164,11 @@ fn writer_loop(
 }
 
 /// Commits one batch in one transaction; returns how many results were inserted.
-pub(super) fn commit(store: &mut Store, run: i64, batch: &[Write]) -> Result<u64, rusqlite::Error> {
+pub(super) fn commit(
+    store: &mut Store,
+    run: RunId,
+    batch: &[Write],
+) -> Result<u64, rusqlite::Error> {
     let tx = store.conn.transaction()?;
     let mut inserted = 0u64;
     {

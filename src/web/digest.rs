@@ -8,6 +8,7 @@
 //! loses nothing.
 
 use crate::coordinator::CoverageMap;
+use crate::coordinator::RunId;
 use crate::maths::exact::ExactSum;
 use crate::node::ReadPool;
 use crate::report::{FinalReport, Totals};
@@ -73,7 +74,7 @@ pub struct RunDigest {
 
 impl RunDigest {
     /// Reads the results accepted since the last update.
-    fn update(&mut self, store: &Store, run: i64) -> Result<(), StoreError> {
+    fn update(&mut self, store: &Store, run: RunId) -> Result<(), StoreError> {
         loop {
             let rows = store.results_after(run, self.last_seq, BATCH)?;
             for stored in &rows {
@@ -174,7 +175,7 @@ impl RunDigest {
 pub struct Digests {
     reads: Arc<ReadPool>,
     /// Run → digest, most recently used last.
-    kept: Mutex<Vec<(i64, Arc<Mutex<RunDigest>>)>>,
+    kept: Mutex<Vec<(RunId, Arc<Mutex<RunDigest>>)>>,
 }
 
 impl Digests {
@@ -185,7 +186,7 @@ impl Digests {
         }
     }
 
-    fn slot(&self, run: i64) -> Arc<Mutex<RunDigest>> {
+    fn slot(&self, run: RunId) -> Arc<Mutex<RunDigest>> {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let slot = match kept.iter().position(|(r, _)| *r == run) {
             Some(i) => kept.remove(i).1,
@@ -202,7 +203,7 @@ impl Digests {
     /// blocking thread.
     pub async fn with<R: Send + 'static>(
         &self,
-        run: i64,
+        run: RunId,
         f: impl FnOnce(&RunDigest, &RunRow) -> R + Send + 'static,
     ) -> Result<R, StoreError> {
         let slot = self.slot(run);

@@ -6,6 +6,7 @@
 //! translation is one line; numbers and dates are formatted by the browser's `Intl` for the
 //! page's language.
 
+use crate::coordinator::RunId;
 use axum::extract::Query;
 use axum::http::{header, HeaderMap, Uri};
 use axum_extra::extract::cookie::CookieJar;
@@ -354,7 +355,7 @@ impl Message {
         )
     }
 
-    pub fn no_such_run(id: i64) -> Message {
+    pub fn no_such_run(id: RunId) -> Message {
         Message::new(
             format!("run {id} does not exist"),
             format!("a execução {id} não existe"),

@@ -34,7 +34,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     match reason {
         None => (
             StatusCode::OK,
-            Json(json!({ "ready": true, "listen": view.listen, "run": run.id })),
+            Json(json!({ "ready": true, "listen": view.listen, "run": run.id.0 })),
         )
             .into_response(),
         Some(reason) => (

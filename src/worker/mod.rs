@@ -15,9 +15,7 @@ pub mod retry;
 mod session;
 
 pub use pool::{compute, compute_with, ComputePool};
-pub use session::run_kernel;
 
-use crate::maths::kernel::Kernel;
 use crate::metrics::worker::WorkerInstruments;
 use crate::net::tls::TlsClient;
 use crate::wire::{ErrorCode, Secret, WorkResult};
@@ -119,15 +117,10 @@ pub enum WorkerError {
     },
     #[error("protocol error: {0}")]
     Protocol(String),
-    #[error("the coordinator's run computes with the π kernel '{0}', which this worker does not have (it has {known}): use a newer piswarm", known = kernel_names())]
-    UnknownKernel(String),
+    #[error(transparent)]
+    UnknownKernel(crate::client::UnknownKernel),
     #[error("cannot start the compute threads: {0}")]
     Threads(std::io::Error),
-}
-
-fn kernel_names() -> String {
-    let names: Vec<_> = Kernel::ALL.iter().map(|k| k.name()).collect();
-    names.join(", ")
 }
 
 impl WorkerError {

@@ -2,89 +2,38 @@
 
 use super::pool::{Pool, Task};
 use super::{Carry, End, WorkerConfig, WorkerError, WorkerSummary};
-use crate::maths::kernel::Kernel;
-use crate::wire::line::read_line;
-use crate::wire::{
-    self, AckStatus, ClientMessage, DoneReason, ErrorCode, ServerMessage, WorkResult, MAX_LINE,
-    PROTOCOL_VERSION,
-};
+use crate::client::{self, ClientError, Connection, Hello, Welcome};
+use crate::wire::{AckStatus, ClientMessage, DoneReason, ErrorCode, ServerMessage, WorkResult};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-/// How long connecting, the TLS handshake and the welcome may each take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
-
-type Read = Box<dyn AsyncRead + Unpin + Send>;
-type Write = Box<dyn AsyncWrite + Unpin + Send>;
-
-/// A sentence for a failed TLS handshake, with a hint at the usual cause.
-fn tls_failure(e: &std::io::Error) -> String {
-    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
-    match inner {
-        Some(rustls::Error::InvalidCertificate(why)) => format!(
-            "the coordinator's certificate is not trusted ({why:?}): check that --tls-ca is the \
-             certificate authority that signed it and that it names the host of --connect \
-             (or --tls-server-name)"
-        ),
-        Some(other) => other.to_string(),
-        None if matches!(
-            e.kind(),
-            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
-        ) =>
-        {
-            "the coordinator closed the connection during the TLS handshake (does it serve TLS? \
-             it needs --tls-cert and --tls-key; or it is full)"
-                .to_string()
+/// The worker's sentence for a connection that failed: a connection that ends, cannot be read
+/// or written, or stays silent is lost (and worth another try with `--retry-for`).
+fn worker_error(addr: &str, e: ClientError) -> WorkerError {
+    match e {
+        ClientError::Connect { addr, source } => WorkerError::Connect { addr, source },
+        ClientError::Tls {
+            addr,
+            reason,
+            transient,
+        } => WorkerError::Tls {
+            addr,
+            reason,
+            transient,
+        },
+        ClientError::Closed
+        | ClientError::Read(_)
+        | ClientError::Write(_)
+        | ClientError::Timeout(_) => WorkerError::Lost {
+            addr: addr.to_string(),
+        },
+        ClientError::Refused { code, message } => WorkerError::Refused { code, message },
+        ClientError::UnknownKernel(k) => WorkerError::UnknownKernel(k),
+        e @ (ClientError::Decode(_) | ClientError::NotWelcome(_)) => {
+            WorkerError::Protocol(e.to_string())
         }
-        None => e.to_string(),
-    }
-}
-
-/// Connects (with TLS if configured) and returns the two halves.
-async fn connect(config: &WorkerConfig) -> Result<(Read, Write), WorkerError> {
-    let addr = config.connect.clone();
-    let connect_err = |source| WorkerError::Connect {
-        addr: addr.clone(),
-        source,
-    };
-    let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(&config.connect)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(connect_err(e)),
-        Err(_) => {
-            return Err(connect_err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connection timed out",
-            )))
-        }
-    };
-    let _ = stream.set_nodelay(true);
-    let Some(tls) = &config.tls else {
-        let (read, write) = stream.into_split();
-        return Ok((Box::new(read), Box::new(write)));
-    };
-    let tls_error = |reason: String, transient: bool| WorkerError::Tls {
-        addr: addr.clone(),
-        reason,
-        transient,
-    };
-    let name = crate::net::tls::server_name(&config.connect, config.tls_server_name.as_deref())
-        .map_err(|reason| tls_error(reason, false))?;
-    match timeout(CONNECT_TIMEOUT, tls.connect(name, stream)).await {
-        Ok(Ok(stream)) => {
-            let (read, write) = tokio::io::split(stream);
-            Ok((Box::new(read), Box::new(write)))
-        }
-        Ok(Err(e)) => {
-            let cut = !matches!(e.get_ref(), Some(i) if i.is::<rustls::Error>());
-            Err(tls_error(tls_failure(&e), cut))
-        }
-        Err(_) => Err(tls_error("the TLS handshake timed out".into(), true)),
     }
 }
 
@@ -114,51 +63,29 @@ pub(super) async fn run(
     connected: &mut bool,
     shutdown: &CancellationToken,
 ) -> Result<End, WorkerError> {
-    let addr = config.connect.clone();
-    let lost = || WorkerError::Lost { addr: addr.clone() };
-    let (read, mut write) = connect(config).await?;
-    let mut reader = BufReader::with_capacity(16 * 1024, read);
-    let (mut line, mut complete) = (Vec::new(), false);
-
-    let mut out = Vec::new();
-    let hello = ClientMessage::Hello {
-        version: PROTOCOL_VERSION,
+    let addr = config.connect.as_str();
+    let lost = || WorkerError::Lost {
+        addr: addr.to_string(),
+    };
+    let failed = |e| worker_error(addr, e);
+    let tls = config.tls.as_ref().map(|tls| client::Tls {
+        config: tls,
+        server_name: config.tls_server_name.as_deref(),
+    });
+    let mut conn = Connection::connect(addr, tls).await.map_err(failed)?;
+    let hello = Hello {
         worker: config.name.clone(),
         token: config.token.clone(),
         agent: Some(format!("piswarm/{}", env!("CARGO_PKG_VERSION"))),
     };
-    wire::encode(&hello, &mut out);
-    write.write_all(&out).await.map_err(|_| lost())?;
-    out.clear();
-
-    let welcome = match timeout(
-        WELCOME_TIMEOUT,
-        read_line(&mut reader, &mut line, &mut complete, MAX_LINE),
-    )
-    .await
-    {
-        Ok(Ok(true)) => wire::decode_server(&line).map_err(|e| WorkerError::Protocol(e.message))?,
-        _ => return Err(lost()),
-    };
-    let (run, run_uid, max_prefetch, heartbeat, kernel) = match welcome {
-        ServerMessage::Welcome {
-            run,
-            run_uid,
-            max_prefetch,
-            heartbeat_s,
-            kernel,
-            ..
-        } => (run, run_uid, max_prefetch, heartbeat_s, kernel),
-        ServerMessage::Error { code, message, .. } => {
-            return Err(WorkerError::Refused { code, message })
-        }
-        other => {
-            return Err(WorkerError::Protocol(format!(
-                "expected welcome, got {other:?}"
-            )))
-        }
-    };
-    let kernel = run_kernel(kernel)?;
+    let Welcome {
+        run,
+        run_uid,
+        max_prefetch,
+        heartbeat_s: heartbeat,
+        kernel,
+        ..
+    } = conn.handshake(hello).await.map_err(failed)?;
     *connected = true;
     let metrics = &config.metrics;
     metrics.connected.set(1);
@@ -184,7 +111,7 @@ pub(super) async fn run(
             .unwrap_or(2 * config.threads.max(1) as u32)
             .clamp(1, max_prefetch.max(1))
     };
-    wire::encode(&ClientMessage::Request { count: prefetch }, &mut out);
+    conn.queue(&ClientMessage::Request { count: prefetch });
     // Work finished on an earlier connection and never acknowledged, sent again at most
     // `max_prefetch` at a time (the server answers at most that many at once).
     let window = max_prefetch.max(1) as usize;
@@ -196,10 +123,9 @@ pub(super) async fn run(
         &mut to_resend,
         &mut resending,
         window,
-        &mut out,
+        &mut conn,
     );
-    write.write_all(&out).await.map_err(|_| lost())?;
-    out.clear();
+    conn.flush().await.map_err(failed)?;
 
     // A link that died silently (no FIN, no RST) is noticed when results stay unanswered for
     // twice the server's idle timeout (heartbeat_s is a third of it): the server answers every
@@ -213,16 +139,12 @@ pub(super) async fn run(
     let mut last_heard = tokio::time::Instant::now();
     let end = loop {
         tokio::select! {
-            r = read_line(&mut reader, &mut line, &mut complete, MAX_LINE) => {
-                match r {
-                    Ok(true) => {}
-                    _ => break Err(lost()),
-                }
-                last_heard = tokio::time::Instant::now();
-                let msg = match wire::decode_server(&line) {
+            received = conn.recv() => {
+                let msg = match received {
                     Ok(m) => m,
-                    Err(e) => break Err(WorkerError::Protocol(e.message)),
+                    Err(e) => break Err(failed(e)),
                 };
+                last_heard = tokio::time::Instant::now();
                 let answered = match msg {
                     ServerMessage::Assign { id, a, b, .. } => {
                         let task = Task { epoch, kernel, id: id.0, a: a.0, b: b.0 };
@@ -273,7 +195,7 @@ pub(super) async fn run(
                 if let Some(id) = answered {
                     carry.unacked.remove(&id);
                     if resending.remove(&id) {
-                        send_resends(config, carry, &mut to_resend, &mut resending, window, &mut out);
+                        send_resends(config, carry, &mut to_resend, &mut resending, window, &mut conn);
                     } else {
                         awaiting = awaiting.saturating_sub(1);
                     }
@@ -292,7 +214,7 @@ pub(super) async fn run(
                     let id = c.result.id.0;
                     carry.unacked.insert(id, c.result.clone());
                     if c.epoch == epoch {
-                        wire::encode(&ClientMessage::Result(c.result), &mut out);
+                        conn.queue(&ClientMessage::Result(c.result));
                         metrics.results_sent.inc();
                         fresh += 1;
                     } else if !resending.contains(&id) && !to_resend.contains(&id) {
@@ -301,9 +223,9 @@ pub(super) async fn run(
                     }
                     next = pool.results.try_recv().ok();
                 }
-                send_resends(config, carry, &mut to_resend, &mut resending, window, &mut out);
+                send_resends(config, carry, &mut to_resend, &mut resending, window, &mut conn);
                 if fresh > 0 && !config.once {
-                    wire::encode(&ClientMessage::Request { count: fresh }, &mut out);
+                    conn.queue(&ClientMessage::Request { count: fresh });
                 }
                 reported += fresh as u64;
                 awaiting += fresh as u64;
@@ -314,22 +236,16 @@ pub(super) async fn run(
                     tracing::warn!("no answer from the coordinator for {:?}; the connection is taken as lost", last_heard.elapsed());
                     break Err(lost());
                 }
-                wire::encode(&ClientMessage::Heartbeat {}, &mut out);
+                conn.queue(&ClientMessage::Heartbeat {});
             }
             _ = shutdown.cancelled() => break Ok(End::Shutdown),
         }
-        if !out.is_empty() {
-            if write.write_all(&out).await.is_err() {
-                break Err(lost());
-            }
-            out.clear();
+        if let Err(e) = conn.flush().await {
+            break Err(failed(e));
         }
     };
     if end.is_ok() {
-        out.clear();
-        wire::encode(&ClientMessage::Bye {}, &mut out);
-        let _ = timeout(Duration::from_secs(1), write.write_all(&out)).await;
-        let _ = write.shutdown().await;
+        conn.close().await;
     }
     end
 }
@@ -341,7 +257,7 @@ fn send_resends(
     to_resend: &mut VecDeque<u64>,
     resending: &mut HashSet<u64>,
     window: usize,
-    out: &mut Vec<u8>,
+    conn: &mut Connection,
 ) {
     while resending.len() < window {
         let Some(id) = to_resend.pop_front() else {
@@ -354,20 +270,10 @@ fn send_resends(
             resend: true,
             ..result.clone()
         };
-        wire::encode(&ClientMessage::Result(resent), out);
+        conn.queue(&ClientMessage::Result(resent));
         config.metrics.results_sent.inc();
         config.metrics.results_resent.inc();
         resending.insert(id);
-    }
-}
-
-/// The run's kernel, from `welcome.kernel`: every result of a run is computed the same way
-/// (bit-identity is promised per job and kernel). Servers older than the field run the quad
-/// kernel. Every client of the protocol in piswarm (the worker, `bench`, `fleet`) goes by this.
-pub fn run_kernel(name: Option<String>) -> Result<Kernel, WorkerError> {
-    match name {
-        None => Ok(Kernel::Quad),
-        Some(name) => Kernel::from_name(&name).ok_or(WorkerError::UnknownKernel(name)),
     }
 }
 

@@ -5,6 +5,7 @@
 
 use crate::common::{self, evens, odds, RawClient, TestServer};
 use piswarm::job::Job;
+use piswarm::wire::{AckStatus, ServerMessage};
 use piswarm::worker::{self, WorkerConfig};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -43,7 +44,7 @@ async fn a_slow_client_does_not_hold_the_run_hostage() {
     let job = Job::new(Some(120_000_000), Some(1_000_000)).unwrap();
     let server = TestServer::start(job).await;
     let mut slow = RawClient::connect(server.addr).await;
-    assert_eq!(slow.hello("phone").await["type"], "welcome");
+    slow.hello("phone").await;
     slow.send(r#"{"type":"request","count":16}"#).await;
     let mut held = Vec::new();
     while held.len() < 2 {
@@ -65,25 +66,8 @@ async fn a_slow_client_does_not_hold_the_run_hostage() {
     // The phone: one result every 1.5 s, in the order assigned, asking for one more each time,
     // until it is told the job is done. Every answer it gets is an `ack` (never an `error`).
     let phone = tokio::spawn(async move {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let RawClient {
-            mut reader,
-            mut writer,
-        } = slow;
-        let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(1024);
-        tokio::spawn(async move {
-            loop {
-                let mut line = String::new();
-                match reader.read_line(&mut line).await {
-                    Ok(n) if n > 0 => {
-                        if tx.send(line).await.is_err() {
-                            return;
-                        }
-                    }
-                    _ => return,
-                }
-            }
-        });
+        // A minute of silence fails the test (the phone's read deadline).
+        slow.conn.set_read_timeout(Some(Duration::from_secs(60)));
         let (mut accepted, mut duplicate) = (0u64, 0u64);
         let mut queue: std::collections::VecDeque<(u64, u64, u64)> = held.into();
         let computing = tokio::time::sleep(Duration::from_millis(1500)); // its slowness
@@ -94,18 +78,18 @@ async fn a_slow_client_does_not_hold_the_run_hostage() {
                     let (id, a, b) = queue.pop_front().unwrap();
                     let lines = format!("{}\n{}\n", result_line(id, a, b), r#"{"type":"request","count":1}"#);
                     // The server may be closing (the job is done): what it answers tells.
-                    let _ = writer.write_all(lines.as_bytes()).await;
+                    let _ = slow.conn.send_raw(lines.as_bytes()).await;
                     computing.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(1500));
                 }
-                line = tokio::time::timeout(Duration::from_secs(60), lines.recv()) => {
-                    let line = line.expect("the phone heard nothing for a minute");
-                    let m: Value = serde_json::from_str(&line.expect("closed before done")).unwrap();
-                    match m["type"].as_str().unwrap() {
-                        "assign" => queue.push_back((dec(&m["id"]), dec(&m["a"]), dec(&m["b"]))),
-                        "ack" if m["status"] == "accepted" => accepted += 1,
-                        "ack" => duplicate += 1,
-                        "done" => return (accepted, duplicate),
-                        _ => panic!("the honest slow client got {m}"),
+                m = slow.recv_message() => {
+                    match m.expect("closed before done") {
+                        ServerMessage::Assign { id, a, b, .. } => queue.push_back((id.0, a.0, b.0)),
+                        ServerMessage::Ack { status: AckStatus::Accepted, .. } => accepted += 1,
+                        ServerMessage::Ack { status: AckStatus::Duplicate, .. } => duplicate += 1,
+                        ServerMessage::Done { .. } => return (accepted, duplicate),
+                        m @ (ServerMessage::Welcome { .. } | ServerMessage::Error { .. }) => {
+                            panic!("the honest slow client got {m:?}")
+                        }
                     }
                 }
             }
@@ -157,7 +141,7 @@ async fn hoarders_holding_every_interval_do_not_starve_a_newcomer() {
     let mut taken = 0;
     for i in 0..41 {
         let mut h = RawClient::connect(server.addr).await;
-        assert_eq!(h.hello(&format!("hoarder-{i}")).await["type"], "welcome");
+        h.hello(&format!("hoarder-{i}")).await;
         h.send(r#"{"type":"request","count":64}"#).await;
         if taken < 64 {
             for _ in 0..2 {
@@ -171,32 +155,34 @@ async fn hoarders_holding_every_interval_do_not_starve_a_newcomer() {
     assert_eq!(snap.in_flight, 64, "the hoarders hold every interval");
 
     let mut newcomer = RawClient::connect(server.addr).await;
-    assert_eq!(newcomer.hello("newcomer").await["type"], "welcome");
+    newcomer.hello("newcomer").await;
     newcomer.send(r#"{"type":"request","count":4}"#).await;
     let first = newcomer.recv().await.expect("an assignment");
     assert_eq!(first["type"], "assign", "{first}");
     assert_eq!(first["backup"], json!(true), "{first}");
-    let mut queue = std::collections::VecDeque::from([first]);
+    let mut queue =
+        std::collections::VecDeque::from([(dec(&first["id"]), dec(&first["a"]), dec(&first["b"]))]);
     let mut accepted = 0;
     let done = tokio::time::timeout(Duration::from_secs(120), async {
         loop {
-            while let Some(m) = queue.pop_front() {
-                let (id, a, b) = (dec(&m["id"]), dec(&m["a"]), dec(&m["b"]));
+            while let Some((id, a, b)) = queue.pop_front() {
                 newcomer.send(&result_line(id, a, b)).await;
                 newcomer.send(r#"{"type":"request","count":1}"#).await;
             }
             let m = newcomer
-                .recv()
+                .recv_message()
                 .await
                 .expect("the server closed before done");
-            match m["type"].as_str().unwrap() {
-                "assign" => queue.push_back(m),
-                "ack" => {
-                    assert_eq!(m["status"], "accepted", "{m}");
+            match m {
+                ServerMessage::Assign { id, a, b, .. } => queue.push_back((id.0, a.0, b.0)),
+                ServerMessage::Ack { status, .. } => {
+                    assert_eq!(status, AckStatus::Accepted, "{m:?}");
                     accepted += 1;
                 }
-                "done" => break,
-                _ => panic!("the newcomer got {m}"),
+                ServerMessage::Done { .. } => break,
+                ServerMessage::Welcome { .. } | ServerMessage::Error { .. } => {
+                    panic!("the newcomer got {m:?}")
+                }
             }
         }
     })

@@ -122,7 +122,9 @@ fn worker_with(port: u16, name: &str, extra: &[&str]) -> Killed {
 /// owns the store).
 fn stored(dir: &Path) -> (u64, u64) {
     match Store::open_read_only(&dir.join("piswarm.db")) {
-        Ok(store) => store.count_results(1).unwrap_or((0, 0)),
+        Ok(store) => store
+            .count_results(piswarm::coordinator::RunId(1))
+            .unwrap_or((0, 0)),
         Err(_) => (0, 0),
     }
 }

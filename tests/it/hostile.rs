@@ -14,9 +14,7 @@ use piswarm::worker::{run_worker, WorkerConfig};
 use serde_json::Value;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -127,33 +125,32 @@ async fn trickle(
     line: &'static [u8],
     start: Instant,
 ) -> (Option<Value>, Duration, usize) {
-    let RawClient { reader, mut writer } = c;
-    let sent = Arc::new(Mutex::new(0usize));
-    let counter = sent.clone();
-    let slow = tokio::spawn(async move {
-        for byte in line.iter().cycle() {
-            if writer.write_all(&[*byte]).await.is_err() {
-                break;
+    let mut c = c;
+    let mut sent = 0usize;
+    let mut bytes = line.iter().cycle();
+    let mut writing = true;
+    let mut pace = tokio::time::interval(Duration::from_millis(100));
+    // One task writes and reads: the read is cancel-safe, so the bytes go out on time.
+    let first = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            tokio::select! {
+                _ = pace.tick(), if writing => {
+                    let byte = *bytes.next().unwrap();
+                    match c.conn.send_raw(&[byte]).await {
+                        Ok(()) => sent += 1,
+                        Err(_) => writing = false,
+                    }
+                }
+                m = c.recv() => break m,
             }
-            *counter.lock().unwrap() += 1;
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    });
-    let mut lines = reader.lines();
-    let next = |l: Option<String>| l.map(|l| serde_json::from_str::<Value>(&l).unwrap());
-    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .expect("cut off within 10 s");
-    let first = next(first.ok().flatten());
-    let rest = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .expect("closed within 10 s");
+    })
+    .await
+    .expect("cut off within 10 s");
+    let rest = c.recv().await;
     let closed_after = start.elapsed();
-    slow.abort();
-    let rest = next(rest.ok().flatten());
     assert!(rest.is_none(), "closed after the error, got {rest:?}");
-    let n = *sent.lock().unwrap();
-    (first, closed_after, n)
+    (first, closed_after, sent)
 }
 
 #[test]
@@ -305,7 +302,7 @@ async fn hostile_run(log: LogBuffer) {
     hostile.spawn(async move {
         let who = "oversized line before hello";
         let mut c = connect(addr).await;
-        let _ = c.writer.write_all(&vec![b'x'; 70_000]).await;
+        let _ = c.conn.send_raw(&vec![b'x'; 70_000]).await;
         expect_error(&mut c, who, "line_too_long", None).await;
         expect_closed(&mut c, who).await;
         who
@@ -332,8 +329,8 @@ async fn hostile_run(log: LogBuffer) {
         let who = "a TLS ClientHello on the plaintext listener";
         let mut c = connect(addr).await;
         let _ = c
-            .writer
-            .write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5, b'\n'])
+            .conn
+            .send_raw(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5, b'\n'])
             .await;
         expect_closed(&mut c, who).await;
         who
@@ -370,7 +367,7 @@ async fn hostile_run(log: LogBuffer) {
             "bad_message",
         )
         .await;
-        let _ = c.writer.write_all(b"\xff\xfe{\"type\":\"bye\"}\n").await;
+        let _ = c.conn.send_raw(b"\xff\xfe{\"type\":\"bye\"}\n").await;
         expect_error(&mut c, who, "bad_json", None).await;
         c.send(r#"{"type":"bye"}"#).await;
         expect_closed(&mut c, who).await;
@@ -581,7 +578,7 @@ async fn hostile_run(log: LogBuffer) {
         let who = "oversized line after hello";
         let mut c = hello(addr, "oversized").await;
         let line = format!(r#"{{"type":"heartbeat","pad":"{}"}}"#, "y".repeat(70_000));
-        let _ = c.writer.write_all(line.as_bytes()).await;
+        let _ = c.conn.send_raw(line.as_bytes()).await;
         expect_error(&mut c, who, "line_too_long", None).await;
         expect_closed(&mut c, who).await;
         who

@@ -476,7 +476,7 @@ impl Rows {
         };
         let mut read = Vec::new();
         if store
-            .for_each_result(1, |r| {
+            .for_each_result(piswarm::coordinator::RunId(1), |r| {
                 read.push((r.id.0, r.worker, r.peer));
                 Ok(())
             })

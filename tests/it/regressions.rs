@@ -10,43 +10,43 @@ use piswarm::job::verify::Tolerance;
 use piswarm::job::Job;
 use piswarm::maths::{kernel, series, sums};
 use piswarm::net::ServerConfig;
+use piswarm::wire::{DoneReason, ServerMessage};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-/// A blocking line client, as a third-party client writer would write one from docs/protocol.md.
+/// A blocking client for these process-level tests: the suite's hand-driven client (the
+/// library's connection, lines typed by hand) on a runtime of its own, with 30 s per read.
 struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    runtime: tokio::runtime::Runtime,
+    raw: RawClient,
 }
 
 impl Client {
     fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
             .unwrap();
-        Client {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut raw = runtime.block_on(RawClient::connect(addr));
+        raw.conn.set_read_timeout(Some(Duration::from_secs(30)));
+        Client { runtime, raw }
     }
 
     fn send(&mut self, v: Value) {
-        let mut line = v.to_string();
-        line.push('\n');
-        self.writer.write_all(line.as_bytes()).unwrap();
+        self.runtime.block_on(self.raw.send(&v.to_string()));
     }
 
     /// The next message, or None at the end of the connection.
     fn recv(&mut self) -> Option<Value> {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(serde_json::from_str(&line).unwrap()),
-        }
+        self.runtime.block_on(self.raw.recv())
+    }
+
+    /// The next message, typed; None at the end of the connection.
+    fn recv_message(&mut self) -> Option<ServerMessage> {
+        self.runtime.block_on(self.raw.recv_message())
     }
 
     fn expect(&mut self, ty: &str) -> Value {
@@ -131,15 +131,16 @@ fn every_result_is_answered_before_done_and_done_means_durable() {
         c.send(result(2, 1000));
         let mut acks = Vec::new();
         let done = loop {
-            let m = c.recv().expect("a done before the end");
-            match m["type"].as_str() {
-                Some("ack") => acks.push(m["id"].as_str().unwrap().to_string()),
-                Some("done") => break m,
-                _ => panic!("unexpected {m}"),
+            match c.recv_message().expect("a done before the end") {
+                ServerMessage::Ack { id, .. } => acks.push(id.0),
+                ServerMessage::Done { reason } => break reason,
+                m @ (ServerMessage::Welcome { .. }
+                | ServerMessage::Assign { .. }
+                | ServerMessage::Error { .. }) => panic!("unexpected {m:?}"),
             }
         };
-        assert_eq!(acks, ["1", "2"], "both answered before done");
-        assert_eq!(done["reason"], "job_complete");
+        assert_eq!(acks, [1, 2], "both answered before done");
+        assert_eq!(done, DoneReason::JobComplete);
         // Killed the moment it says done: everything acknowledged is there after a restart.
         server.kill();
         let mut again = serve(port, dir.path(), &extra, "again.log");
@@ -306,8 +307,11 @@ fn no_honest_worker_is_struck_across_ten_coordinator_kills() {
     }
     server.kill();
     let store = piswarm::store::Store::open_read_only(&db).unwrap();
-    assert_eq!(store.count_results(1).unwrap(), (2000, 2000));
-    let report = store.final_report(1).unwrap();
+    assert_eq!(
+        store.count_results(piswarm::coordinator::RunId(1)).unwrap(),
+        (2000, 2000)
+    );
+    let report = store.final_report(piswarm::coordinator::RunId(1)).unwrap();
     let n = 4_000_000_000u64;
     assert_eq!(report.even_sum.0, evens(0, n - 1));
     assert_eq!(report.odd_sum.0, odds(0, n - 1));

@@ -66,7 +66,7 @@ async fn a_client_that_vanishes_with_intervals_in_hand_loses_nothing() {
     let server = TestServer::start(Job::new(Some(n), Some(1000)).unwrap()).await;
     // A client takes five intervals and disappears without a word.
     let mut raw = RawClient::connect(server.addr).await;
-    assert_eq!(raw.hello("vanishing").await["type"], "welcome");
+    raw.hello("vanishing").await;
     raw.send(r#"{"type":"request","count":5}"#).await;
     let mut taken = HashSet::new();
     for _ in 0..5 {

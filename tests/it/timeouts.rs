@@ -3,13 +3,13 @@
 //! the wall clock. Sessions run on in-memory streams (`tokio::io::duplex`), the same session code
 //! as on TCP.
 
+use piswarm::client::{ClientError, Connection};
 use piswarm::coordinator::{self, CoreConfig, LeasePolicy};
 use piswarm::job::Job;
 use piswarm::net::session::run_session;
 use piswarm::net::ServerConfig;
 use serde_json::Value;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +25,7 @@ fn config() -> ServerConfig {
 }
 
 /// A session of `coordinator` on an in-memory connection; returns the client's end.
-fn connect(coordinator: &coordinator::CoordinatorHandle, config: ServerConfig) -> DuplexStream {
+fn connect(coordinator: &coordinator::CoordinatorHandle, config: ServerConfig) -> Connection {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let coordinator = coordinator.clone();
     tokio::spawn(async move {
@@ -41,27 +41,33 @@ fn connect(coordinator: &coordinator::CoordinatorHandle, config: ServerConfig) -
         )
         .await;
     });
-    client
+    Connection::over(client)
 }
 
-async fn line(
-    lines: &mut tokio::io::Lines<BufReader<tokio::io::ReadHalf<DuplexStream>>>,
-) -> Option<Value> {
-    let l = lines.next_line().await.ok().flatten()?;
-    Some(serde_json::from_str(&l).unwrap())
+/// The next message, as the JSON line it travelled as; None at the end of the connection.
+async fn line(c: &mut Connection) -> Option<Value> {
+    match c.recv().await {
+        Ok(_) => Some(serde_json::from_slice(c.line()).unwrap()),
+        Err(ClientError::Closed | ClientError::Read(_)) => None,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Writes a line typed by hand.
+async fn send(c: &mut Connection, line: &str) {
+    c.send_raw(format!("{line}\n").as_bytes()).await.unwrap();
 }
 
 /// Drips `bytes` one a second, never a newline, and returns when the server answers; the
 /// virtual time elapsed and the error received.
-async fn drip(client: DuplexStream, hello_first: bool) -> (Duration, Value) {
-    let (read, mut write) = tokio::io::split(client);
-    let mut lines = BufReader::new(read).lines();
+async fn drip(mut client: Connection, hello_first: bool) -> (Duration, Value) {
     if hello_first {
-        write
-            .write_all(b"{\"type\":\"hello\",\"version\":1,\"worker\":\"drip\"}\n")
-            .await
-            .unwrap();
-        assert_eq!(line(&mut lines).await.unwrap()["type"], "welcome");
+        send(
+            &mut client,
+            r#"{"type":"hello","version":1,"worker":"drip"}"#,
+        )
+        .await;
+        assert_eq!(line(&mut client).await.unwrap()["type"], "welcome");
     }
     let start = Instant::now();
     let bytes: &'static [u8] = if hello_first {
@@ -69,18 +75,20 @@ async fn drip(client: DuplexStream, hello_first: bool) -> (Duration, Value) {
     } else {
         b"{\"type\":\"hello\",\"version\":1,\"worker\":\"drip\""
     };
-    let dripper = tokio::spawn(async move {
-        for &b in bytes.iter().cycle() {
-            if write.write_all(&[b]).await.is_err() {
-                break;
+    let mut bytes = bytes.iter().cycle();
+    let mut pace = tokio::time::interval(Duration::from_secs(1));
+    let mut dripping = true;
+    // One task drips and reads: the read is cancel-safe.
+    let error = loop {
+        tokio::select! {
+            _ = pace.tick(), if dripping => {
+                dripping = client.send_raw(&[*bytes.next().unwrap()]).await.is_ok();
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            m = line(&mut client) => break m.expect("an error before the close"),
         }
-    });
-    let error = line(&mut lines).await.expect("an error before the close");
+    };
     let elapsed = start.elapsed();
-    assert!(line(&mut lines).await.is_none(), "closed after the error");
-    dripper.abort();
+    assert!(line(&mut client).await.is_none(), "closed after the error");
     (elapsed, error)
 }
 
@@ -100,24 +108,20 @@ async fn a_client_sending_one_byte_a_second_is_cut_at_the_timeouts() {
 #[tokio::test(start_paused = true)]
 async fn heartbeats_keep_a_session_alive_and_silence_ends_it() {
     let (coordinator, _task) = coordinator::spawn(CoreConfig::new(Job::new(None, None).unwrap()));
-    let client = connect(&coordinator, config());
-    let (read, mut write) = tokio::io::split(client);
-    let mut lines = BufReader::new(read).lines();
-    write
-        .write_all(b"{\"type\":\"hello\",\"version\":1,\"worker\":\"beat\"}\n")
-        .await
-        .unwrap();
-    assert_eq!(line(&mut lines).await.unwrap()["type"], "welcome");
+    let mut client = connect(&coordinator, config());
+    send(
+        &mut client,
+        r#"{"type":"hello","version":1,"worker":"beat"}"#,
+    )
+    .await;
+    assert_eq!(line(&mut client).await.unwrap()["type"], "welcome");
     // Ten heartbeats, each just inside the idle timeout: still connected after 10 × 3.4 s.
     for _ in 0..10 {
         tokio::time::sleep(IDLE - Duration::from_millis(100)).await;
-        write
-            .write_all(b"{\"type\":\"heartbeat\"}\n")
-            .await
-            .unwrap();
+        send(&mut client, r#"{"type":"heartbeat"}"#).await;
     }
     let start = Instant::now();
-    let error = line(&mut lines).await.unwrap();
+    let error = line(&mut client).await.unwrap();
     assert_eq!(error["code"], "idle_timeout");
     assert_eq!(
         start.elapsed(),
@@ -138,13 +142,12 @@ async fn an_unanswered_interval_goes_back_when_its_lease_ends() {
         idle_timeout: Duration::from_secs(600),
         ..ServerConfig::default()
     };
-    let hold = connect(&coordinator, server.clone());
-    let (read, mut write) = tokio::io::split(hold);
-    let mut holder = BufReader::new(read).lines();
-    write
-        .write_all(b"{\"type\":\"hello\",\"version\":1,\"worker\":\"holder\"}\n{\"type\":\"request\",\"count\":2}\n")
-        .await
-        .unwrap();
+    let mut holder = connect(&coordinator, server.clone());
+    send(
+        &mut holder,
+        "{\"type\":\"hello\",\"version\":1,\"worker\":\"holder\"}\n{\"type\":\"request\",\"count\":2}",
+    )
+    .await;
     assert_eq!(line(&mut holder).await.unwrap()["type"], "welcome");
     let first = line(&mut holder).await.unwrap();
     assert_eq!(
@@ -154,16 +157,15 @@ async fn an_unanswered_interval_goes_back_when_its_lease_ends() {
     let _second = line(&mut holder).await.unwrap();
     let start = Instant::now();
     // A second worker waits for work: it gets interval 0 exactly when the first one's lease ends.
-    let wait = connect(&coordinator, server);
-    let (read, mut write2) = tokio::io::split(wait);
-    let mut waiter = BufReader::new(read).lines();
-    write2
-        .write_all(b"{\"type\":\"hello\",\"version\":1,\"worker\":\"waiter\"}\n{\"type\":\"request\",\"count\":1}\n")
-        .await
-        .unwrap();
+    let mut waiter = connect(&coordinator, server);
+    send(
+        &mut waiter,
+        "{\"type\":\"hello\",\"version\":1,\"worker\":\"waiter\"}\n{\"type\":\"request\",\"count\":1}",
+    )
+    .await;
     assert_eq!(line(&mut waiter).await.unwrap()["type"], "welcome");
     let assign = line(&mut waiter).await.unwrap();
     assert_eq!(assign["id"], first["id"]);
     assert_eq!(start.elapsed(), lease);
-    drop(write);
+    drop(holder);
 }

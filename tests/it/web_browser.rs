@@ -693,7 +693,7 @@ async fn a_burst_of_several_pages_is_paged_to_the_oldest() {
     .await;
     let url = d.url.clone();
     // Rust → page: the run to follow, then "flooded"; page → Rust: "holding", then "checked".
-    let (to_page, from_rust) = std::sync::mpsc::channel::<i64>();
+    let (to_page, from_rust) = std::sync::mpsc::channel::<piswarm::coordinator::RunId>();
     let (held_tx, mut held_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let browser = tokio::spawn(in_browser(move |tab| {
         tab.call_method(
@@ -883,7 +883,7 @@ async fn the_history_is_not_redrawn_when_nothing_is_new() {
     let first = d.node.current_run().id;
     let url = d.url.clone();
     let (idle_tx, idle_rx) = tokio::sync::oneshot::channel::<()>();
-    let (run_tx, run_rx) = std::sync::mpsc::channel::<i64>();
+    let (run_tx, run_rx) = std::sync::mpsc::channel::<piswarm::coordinator::RunId>();
     let page = tokio::spawn(in_browser(move |tab| {
         // Waits until 8 more updates have been handled (and, if `moving`, results of the current
         // run have arrived meanwhile), then checks that the history was not redrawn.

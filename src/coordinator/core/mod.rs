@@ -89,11 +89,24 @@ impl Default for LeasePolicy {
     }
 }
 
+/// A run's number in its store (1, 2, …): the one type of run ids, in the core, the store, the
+/// node and the web layer. SQLite keeps it as an `INTEGER` (i64): the store converts at its
+/// boundary, checked both ways. On the wire (the welcome's `run`) and in the API's JSON it is a
+/// plain number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct RunId(pub u64);
+
+impl std::fmt::Display for RunId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// Settings of a coordinator.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
     pub job: Job,
-    pub run_id: u64,
+    pub run_id: RunId,
     /// The most assignments one session may hold.
     pub max_prefetch: u32,
     pub lease: LeasePolicy,
@@ -120,7 +133,7 @@ impl CoreConfig {
     pub fn new(job: Job) -> CoreConfig {
         CoreConfig {
             job,
-            run_id: 1,
+            run_id: RunId(1),
             max_prefetch: crate::wire::DEFAULT_MAX_PREFETCH,
             lease: LeasePolicy::default(),
             heartbeat: Duration::from_secs(20),

@@ -191,7 +191,7 @@ impl Core {
             message: ServerMessage::Welcome {
                 version: PROTOCOL_VERSION,
                 server: format!("piswarm {}", env!("CARGO_PKG_VERSION")),
-                run: self.config.run_id,
+                run: self.config.run_id.0,
                 terms: job.terms.map(Dec),
                 chunk: Dec(job.chunk),
                 max_prefetch: self.config.max_prefetch,

@@ -11,7 +11,7 @@ use crate::wire::Dec;
 /// What the coordinator publishes for observers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
-    pub run_id: u64,
+    pub run_id: super::RunId,
     pub job: Job,
     pub totals: Totals,
     /// Connected sessions (one per connection that completed its handshake).

@@ -1,6 +1,7 @@
 //! The files of `piswarm export`, as attachments: results.json, results.csv, final.json.
 
 use super::{resolve_run, ApiResult};
+use crate::coordinator::RunId;
 use crate::report::FinalReport;
 use crate::store::Store;
 use crate::web::{AppState, ErrorBody};
@@ -13,7 +14,7 @@ async fn download(
     id: &str,
     file: &'static str,
     content_type: &'static str,
-    write: fn(&Store, i64, &mut dyn std::io::Write) -> Result<(), crate::store::StoreError>,
+    write: fn(&Store, RunId, &mut dyn std::io::Write) -> Result<(), crate::store::StoreError>,
 ) -> ApiResult<Response> {
     let run = resolve_run(state, id).await?;
     let bytes = state

@@ -29,6 +29,7 @@ pub use openapi::ApiDoc;
 
 use super::i18n::Message;
 use super::{AppError, AppState};
+use crate::coordinator::RunId;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::Query;
 use axum::http::StatusCode;
@@ -91,13 +92,14 @@ fn bad_request(message: Message) -> AppError {
 }
 
 /// Resolves `{id}`: a run number, or `current`; 404 if the run does not exist.
-async fn resolve_run(state: &AppState, id: &str) -> ApiResult<i64> {
+async fn resolve_run(state: &AppState, id: &str) -> ApiResult<RunId> {
     let run = if id == "current" {
         state.node.current_run().id
     } else {
-        id.parse::<i64>()
+        id.parse::<u64>()
             .ok()
             .filter(|&n| n > 0)
+            .map(RunId)
             .ok_or_else(|| AppError::Client(StatusCode::NOT_FOUND, Message::no_such_run_id(id)))?
     };
     state

@@ -1,6 +1,7 @@
 //! The runs: `GET`/`POST /api/runs`, `GET /api/runs/{id}` and its final report.
 
 use super::{body, resolve_run, ApiResult};
+use crate::coordinator::RunId;
 use crate::job::Job;
 use crate::report::FinalReport;
 use crate::store::RunRow;
@@ -75,7 +76,7 @@ impl From<crate::coordinator::RunState> for RunState {
 /// current run), and whether it is the one being served.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RunInfo {
-    pub id: i64,
+    pub id: u64,
     /// Terms of the job; null for an open-ended job.
     pub terms: Option<u64>,
     pub chunk: u64,
@@ -108,10 +109,10 @@ pub struct RunInfo {
 }
 
 impl RunInfo {
-    fn new(row: RunRow, current: i64) -> RunInfo {
+    fn new(row: RunRow, current: RunId) -> RunInfo {
         let t = row.totals;
         RunInfo {
-            id: row.id,
+            id: row.id.0,
             terms: row.terms,
             chunk: row.chunk,
             state: row.state.into(),

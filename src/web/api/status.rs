@@ -39,7 +39,7 @@ pub struct ServerStatus {
 /// The current run.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RunStatus {
-    pub id: i64,
+    pub id: u64,
     pub state: RunState,
     /// Null for an open-ended job.
     pub terms: Option<u64>,
@@ -130,7 +130,7 @@ pub(crate) async fn status_value(state: &AppState) -> Status {
             process_uptime_s: node.uptime().as_secs_f64(),
         },
         run: RunStatus {
-            id: run.id,
+            id: run.id.0,
             state: run_state,
             terms: job.terms,
             chunk: job.chunk,

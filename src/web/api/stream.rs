@@ -3,6 +3,7 @@
 
 use super::history::ResultRow;
 use super::status::{status_value, Status};
+use crate::coordinator::RunId;
 use crate::store::{HistoryPosition, HistoryQuery, HistorySort};
 use crate::web::AppState;
 use axum::extract::State;
@@ -24,7 +25,7 @@ const RESULTS_PER_UPDATE: usize = 100;
 pub struct LiveUpdate {
     pub status: Status,
     /// The run the history positions below belong to (the current run).
-    pub run: i64,
+    pub run: u64,
     /// The history position (`seq`) the previous update of this stream reached; null in the
     /// first update of a stream (or after the current run changed).
     pub after: Option<i64>,
@@ -39,10 +40,10 @@ pub struct LiveUpdate {
 }
 
 /// Parses a `Last-Event-ID` of the form `run:seq`.
-fn last_event_id(headers: &HeaderMap) -> Option<(i64, i64)> {
+fn last_event_id(headers: &HeaderMap) -> Option<(RunId, i64)> {
     let v = headers.get("last-event-id")?.to_str().ok()?;
     let (run, seq) = v.split_once(':')?;
-    Some((run.parse().ok()?, seq.parse().ok()?))
+    Some((RunId(run.parse().ok()?), seq.parse().ok()?))
 }
 
 #[utoipa::path(get, path = "/api/events", tag = "status",
@@ -56,7 +57,7 @@ pub async fn events(
     struct Stream {
         state: AppState,
         tick: tokio::time::Interval,
-        run: i64,
+        run: RunId,
         /// The history position the stream has reported.
         head: Option<i64>,
         started: bool,
@@ -68,7 +69,7 @@ pub async fn events(
     let resume = last_event_id(&headers);
     let stop = state.stop.clone();
     let start = Stream {
-        run: resume.map_or(0, |r| r.0),
+        run: resume.map_or(RunId(0), |r| r.0),
         head: resume.map(|r| r.1),
         started: resume.is_some(),
         state,
@@ -79,7 +80,7 @@ pub async fn events(
         loop {
             s.tick.tick().await;
             let status = status_value(&s.state).await;
-            let run = status.run.id;
+            let run = RunId(status.run.id);
             if run != s.run || !s.started {
                 s.run = run;
                 s.head = None;
@@ -132,7 +133,7 @@ pub async fn events(
             }
             let update = LiveUpdate {
                 status,
-                run,
+                run: run.0,
                 after,
                 head,
                 results,

@@ -1,15 +1,15 @@
 //! Shared helpers for the integration tests: a real coordinator on a loopback port, raw protocol
 //! clients, and independent oracles.
 
-use piswarm::coordinator::{self, CoordinatorHandle, CoreConfig};
+use piswarm::client::{ClientError, Connection, Hello};
+use piswarm::coordinator::{self, CoordinatorHandle, CoreConfig, RunId};
 use piswarm::job::Job;
 use piswarm::net::{self, Listeners, ServerConfig};
+use piswarm::wire::ServerMessage;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -59,49 +59,56 @@ impl TestServer {
     }
 }
 
-/// A hand-driven protocol client, as one would type into `nc`.
+/// A hand-driven protocol client: the library's [`Connection`] (connecting, the frame limit, a
+/// deadline of 10 s per read, decoding), with lines typed as into `nc` and the server's messages
+/// seen as the JSON they travelled as.
 pub struct RawClient {
-    pub reader: BufReader<OwnedReadHalf>,
-    pub writer: OwnedWriteHalf,
+    pub conn: Connection,
 }
 
 impl RawClient {
     pub async fn connect(addr: SocketAddr) -> RawClient {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let (r, w) = stream.into_split();
-        RawClient {
-            reader: BufReader::new(r),
-            writer: w,
-        }
+        let mut conn = Connection::connect(&addr.to_string(), None).await.unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)));
+        RawClient { conn }
     }
 
     pub async fn send(&mut self, line: &str) {
-        self.writer.write_all(line.as_bytes()).await.unwrap();
-        self.writer.write_all(b"\n").await.unwrap();
-    }
-
-    /// The next line as JSON, or None at end of stream. Fails the test after 10 s.
-    pub async fn recv(&mut self) -> Option<serde_json::Value> {
-        let mut line = String::new();
-        let n = tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
+        self.conn
+            .send_raw(format!("{line}\n").as_bytes())
             .await
-            .expect("no answer within 10 s")
-            .ok()?;
-        if n == 0 {
-            return None;
-        }
-        Some(
-            serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("server sent invalid JSON {line:?}: {e}")),
-        )
+            .unwrap();
     }
 
+    /// The next message, or None at the end of the connection. Fails the test after the read
+    /// deadline (10 s unless changed), or if the server sends a line that is not a message.
+    pub async fn recv_message(&mut self) -> Option<ServerMessage> {
+        match self.conn.recv().await {
+            Ok(m) => Some(m),
+            Err(ClientError::Closed | ClientError::Read(_)) => None,
+            Err(ClientError::Timeout(limit)) => panic!("no answer within {limit:?}"),
+            Err(e) => panic!("the server sent a line that is not a message: {e}"),
+        }
+    }
+
+    /// The next message, as the JSON line it travelled as; None at the end of the connection
+    /// (as [`Self::recv_message`]).
+    pub async fn recv(&mut self) -> Option<serde_json::Value> {
+        self.recv_message().await?;
+        Some(self.line_json())
+    }
+
+    /// The handshake: hello, and the welcome as the JSON line it travelled as (a refusal fails
+    /// the test).
     pub async fn hello(&mut self, name: &str) -> serde_json::Value {
-        self.send(&format!(
-            r#"{{"type":"hello","version":1,"worker":"{name}"}}"#
-        ))
-        .await;
-        self.recv().await.unwrap()
+        if let Err(e) = self.conn.handshake(Hello::new(name)).await {
+            panic!("{name}: no welcome: {e}");
+        }
+        self.line_json()
+    }
+
+    fn line_json(&self) -> serde_json::Value {
+        serde_json::from_slice(self.conn.line()).unwrap()
     }
 }
 
@@ -276,9 +283,9 @@ pub fn wait_for_port(port: u16) {
 }
 
 /// Results stored for run `run` in the store at `db` (read-only; 0 if it cannot be read yet).
-pub fn stored_results(db: &std::path::Path, run: i64) -> u64 {
+pub fn stored_results(db: &std::path::Path, run: u64) -> u64 {
     match piswarm::store::Store::open_read_only(db) {
-        Ok(store) => store.count_results(run).map_or(0, |c| c.0),
+        Ok(store) => store.count_results(RunId(run)).map_or(0, |c| c.0),
         Err(_) => 0,
     }
 }

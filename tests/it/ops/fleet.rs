@@ -11,7 +11,7 @@ fn fleet(args: &[&str]) -> serde_json::Value {
     let mut bench = Proc::start(dir.path(), "fleet", &all, &[]);
     let status = bench.wait();
     assert!(status.success(), "{}", bench.stderr());
-    let out = bench.stdout_so_far();
+    let out = bench.stdout_to_end();
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
@@ -70,7 +70,7 @@ async fn a_refused_worker_retries_until_it_gets_in() {
     let server = TestServer::start_with(CoreConfig::new(job), config).await;
     // One idle, handshaken session holds the only place.
     let mut holder = RawClient::connect(server.addr).await;
-    assert_eq!(holder.hello("holder").await["type"], "welcome");
+    holder.hello("holder").await;
 
     let mut patient = WorkerConfig::new(server.addr.to_string());
     patient.retry_for = Some(Duration::from_secs(60));

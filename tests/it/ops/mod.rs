@@ -103,6 +103,25 @@ impl Proc {
         self.seen.join("\n")
     }
 
+    /// Everything the process wrote on stdout, once it has closed it (at most [`DEADLINE`]): after
+    /// the process exits, its last lines may still be on their way through the reader thread.
+    pub fn stdout_to_end(&mut self) -> String {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return self.seen.join("\n"),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "stdout not closed within {DEADLINE:?}; stdout {:?}",
+                        self.seen
+                    )
+                }
+            }
+        }
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
