@@ -439,46 +439,54 @@ fn of(records: &[Record], role: Role) -> Vec<&Record> {
     records.iter().filter(|r| r.role == role).collect()
 }
 
+/// The server's clauses: id and title, in the order the report lists them (`judge` names them
+/// in this order).
+const CLAUSES: [(&str, &str); 10] = [
+    (
+        "serves_everyone",
+        "every one of N concurrent clients gets an interval and an answer",
+    ),
+    (
+        "unique_intervals",
+        "no interval handed to two clients unless the first gave it up",
+    ),
+    ("no_gaps", "no gap in what was handed out (per run)"),
+    (
+        "wrong_result",
+        "refuses a wrong result (v1: error with its id; legacy: closes)",
+    ),
+    (
+        "malformed_line",
+        "answers a malformed line (v1: bad_json and goes on; legacy: closes)",
+    ),
+    (
+        "oversized_line",
+        "refuses an oversized line (error line_too_long, close)",
+    ),
+    (
+        "disconnect_mid_interval",
+        "hands out again an interval whose client disconnected",
+    ),
+    (
+        "silent_client",
+        "a client that never speaks holds up no one",
+    ),
+    ("still_serves", "still serves new clients after all that"),
+    (
+        "performance",
+        "time for N concurrent clients to be served (reported)",
+    ),
+];
+
 fn judge(
     records: &[Record],
     n: usize,
     phase1: Instant,
     notes: &mut Vec<String>,
 ) -> Vec<super::Clause> {
-    let mut everyone = Tally::new(
-        "serves_everyone",
-        "every one of N concurrent clients gets an interval and an answer",
-    );
-    let mut unique = Tally::new(
-        "unique_intervals",
-        "no interval handed to two clients unless the first gave it up",
-    );
-    let mut gaps = Tally::new("no_gaps", "no gap in what was handed out (per run)");
-    let mut wrong = Tally::new(
-        "wrong_result",
-        "refuses a wrong result (v1: error with its id; legacy: closes)",
-    );
-    let mut malformed = Tally::new(
-        "malformed_line",
-        "answers a malformed line (v1: bad_json and goes on; legacy: closes)",
-    );
-    let mut oversized = Tally::new(
-        "oversized_line",
-        "refuses an oversized line (error line_too_long, close)",
-    );
-    let mut abandoned = Tally::new(
-        "disconnect_mid_interval",
-        "hands out again an interval whose client disconnected",
-    );
-    let mut silent = Tally::new(
-        "silent_client",
-        "a client that never speaks holds up no one",
-    );
-    let mut still = Tally::new("still_serves", "still serves new clients after all that");
-    let mut perf = Tally::new(
-        "performance",
-        "time for N concurrent clients to be served (reported)",
-    );
+    // The clauses, in the order the report lists them.
+    let [mut everyone, mut unique, mut gaps, mut wrong, mut malformed, mut oversized, mut abandoned, mut silent, mut still, mut perf] =
+        CLAUSES.map(|(id, title)| Tally::new(id, title));
 
     // 1. Everyone served, and how fast.
     let concurrent = of(records, Role::Concurrent);
@@ -504,17 +512,7 @@ fn judge(
             &shown,
         );
     } else {
-        let names: Vec<String> = unserved
-            .iter()
-            .take(5)
-            .map(|r| {
-                format!(
-                    "{} ({})",
-                    r.name,
-                    r.error.clone().unwrap_or_else(|| "no answer".into())
-                )
-            })
-            .collect();
+        let names = unserved_names(&unserved);
         everyone.fail(
             format!(
                 "{} of {n} concurrent clients were not served: {}",
@@ -657,17 +655,7 @@ fn judge(
             None => {}
         }
     } else {
-        let names: Vec<String> = unserved
-            .iter()
-            .take(5)
-            .map(|r| {
-                format!(
-                    "{} ({})",
-                    r.name,
-                    r.error.clone().unwrap_or_else(|| "no answer".into())
-                )
-            })
-            .collect();
+        let names = unserved_names(&unserved);
         let detail = format!(
             "{} of {} new clients were not served: {}",
             unserved.len(),
@@ -806,6 +794,21 @@ fn judge(
     .into_iter()
     .map(Tally::finish)
     .collect()
+}
+
+/// The first five clients of `unserved`, each with why it was not served.
+fn unserved_names(unserved: &[&&Record]) -> Vec<String> {
+    unserved
+        .iter()
+        .take(5)
+        .map(|r| {
+            format!(
+                "{} ({})",
+                r.name,
+                r.error.clone().unwrap_or_else(|| "no answer".into())
+            )
+        })
+        .collect()
 }
 
 /// The intervals the scripted clients saw counted (accepted, or duplicates of counted ones).

@@ -199,7 +199,16 @@ async fn drive(
         let i = ((joins.len() - 1) as f64 * q).round() as usize;
         joins[i].as_secs_f64() * 1e3
     };
-    let server = scrape(serve).await.unwrap_or_default();
+    // The server's counts once they include every result the fleet saw acknowledged: they come
+    // from the coordinator's snapshot, published a moment after the acks (within 5 s).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let server = loop {
+        let counts = scrape(serve).await.unwrap_or_default();
+        if counts.results_accepted >= accepted || Instant::now() >= deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     Ok(FleetReport {
         sessions,
         within_s: options.within.as_secs_f64(),
