@@ -1135,7 +1135,7 @@ async fn history_sorts_filters_jumps_and_pages() {
 /// A page of 250 rows writes and shows, with the page, only the rows on screen and four rows
 /// around them: the others are hidden until found (their height kept) and written once the page
 /// is left alone; a scroll shows the rows it brings near, and every row ends up with its
-/// result's text (checked against the API's page).
+/// result's text (checked against the API's page); printed, the page shows every row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_long_page_shows_the_rows_on_screen_first() {
     let d = dashboard(Job::new(Some(300_000), Some(1000)).unwrap(), true).await;
@@ -1208,6 +1208,10 @@ async fn a_long_page_shows_the_rows_on_screen_first() {
         wait_until(&tab, "[...document.querySelectorAll('#history-body tr')].filter((tr) => { const r = tr.getBoundingClientRect(); return r.bottom > 0 && r.top < innerHeight; }).every((tr) => !tr.hidden && tr.children.length === 9)");
         assert!(shown(&tab).contains(&249));
         assert_eq!(cells(&tab), expected);
+        // Printed, the page shows every row.
+        assert!(shown(&tab).len() < 250);
+        tab.print_to_pdf(None).unwrap();
+        assert_eq!(shown(&tab).len(), 250, "every row shown to be printed");
     })
     .await;
     d.close().await;

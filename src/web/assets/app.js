@@ -320,7 +320,8 @@
   // the browser's find in page, which shows them), and written once the history has been left
   // alone for a second, in idle time, a few at a time (someone paging fast does not pay for rows
   // they never see); a scroll or a new size shows the ones it brings near, written first if need
-  // be, before the frame that shows them. A page of 250 rows costs what the rows on screen cost. Where the rows are is read before anything is written, while
+  // be, before the frame that shows them, and printing shows them all. A page of 250 rows costs
+  // what the rows on screen cost. Where the rows are is read before anything is written, while
   // the page's layout is still valid: nothing forces a layout.
   // Test hook: `piswarmHooks.unwritten`, rows whose text is not written yet.
   const rowKey = (r) => (r.assigned_at !== undefined ? "f" + r.id : "s" + r.seq);
@@ -395,6 +396,8 @@
   }
   addEventListener("scroll", showNear, { passive: true });
   addEventListener("resize", showNear);
+  // A printed page shows every row.
+  addEventListener("beforeprint", () => { for (const tr of [...veiled]) show(tr); window.piswarmHooks.unwritten = unwritten.size; });
   // Find in page shows a row it found by itself.
   $("history-body").addEventListener("beforematch", (e) => show(e.target.closest("tr")));
   // The rows out of view, written a second after the history last changed, in idle time: about
