@@ -52,7 +52,7 @@
 (function (root) {
   'use strict';
 
-  /** Number of independent Kahan lanes; kernel.rs LANES. A multiple of 4 (laneSums takes 4 at a time). */
+  /** Number of independent Kahan lanes; kernel.rs LANES. A multiple of 4 (laneSumsOct takes 4 lanes at a time, laneSums 2). */
   var LANES = 32;
   /** Term indexes n satisfy n < MAX_TERMS = 2^52; maths::MAX_TERMS. */
   var MAX_TERMS = 4503599627370496n; // 2n ** 52n
@@ -142,69 +142,51 @@
    * terms starting at u = u0 + 8·(LANES·i + l). Leaves the results in laneSum / laneComp.
    *
    * The lanes never interact, so each lane's result depends only on its own sequence of operations:
-   * kernel.rs runs the rounds outside and the lanes inside; here the loops are swapped, four lanes
+   * kernel.rs runs the rounds outside and the lanes inside; here the loops are swapped, two lanes
    * at a time, every lane performing exactly kernel.rs's operations in kernel.rs's order:
    *   u[l] = u0 + 8·l;  then per round:  p = u(u+2);  r = (u+4)(u+6);  term = (p+r)/(p·r);
    *   y = term − comp;  t = sum + y;  comp = (t − sum) − y;  sum = t;  u += 8·LANES.
-   * (Why: V8 keeps four lanes' u, sum and comp in registers, where a Float64Array of 32 lanes
-   * costs loads and stores; in Chromium 148 that is about 2.1 instead of 1.3 billion terms/s, and
-   * four independent lanes are enough to keep the divider busy. Same bits either way: the test
-   * checks them.)
+   * (Why: V8 keeps the lanes' u, sum and comp in registers, where a Float64Array of 32 lanes
+   * costs loads and stores; in Chromium 148 four lanes gave about 2.1 instead of 1.3 billion
+   * terms/s; in Chromium 156 on an AMD EPYC with AVX2 two lanes give 1.7–1.8 where four gave
+   * 1.0–1.3 (docs/performance.md). Same bits either way: the test checks them.)
    */
   function laneSums(u0, blocks) {
     var step = 8 * LANES; // 8.0 * LANES as f64
-    for (var g = 0; g < LANES; g += 4) {
-      // kernel.rs: *ul = u0 + 8.0 * l as f64, for l = g .. g + 3
-      var ul0 = u0 + 8 * g;
-      var ul1 = u0 + 8 * (g + 1);
-      var ul2 = u0 + 8 * (g + 2);
-      var ul3 = u0 + 8 * (g + 3);
-      var s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      var c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+    for (var g = 0; g < LANES; g += 2) {
+      // kernel.rs: *ul = u0 + 8.0 * l as f64, for l = g, g + 1
+      var ua = u0 + 8 * g;
+      var ub = u0 + 8 * (g + 1);
+      var sa = 0, sb = 0, ca = 0, cb = 0;
       var p, r, y, t;
       for (var i = 0; i < blocks; i++) {
-        // lane g + 0: quad_half(u), then the Kahan update
-        p = ul0 * (ul0 + 2);
-        r = (ul0 + 4) * (ul0 + 6);
-        y = (p + r) / (p * r) - c0;
-        t = s0 + y;
-        c0 = (t - s0) - y;
-        s0 = t;
-        ul0 += step;
-        // lane g + 1: quad_half(u), then the Kahan update
-        p = ul1 * (ul1 + 2);
-        r = (ul1 + 4) * (ul1 + 6);
-        y = (p + r) / (p * r) - c1;
-        t = s1 + y;
-        c1 = (t - s1) - y;
-        s1 = t;
-        ul1 += step;
-        // lane g + 2: quad_half(u), then the Kahan update
-        p = ul2 * (ul2 + 2);
-        r = (ul2 + 4) * (ul2 + 6);
-        y = (p + r) / (p * r) - c2;
-        t = s2 + y;
-        c2 = (t - s2) - y;
-        s2 = t;
-        ul2 += step;
-        // lane g + 3: quad_half(u), then the Kahan update
-        p = ul3 * (ul3 + 2);
-        r = (ul3 + 4) * (ul3 + 6);
-        y = (p + r) / (p * r) - c3;
-        t = s3 + y;
-        c3 = (t - s3) - y;
-        s3 = t;
-        ul3 += step;
+        // lane g: quad_half(u), then the Kahan update
+        p = ua * (ua + 2);
+        r = (ua + 4) * (ua + 6);
+        y = (p + r) / (p * r) - ca;
+        t = sa + y;
+        ca = (t - sa) - y;
+        sa = t;
+        ua += step;
+        // lane g + 1: the same
+        p = ub * (ub + 2);
+        r = (ub + 4) * (ub + 6);
+        y = (p + r) / (p * r) - cb;
+        t = sb + y;
+        cb = (t - sb) - y;
+        sb = t;
+        ub += step;
       }
-      laneSum[g] = s0;
-      laneSum[g + 1] = s1;
-      laneSum[g + 2] = s2;
-      laneSum[g + 3] = s3;
-      laneComp[g] = c0;
-      laneComp[g + 1] = c1;
-      laneComp[g + 2] = c2;
-      laneComp[g + 3] = c3;
+      keepLanes(g, sa, ca, sb, cb);
     }
+  }
+
+  /** Lanes g and g + 1's sums and compensations, into laneSum / laneComp. */
+  function keepLanes(g, sa, ca, sb, cb) {
+    laneSum[g] = sa;
+    laneSum[g + 1] = sb;
+    laneComp[g] = ca;
+    laneComp[g + 1] = cb;
   }
 
   /** kernel.rs oct_half: the eight terms from u add up to 2·octHalf(u). */
@@ -226,43 +208,18 @@
   function laneSumsOct(u0, blocks) {
     var step = 16 * LANES; // group_step * LANES as f64, group_step = 16.0
     for (var g = 0; g < LANES; g += 4) {
-      var ul0 = u0 + 16 * g;
-      var ul1 = u0 + 16 * (g + 1);
-      var ul2 = u0 + 16 * (g + 2);
-      var ul3 = u0 + 16 * (g + 3);
-      var s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      var c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+      var u0l = u0 + 16 * g, u1l = u0 + 16 * (g + 1), u2l = u0 + 16 * (g + 2), u3l = u0 + 16 * (g + 3);
+      var s0 = 0, s1 = 0, s2 = 0, s3 = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;
       var y, t;
       for (var i = 0; i < blocks; i++) {
-        y = octHalf(ul0) - c0;
-        t = s0 + y;
-        c0 = (t - s0) - y;
-        s0 = t;
-        ul0 += step;
-        y = octHalf(ul1) - c1;
-        t = s1 + y;
-        c1 = (t - s1) - y;
-        s1 = t;
-        ul1 += step;
-        y = octHalf(ul2) - c2;
-        t = s2 + y;
-        c2 = (t - s2) - y;
-        s2 = t;
-        ul2 += step;
-        y = octHalf(ul3) - c3;
-        t = s3 + y;
-        c3 = (t - s3) - y;
-        s3 = t;
-        ul3 += step;
+        // One lane a line: oct_half(u), then the Kahan update.
+        y = octHalf(u0l) - c0; t = s0 + y; c0 = (t - s0) - y; s0 = t; u0l += step;
+        y = octHalf(u1l) - c1; t = s1 + y; c1 = (t - s1) - y; s1 = t; u1l += step;
+        y = octHalf(u2l) - c2; t = s2 + y; c2 = (t - s2) - y; s2 = t; u2l += step;
+        y = octHalf(u3l) - c3; t = s3 + y; c3 = (t - s3) - y; s3 = t; u3l += step;
       }
-      laneSum[g] = s0;
-      laneSum[g + 1] = s1;
-      laneSum[g + 2] = s2;
-      laneSum[g + 3] = s3;
-      laneComp[g] = c0;
-      laneComp[g + 1] = c1;
-      laneComp[g + 2] = c2;
-      laneComp[g + 3] = c3;
+      keepLanes(g, s0, c0, s1, c1);
+      keepLanes(g + 2, s2, c2, s3, c3);
     }
   }
 

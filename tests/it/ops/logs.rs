@@ -63,9 +63,9 @@ fn json_logs_at_debug_level_are_json_and_carry_no_token() {
     assert!(server.proc.wait().success(), "{}", server.proc.stderr());
 
     let outputs = [
-        ("serve stdout", server.proc.stdout_so_far()),
+        ("serve stdout", server.proc.stdout_to_end()),
         ("serve stderr", server.proc.stderr()),
-        ("worker stdout", worker.stdout_so_far()),
+        ("worker stdout", worker.stdout_to_end()),
         ("worker stderr", worker.stderr()),
         ("intruder stderr", intruder.stderr()),
     ];
@@ -80,7 +80,7 @@ fn json_logs_at_debug_level_are_json_and_carry_no_token() {
     assert!(serve_log.contains("unauthorized"), "{serve_log}");
     // In the JSON format, what serve says on standard output (addresses, a line per result, the
     // final result) is JSON too: a collector of both streams sees nothing else.
-    let serve_out = server.proc.stdout_so_far();
+    let serve_out = server.proc.stdout_to_end();
     assert!(
         serve_out.contains("\"message\":\"final result\""),
         "{serve_out}"
