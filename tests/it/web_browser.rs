@@ -517,13 +517,14 @@ async fn a_run_watched_live() {
             );
         }
         // The ETA, once shown, agrees with the remaining time the server's own progress implies:
-        // its rate between two status reads, over a tenth of the job.
+        // its rate between two status reads 5 s apart — the window of the page's own rate, so
+        // that both measure the same stretch of a rate that moves with the machine's load.
         wait_until(&tab, "document.getElementById('eta').dataset.etaS !== undefined");
         eval_async(
             &tab,
             "fetch('/api/status').then(r => r.json()).then(s => { window.__first = [performance.now(), Number(s.run.done_terms), s.run.progress]; return true; })",
         );
-        wait_until(&tab, "document.getElementById('progress').value > window.__first[2] + 0.1");
+        wait_until(&tab, "performance.now() - window.__first[0] >= 5000 || document.getElementById('run-state').textContent === 'complete'");
         let v = eval_async(
             &tab,
             "fetch('/api/status').then(r => r.json()).then(s => { const [t0, d0] = window.__first; const rate = (Number(s.run.done_terms) - d0) / ((performance.now() - t0) / 1000); return JSON.stringify([Number(document.getElementById('eta').dataset.etaS), (s.run.terms - Number(s.run.done_terms)) / rate, s.run.complete]); })",
@@ -534,6 +535,7 @@ async fn a_run_watched_live() {
             v[1].as_f64().unwrap_or(0.0),
             v[2] == Value::Bool(true),
         );
+        eprintln!("time left: the page's {page_eta:.1} s, the server's progress {server_eta:.1} s (complete: {complete})");
         assert!(
             complete || (page_eta - server_eta).abs() <= 0.5 * server_eta + 2.0,
             "the page's estimate {page_eta} s against the server's progress {server_eta} s"
