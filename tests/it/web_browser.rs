@@ -950,10 +950,23 @@ async fn the_history_is_not_redrawn_when_nothing_is_new() {
             &tab,
             &format!("document.getElementById('view-run').textContent === '{run}' && Number(document.getElementById('history').dataset.received) > 0"),
         );
-        // Live: a full first page, then a few updates with new results.
+        // Live: a full first page, then a few updates with new results; the whole page on
+        // screen, so that every row is written with its update (rows out of view are written
+        // once the history is left alone, which it is not while results stream in).
+        viewport(&tab, 1360, 1800, false);
+        eval(
+            &tab,
+            "document.getElementById('history').scrollIntoView(), true",
+        );
         wait_until(
             &tab,
             "document.querySelectorAll('#history-body tr').length === 50",
+        );
+        // Watched from a moment when every row is written: a row written later was added
+        // meanwhile.
+        wait_until(
+            &tab,
+            &format!("window.piswarmHooks.unwritten === 0 && {WATCH_ROWS}"),
         );
         let renders = eval(
             &tab,
@@ -961,12 +974,6 @@ async fn the_history_is_not_redrawn_when_nothing_is_new() {
         )
         .as_i64()
         .unwrap();
-        // Watched from a moment when every row shown is written (rows out of view are written
-        // after their update, when the page is idle): a row written later was added meanwhile.
-        wait_until(
-            &tab,
-            &format!("window.piswarmHooks.unwritten === 0 && {WATCH_ROWS}"),
-        );
         wait_until(
             &tab,
             &format!(
