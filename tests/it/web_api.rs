@@ -879,10 +879,12 @@ async fn a_thousand_local_clients_complete_exactly() {
         assert_eq!(c["created"], json!(crowd));
         if crowd == 1000 {
             // A thousand clients at once add no thread each (the shared pool is one per core).
+            // The count is the whole test process's, where other tests run their own threads
+            // meanwhile (11 more than before was seen once): a bound far below one per client.
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             let added = process_threads().saturating_sub(threads_before);
             assert!(
-                added <= cores + 8,
+                added <= cores + 48,
                 "{added} threads more with 1 000 local clients running"
             );
         }
