@@ -304,7 +304,7 @@
   // History redraws (the rows rewritten): a test hook, `data-renders`.
   let renders = 0;
   // Test hooks that must not touch the DOM (see onLive).
-  window.piswarmHooks = { updates: 0, unwritten: 0 };
+  window.piswarmHooks = { updates: 0 };
 
   // The live view: the newest results of the current run, unfiltered, on the first page.
   const atLiveHead = () => following() && H.state === "done" && H.sort === "arrival" && H.order === "desc" &&
@@ -326,6 +326,7 @@
   // Test hook: `piswarmHooks.unwritten`, rows whose text is not written yet.
   const rowKey = (r) => (r.assigned_at !== undefined ? "f" + r.id : "s" + r.seq);
   const unwritten = new Set(), veiled = new Set();
+  Object.defineProperty(window.piswarmHooks, "unwritten", { get: () => unwritten.size });
   let rowTemplate = null;
   function newCells() {
     if (!rowTemplate) {
@@ -392,19 +393,17 @@
     const kids = $("history-body").children;
     const [first, last] = nearRows(kids.length);
     for (let i = first; i < last; i++) show(kids[i]);
-    window.piswarmHooks.unwritten = unwritten.size;
   }
   addEventListener("scroll", showNear, { passive: true });
   addEventListener("resize", showNear);
   // A printed page shows every row.
-  addEventListener("beforeprint", () => { for (const tr of [...veiled]) show(tr); window.piswarmHooks.unwritten = unwritten.size; });
+  addEventListener("beforeprint", () => { for (const tr of [...veiled]) show(tr); });
   // Find in page shows a row it found by itself.
   $("history-body").addEventListener("beforematch", (e) => show(e.target.closest("tr")));
   // The rows out of view, written a second after the history last changed, in idle time: about
   // 4 ms of work at a time, or as much when the page has not been idle for half a second.
   let idleWrite = 0, quiet = 0;
   function writeLater() {
-    window.piswarmHooks.unwritten = unwritten.size;
     clearTimeout(quiet);
     cancelIdleCallback(idleWrite);
     idleWrite = 0;
@@ -419,7 +418,6 @@
         writeRow(tr);
         if (performance.now() >= end) break;
       }
-      window.piswarmHooks.unwritten = unwritten.size;
       writeSome();
     }, { timeout: 500 });
   }
