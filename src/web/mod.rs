@@ -200,9 +200,14 @@ fn build(node: Node, options: WebOptions) -> (Router, AppState) {
         pages: Arc::new(page::Pages::new()),
         openapi: Arc::new(openapi),
     };
+    let scripts = page::SCRIPTS
+        .into_iter()
+        .fold(Router::new(), |router, (path, body)| {
+            router.route(path, get(move || async move { page::script(body) }))
+        });
     let router = Router::new()
         .route("/", get(page::index))
-        .route("/assets/app.js", get(page::app_js))
+        .merge(scripts)
         .route("/assets/style.css", get(page::style_css))
         .route("/favicon.svg", get(page::favicon))
         .route("/favicon.ico", get(page::favicon))

@@ -12,10 +12,17 @@ use axum::response::{Html, IntoResponse, Response};
 use minijinja::{context, Environment};
 
 const INDEX: &str = include_str!("assets/index.html");
-const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 const FAVICON: &str = include_str!("assets/favicon.svg");
 const JOIN_HTML: &str = include_str!("assets/join.html");
+
+/// The dashboard's scripts, by path: ES modules (the page loads app.js, which imports the others
+/// by these paths).
+pub const SCRIPTS: [(&str, &str); 3] = [
+    ("/assets/app.js", include_str!("assets/app.js")),
+    ("/assets/format.js", include_str!("assets/format.js")),
+    ("/assets/plots.js", include_str!("assets/plots.js")),
+];
 
 /// The dashboard's Content-Security-Policy: its own script and style only.
 const INDEX_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
@@ -122,8 +129,9 @@ pub(super) fn asset(kind: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, kind)], body).into_response()
 }
 
-pub async fn app_js() -> Response {
-    asset("text/javascript; charset=utf-8", APP_JS)
+/// One of [`SCRIPTS`].
+pub fn script(body: &'static str) -> Response {
+    asset("text/javascript; charset=utf-8", body)
 }
 
 /// `GET /favicon.svg` (and `/favicon.ico`, which browsers ask for on their own).

@@ -444,11 +444,51 @@ async fn the_page_is_english_or_portuguese() {
             "no external resources"
         );
     }
-    for asset in ["/assets/app.js", "/assets/style.css", "/api/openapi.json"] {
+    for asset in ["/assets/style.css", "/api/openapi.json"] {
         let res = f.app.clone().oneshot(get(asset)).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{asset}");
     }
+    // Every script the page loads, and every module those import, is served as JavaScript.
+    let res = f.app.clone().oneshot(get("/")).await.unwrap();
+    let html =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let mut todo: Vec<String> = quoted_after(&html, "<script type=\"module\" src=\"");
+    assert_eq!(todo, ["/assets/app.js"], "the page's one script");
+    let mut served = Vec::new();
+    while let Some(path) = todo.pop() {
+        if served.contains(&path) {
+            continue;
+        }
+        let res = f.app.clone().oneshot(get(&path)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8",
+            "{path}"
+        );
+        let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
+            .unwrap();
+        todo.extend(
+            quoted_after(&text, " from \"./")
+                .into_iter()
+                .map(|name| format!("/assets/{name}")),
+        );
+        served.push(path);
+    }
+    served.sort();
+    assert_eq!(
+        served,
+        ["/assets/app.js", "/assets/format.js", "/assets/plots.js"]
+    );
     f.node.shutdown().await.unwrap();
+}
+
+/// Each text between `prefix` and the next `"` in `text`.
+fn quoted_after(text: &str, prefix: &str) -> Vec<String> {
+    text.split(prefix)
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_string())
+        .collect()
 }
 
 /// A JSON Schema validator for one schema of the OpenAPI document: the document's components
