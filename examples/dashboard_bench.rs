@@ -8,14 +8,17 @@
 //! asserts nothing.
 //!
 //! ```text
-//! cargo run --release --example dashboard_bench -- [RESULTS] [--idle] [--paging PAGES] [--trace] [--css FILE]
+//! cargo run --release --example dashboard_bench -- [RESULTS] [--idle] [--paging PAGES] [--trace] [--css FILE] [--shared-session]
 //! ```
 //! `--idle` measures only the page left alone (quick comparisons); `--paging PAGES` only PAGES
 //! clicks on Next at 250 rows a page and at 50, with the part of each that is the page's script
 //! writing its rows; `--trace` also traces each idle window (or each paging) and prints where
 //! the main thread's time went, by Chromium's names for its work (and writes the whole trace, for
 //! Perfetto, to the file `PISWARM_TRACE_OUT` names, if set); `--css FILE` adds a style sheet to
-//! the page's own, to try a layout without a build.
+//! the page's own, to try a layout without a build. The browser is started in a session of its
+//! own (`setsid`), as a desktop starts one, so that where the kernel's autogroup is on it is not
+//! one thread among the threads of whatever this was started beside (a test suite started from
+//! the same shell, say); `--shared-session` starts it in this process's session instead.
 //! RESULTS defaults to 100 000. They are written straight into a fresh SQLite store through
 //! the store's writer (one run of RESULTS intervals of 1000 terms, accepted in a shuffled order
 //! from 40 worker names, with exact sums and π partials; and a small run of 1000 results to
@@ -399,6 +402,17 @@ async fn main() {
     let css: Option<String> = args.iter().position(|a| a == "--css").map(|i| {
         std::fs::read_to_string(args.get(i + 1).expect("--css FILE")).expect("--css FILE")
     });
+    // `--shared-session`: the browser in this process's session, not one of its own (see
+    // chromium::browser_in_own_session).
+    let shared_session = args.iter().any(|a| a == "--shared-session");
+    println!(
+        "the browser runs in {}",
+        if shared_session {
+            "this process's session (--shared-session)"
+        } else {
+            "a session of its own, as a desktop starts it (--shared-session: in this one)"
+        }
+    );
     let n: u64 = args
         .iter()
         .enumerate()
@@ -458,7 +472,11 @@ async fn main() {
         cold.as_secs_f64() * 1000.0
     );
     let report = tokio::task::spawn_blocking(move || {
-        let (browser, _profile) = chromium::browser();
+        let (browser, _profile) = if shared_session {
+            chromium::browser_sized(None)
+        } else {
+            chromium::browser_in_own_session(None)
+        };
         let tab = browser.new_tab().unwrap();
         // A 1360 × 900 screen.
         tab.call_method(Emulation::SetDeviceMetricsOverride {

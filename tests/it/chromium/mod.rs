@@ -5,6 +5,7 @@
 
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,11 +26,38 @@ pub fn browser() -> (Browser, tempfile::TempDir) {
 /// A headless Chromium with a fresh profile (kept alive by the returned directory) and, if
 /// given, its window's size in pixels: the one launcher of every browser test and bench.
 pub fn browser_sized(window: Option<(u32, u32)>) -> (Browser, tempfile::TempDir) {
+    launch(window, false)
+}
+
+/// A headless Chromium as [`browser_sized`] makes, started in a session of its own (`setsid`),
+/// as a desktop starts a browser: where the kernel's autogroup is on, Linux then shares the CPU
+/// between the browser's session and the one that started it (a terminal's, running tests,
+/// say) before sharing it between their threads. For benchmarks of the page as a user sees it.
+pub fn browser_in_own_session(window: Option<(u32, u32)>) -> (Browser, tempfile::TempDir) {
+    launch(window, true)
+}
+
+fn launch(window: Option<(u32, u32)>, own_session: bool) -> (Browser, tempfile::TempDir) {
     assert!(
         std::path::Path::new(CHROMIUM).exists(),
         "the browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)"
     );
     let profile = tempfile::tempdir().unwrap();
+    // The launcher runs the path it is given with its arguments; `setsid` (util-linux) makes a
+    // new session and runs Chromium in it, in the same process (the launcher's child leads no
+    // process group), so the launcher still holds Chromium's own process.
+    let path = if own_session {
+        let script = profile.path().join("chromium-in-own-session");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\nexec setsid {CHROMIUM} \"$@\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    } else {
+        PathBuf::from(CHROMIUM)
+    };
     let args: Vec<OsString> = [
         "--headless",
         "--no-sandbox",
@@ -45,7 +73,7 @@ pub fn browser_sized(window: Option<(u32, u32)>) -> (Browser, tempfile::TempDir)
     .map(OsString::from)
     .collect();
     let options = LaunchOptions::default_builder()
-        .path(Some(PathBuf::from(CHROMIUM)))
+        .path(Some(path))
         .sandbox(false)
         .headless(true)
         .window_size(window)
