@@ -24,6 +24,7 @@
 # deadline; the containers, the volume and the image are removed on exit (the base is kept).
 # Prints one line per check and "container: N passed, M failed"; exits non-zero if any check
 # fails.
+# `--base-only`: only the tools and the base, no binary needed (then "container: 1 passed").
 # Environment: PISWARM_BIN, PISWARM_DEBIAN_MIRROR (default: the mirror apt uses for bookworm here,
 # or debootstrap's own).
 set -euo pipefail
@@ -54,13 +55,23 @@ die() {
   exit 1
 }
 
+# --base-only: only install what is missing and make the Debian base (CI does it in the
+# background while the tests run), then exit.
+base_only=false
+if [[ "${1:-}" == --base-only ]]; then
+  base_only=true
+elif [[ $# -gt 0 ]]; then
+  echo "usage: test-container.sh [--base-only]" >&2
+  exit 2
+fi
+
 if [[ "$(id -u)" -ne 0 ]]; then
   echo "test-container: needs root (podman as root, debootstrap, apt-get)" >&2
   exit 2
 fi
 piswarm="${PISWARM_BIN:-${repo_dir}/target/release/piswarm}"
 [[ "${piswarm}" == /* ]] || piswarm="${PWD}/${piswarm}"
-[[ -x "${piswarm}" ]] || die "no piswarm binary at ${piswarm} (build it, or set PISWARM_BIN)"
+"${base_only}" || [[ -x "${piswarm}" ]] || die "no piswarm binary at ${piswarm} (build it, or set PISWARM_BIN)"
 
 missing=()
 for tool in podman:podman runc:runc debootstrap:debootstrap; do
@@ -74,7 +85,8 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/piswarm-container.XXXXXX")"
-dangling_before=""
+# The build's stages (untagged images) that were there before: the cleanup leaves them.
+dangling_before="$(timeout 60 podman images -a -q --filter dangling=true 2>/dev/null | tr '\n' ' ' || true)"
 name="piswarm-test-$$"
 volume="piswarm-test-data-$$"
 podman=(timeout 300 podman --runtime runc)
@@ -134,6 +146,9 @@ else
 fi
 
 started=${SECONDS}
+if "${base_only}"; then
+  exit 0
+fi
 dangling_before="$(podman images -a -q --filter dangling=true | tr '\n' ' ')"
 mkdir -p "${work}/context"
 cp "${piswarm}" "${work}/context/piswarm"

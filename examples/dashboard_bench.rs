@@ -214,20 +214,24 @@ fn page_through(tab: &Tab, size: u32, pages: usize) -> Vec<f64> {
         "document.getElementById('history').scrollIntoView(), true",
     );
     let mut times = Vec::new();
-    let mut scripts = Vec::new();
+    let (mut fetches, mut scripts) = (Vec::new(), Vec::new());
     while times.len() < pages
         && eval(tab, "document.getElementById('history-next').disabled") == Value::Bool(false)
     {
         times.push(click_to_drawn(tab, "history-next"));
-        scripts.push(
-            eval(
-                tab,
-                "Number(document.getElementById('history').dataset.renderMs)",
-            )
-            .as_f64()
-            .unwrap(),
+        let both = eval(
+            tab,
+            "JSON.stringify([Number(document.getElementById('history').dataset.fetchMs), Number(document.getElementById('history').dataset.renderMs)])",
         );
+        let [fetch, script]: [f64; 2] =
+            serde_json::from_str(both.as_str().expect("two numbers")).unwrap();
+        fetches.push(fetch);
+        scripts.push(script);
     }
+    summary(
+        &format!("  of which waiting for the page of {size} rows"),
+        fetches,
+    );
     summary(
         &format!("  of which the script writing {size} rows"),
         scripts,

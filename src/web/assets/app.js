@@ -408,6 +408,7 @@ async function loadPage(where) {
       const h = $("history"), now = performance.now();
       h.dataset.pageMs = (now - t0).toFixed(1);
       h.dataset.renderMs = renderMs.toFixed(1);
+      h.dataset.fetchMs = (t1 - t0).toFixed(1);
       h.dataset.drawnAt = now.toFixed(1);
       h.dataset.pages = String(Number(h.dataset.pages || 0) + 1);
     }, 0));
