@@ -1,4 +1,4 @@
-//! The dashboard's page: one minijinja template (autoescaped), its CSS and script, all embedded in
+//! The dashboard's page: one minijinja template (autoescaped), its CSS and scripts, all embedded in
 //! the binary, and the page's strings in English and Brazilian Portuguese.
 //!
 //! The page is rendered once; everything that changes afterwards is fetched by the script from
