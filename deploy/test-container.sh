@@ -149,7 +149,6 @@ started=${SECONDS}
 if "${base_only}"; then
   exit 0
 fi
-dangling_before="$(podman images -a -q --filter dangling=true | tr '\n' ' ')"
 mkdir -p "${work}/context"
 cp "${piswarm}" "${work}/context/piswarm"
 if "${podman[@]}" build --network=host "${limits[@]}" -f "${deploy_dir}/Containerfile" \
