@@ -1183,8 +1183,14 @@ async fn a_long_page_shows_the_rows_on_screen_first() {
         let pages = eval(&tab, "Number(document.getElementById('history').dataset.pages)");
         set_value(&tab, "history-page-size", "250");
         wait_until(&tab, &format!("Number(document.getElementById('history').dataset.pages) > {pages} && document.querySelectorAll('#history-body tr').length === 250"));
-        // Shown: the rows from the top of the screen to four rows below its bottom (876 px of
-        // 24 px rows below the header: 37, and 4), and no other.
+        // The history scrolls in a box of its own, the pager below it in view.
+        assert_eq!(
+            eval(&tab, "(() => { const box = document.getElementById('history-box'); const pager = document.getElementById('history-last').getBoundingClientRect(); return box.scrollHeight > box.clientHeight && getComputedStyle(box).overflowY === 'auto' && pager.bottom <= innerHeight; })()"),
+            Value::Bool(true),
+            "the history scrolls in its box, the pager in view"
+        );
+        // Shown: the rows from the top of the box to four rows below its bottom (a box of 512 px
+        // at this size, 24 px rows below its header: 21, and 4), and no other.
         let shown = |tab: &Tab| -> Vec<u64> {
             serde_json::from_value::<Vec<u64>>(eval_json(
                 tab,
@@ -1194,7 +1200,7 @@ async fn a_long_page_shows_the_rows_on_screen_first() {
         };
         let first = shown(&tab);
         assert!(
-            first.len() >= 37 && first.len() <= 42 && first == (0..first.len() as u64).collect::<Vec<_>>(),
+            first.len() >= 24 && first.len() <= 26 && first == (0..first.len() as u64).collect::<Vec<_>>(),
             "the rows shown with the page: {first:?}"
         );
         assert_eq!(
@@ -1212,9 +1218,9 @@ async fn a_long_page_shows_the_rows_on_screen_first() {
             .unwrap()
         };
         assert_eq!(cells(&tab), expected);
-        // A scroll to the end of the page shows the rows it brings on screen.
+        // A scroll to the end of the page shows the rows it brings into the box.
         eval(&tab, "document.querySelector('#history-body tr:last-child').scrollIntoView({ block: 'end' }), true");
-        wait_until(&tab, "[...document.querySelectorAll('#history-body tr')].filter((tr) => { const r = tr.getBoundingClientRect(); return r.bottom > 0 && r.top < innerHeight; }).every((tr) => !tr.hidden && tr.children.length === 9)");
+        wait_until(&tab, "(() => { const box = document.getElementById('history-box').getBoundingClientRect(); const rows = [...document.querySelectorAll('#history-body tr')].filter((tr) => { const r = tr.getBoundingClientRect(); return r.bottom > Math.max(box.top, 0) && r.top < Math.min(box.bottom, innerHeight); }); return rows.length >= 20 && rows.every((tr) => !tr.hidden && tr.children.length === 9); })()");
         assert!(shown(&tab).contains(&249));
         assert_eq!(cells(&tab), expected);
         // Printed, the page shows every row.

@@ -245,13 +245,17 @@ function writeRow(tr) {
   setProp(cells[5], "title", odd);
   setStamp(cells[8], inFlight ? r.assigned_at : r.timestamp);
 }
-// The rows [first, last) of `n` that are on screen or within four rows of it. Every row has the
+// The rows [first, last) of `n` that are on screen or within four rows of it: in the history's
+// box (a scroll box of its own, its header on top) where the box is on screen. Every row has the
 // header row's height (style.css).
 function nearRows(n) {
   const head = $("history").tHead.rows[0].getBoundingClientRect();
   const h = head.height;
   if (!h) return [0, 0];
-  return [Math.max(0, Math.floor(-head.bottom / h) - 4), Math.min(n, Math.ceil((innerHeight - head.bottom) / h) + 4)];
+  const box = $("history-box").getBoundingClientRect();
+  const top = $("history-body").getBoundingClientRect().top;
+  const from = Math.max(head.bottom, 0), to = Math.min(box.bottom, innerHeight);
+  return [Math.max(0, Math.floor((from - top) / h) - 4), Math.min(n, Math.max(0, Math.ceil((to - top) / h) + 4))];
 }
 function showNear() {
   if (!veiled.size) return;
@@ -260,6 +264,7 @@ function showNear() {
   for (let i = first; i < last; i++) show(kids[i]);
 }
 addEventListener("scroll", showNear, { passive: true });
+$("history-box").addEventListener("scroll", showNear, { passive: true });
 addEventListener("resize", showNear);
 // A printed page shows every row.
 addEventListener("beforeprint", () => { for (const tr of [...veiled]) show(tr); });
