@@ -541,7 +541,11 @@ async fn a_run_watched_live() {
             "the page's estimate {page_eta} s against the server's progress {server_eta} s"
         );
         if let Some(path) = screenshot {
+            // The whole page, down to the history's pager.
+            let height = eval(&tab, "document.documentElement.scrollHeight").as_u64().unwrap();
+            viewport(&tab, 1360, height as u32, false);
             eval(&tab, "window.scrollTo(0, 0), true");
+            wait_until(&tab, "[...document.querySelectorAll('#history-body tr')].slice(0, 15).every((tr) => !tr.hidden)");
             let png = tab
                 .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
                 .unwrap();
@@ -549,6 +553,9 @@ async fn a_run_watched_live() {
         }
         if let Some(path) = phone {
             viewport(&tab, 390, 844, true);
+            // At a moment when the results form a prefix of the job, so that the corrected
+            // estimate has a value.
+            wait_until(&tab, "document.getElementById('f-corrected').textContent !== '–'");
             // The plots are redrawn at the new width.
             wait_until(&tab, "(() => { const s = document.getElementById('error-plot'); return Math.abs(s.viewBox.baseVal.width - Math.max(280, s.clientWidth)) < 2; })()");
             let png = tab

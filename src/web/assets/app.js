@@ -180,14 +180,16 @@ const atLiveHead = () => following() && H.state === "done" && H.sort === "arriva
 // results; rows are added or removed in one step. Nothing that did not change is written, and
 // the rows' columns and height never depend on their text (style.css).
 //
-// Only the rows on screen (and four rows around) are written and shown with the page. The
-// others are hidden until found (`hidden="until-found"`: not laid out nor painted, yet found by
-// the browser's find in page, which shows them), and written once the history has been left
-// alone for a second, in idle time, a few at a time (someone paging fast does not pay for rows
-// they never see); a scroll or a new size shows the ones it brings near, written first if need
-// be, before the frame that shows them, and printing shows them all. A page of 250 rows costs
-// what the rows on screen cost. Where the rows are is read before anything is written, while
-// the page's layout is still valid: nothing forces a layout.
+// The history scrolls in a box of its own (style.css), so that a page change draws the rows in
+// the box, about twenty, not a screenful. Only the rows in view (and four rows around) are
+// written and shown with the page. The others are hidden until found (`hidden="until-found"`:
+// not laid out nor painted, yet found by the browser's find in page, which shows them), and
+// written once the history has been left alone for a second, in idle time, a few at a time
+// (someone paging fast does not pay for rows they never see); a scroll (of the page or of the
+// box) or a new size shows the ones it brings near, written first if need be, before the frame
+// that shows them, and printing shows them all. A page of 250 rows costs what the rows in view
+// cost. Where the rows are is read before anything is written, while the page's layout is
+// still valid: nothing forces a layout.
 // Test hook: `piswarmHooks.unwritten`, rows whose text is not written yet.
 const rowKey = (r) => (r.assigned_at !== undefined ? "f" + r.id : "s" + r.seq);
 const unwritten = new Set(), veiled = new Set();
